@@ -1,0 +1,65 @@
+/* roundguard-echo's request handling: a small llhttp server that reflects JSON. */
+#ifndef ROUNDGUARD_ECHO_H
+#define ROUNDGUARD_ECHO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_tokener;
+
+struct echo_options {
+	uint64_t max_body;	/* bytes; larger bodies get 413 */
+	bool access_log;	/* one info line per request */
+};
+
+enum echo_route {
+	ECHO_ROUTE_NOT_FOUND,
+	ECHO_ROUTE_REFLECT,
+	ECHO_ROUTE_LIVE,
+};
+
+const char *echo_route_str(enum echo_route route);
+
+/* Route a request target; the query string is ignored. */
+enum echo_route echo_route_match(const char *target, size_t len);
+
+/*
+ * The Allow header value when method (an llhttp method number) is not
+ * allowed on route, NULL when it is (or the route does not exist).
+ */
+const char *echo_route_disallows(enum echo_route route, int method);
+
+enum echo_json_state {
+	ECHO_JSON_PARTIAL,	/* nothing or an incomplete value so far */
+	ECHO_JSON_DONE,		/* one complete value, only whitespace after it */
+	ECHO_JSON_INVALID,
+};
+
+/*
+ * Streaming JSON validation, fed the body piece by piece as it arrives so
+ * that it is never copied into one block. Exactly one JSON value (any type)
+ * with optional surrounding whitespace is valid.
+ */
+struct echo_json {
+	struct json_tokener *tok;
+	enum echo_json_state state;
+	bool in_string;		/* lexical state of the checks json-c omits */
+	bool escaped;
+	unsigned char prev;	/* last byte outside strings */
+};
+
+int echo_json_init(struct echo_json *ej);
+void echo_json_reset(struct echo_json *ej);
+void echo_json_feed(struct echo_json *ej, const char *buf, size_t len);
+bool echo_json_finish(struct echo_json *ej);
+void echo_json_free(struct echo_json *ej);
+
+/*
+ * Serve HTTP on the listening socket fd until SIGTERM or SIGINT, then stop
+ * accepting, finish the requests in flight (within a second) and return 0;
+ * returns 1 when the event loop cannot be set up.
+ */
+int echo_worker_run(int fd, const struct echo_options *opts);
+
+#endif

@@ -1,0 +1,105 @@
+/* HTTP helpers shared by the proxy and the echo daemon: reason phrases and JSON error responses. */
+#ifndef ROUNDGUARD_HTTP_H
+#define ROUNDGUARD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+/* More header lines than this in one head is answered with 431. */
+#define HTTP_FIELDS_MAX 128
+
+/* A piece of a message head, as an offset into the buffer that holds the head. */
+struct http_span {
+	uint32_t off;
+	uint32_t len;
+};
+
+struct http_field {
+	struct http_span name;
+	struct http_span value;
+};
+
+/* A parsed request or response head; the bytes stay where llhttp found them. */
+struct http_head {
+	struct http_span method;	/* requests */
+	struct http_span target;	/* requests */
+	struct http_span reason;	/* responses */
+	int status;			/* responses */
+	uint8_t major, minor;
+	uint16_t nfields;
+	struct http_field fields[HTTP_FIELDS_MAX];
+};
+
+/* Grow span s by a piece found at off (llhttp hands over pieces as they arrive). */
+void http_span_extend(struct http_span *s, uint32_t off, uint32_t len);
+
+/*
+ * Whether a header is hop-by-hop and so never forwarded: Connection,
+ * Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Proxy-Authorization,
+ * Proxy-Authenticate, or any name listed in a Connection header of the head.
+ */
+bool http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name,
+    size_t len);
+
+/* Case-insensitive name comparison with a NUL-terminated lower-case name. */
+bool http_name_is(const char *name, size_t len, const char *lower);
+
+/* Request line for the backend: "METHOD <prefix><target> HTTP/1.1\r\n". */
+int http_write_request_line(struct evbuffer *out, const char *base, const struct http_head *h,
+    const char *prefix);
+
+/*
+ * The request's header block for the backend, blank line included: the
+ * client's headers minus hop-by-hop ones, Host kept (or set to fallback_host
+ * when the client sent none and it is not NULL), X-Forwarded-For with client_ip appended to any
+ * the client sent, X-Forwarded-Proto and X-Forwarded-Host set.
+ */
+int http_write_request_fields(struct evbuffer *out, const char *base, const struct http_head *h,
+    const char *client_ip, const char *fallback_host);
+
+enum http_conn_mode {
+	HTTP_CONN_KEEP,		/* HTTP/1.1 client: persistent by default, nothing to say */
+	HTTP_CONN_KEEP_10,	/* HTTP/1.0 client that asked for keep-alive */
+	HTTP_CONN_CLOSE,	/* this answer ends the connection */
+};
+
+/*
+ * The response head for the client: status line, the backend's headers minus
+ * hop-by-hop ones (and minus Transfer-Encoding when dechunk), X-Backend-Server,
+ * the Connection header mode asks for, blank line.
+ */
+int http_write_response_head(struct evbuffer *out, const char *base, const struct http_head *h,
+    const char *backend, enum http_conn_mode mode, bool dechunk);
+
+/* Reason phrase for a status code ("Not Found"); "Unknown" for codes it does not know. */
+const char *http_reason(int status);
+
+/* Default human description used in error bodies for a status Roundguard makes itself. */
+const char *http_error_description(int status);
+
+/*
+ * The {"title":...,"description":...} body every error made by Roundguard
+ * carries, with both strings JSON-escaped. title NULL means the reason phrase,
+ * description NULL the default description. Returns the length it needs (like
+ * snprintf); the output is NUL-terminated when buflen > 0.
+ */
+size_t http_error_body(char *buf, size_t buflen, int status, const char *title,
+    const char *description);
+
+/*
+ * Append a complete HTTP/1.1 error response to out: status line, JSON
+ * Content-Type, Content-Length, "Connection: close" unless keep_alive, the
+ * extra header lines (each ending in "\r\n", may be NULL) and the JSON body.
+ * head_only leaves the body out (for HEAD requests) but keeps its length.
+ * Returns 0, or -1 when out could not grow.
+ */
+int http_error_response(struct evbuffer *out, int status, const char *title,
+    const char *description, const char *extra_headers, bool keep_alive, bool head_only);
+
+/* Cached "Date: ..." value (IMF-fixdate) for the current second. */
+const char *http_date_now(void);
+
+#endif

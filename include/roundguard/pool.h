@@ -1,0 +1,56 @@
+/* Per-worker keep-alive pools of backend connections: LIFO per backend, bounded. */
+#ifndef ROUNDGUARD_POOL_H
+#define ROUNDGUARD_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event_struct.h>
+#include <llhttp.h>
+
+struct event_base;
+struct evbuffer;
+struct http_head;
+
+/* One connection to a backend, either lent to a client or idle in the pool. */
+struct upconn {
+	LIST_ENTRY(upconn) idle;	/* in the pool while idle */
+	int fd;
+	uint32_t backend;
+	struct event rev;
+	struct event wev;
+	struct evbuffer *in;		/* response bytes not yet passed on */
+	struct evbuffer *out;		/* request bytes not yet written */
+	llhttp_t parser;
+	struct http_head *head;		/* response head spans while it is parsed */
+	size_t fed;			/* bytes of in already given to llhttp */
+	void *owner;			/* the client using it, NULL when idle */
+	uint32_t requests;		/* served on this connection */
+	bool connecting;
+};
+
+struct pool;
+
+/* A pool for nbackends backends keeping at most max_idle idle connections each. */
+struct pool *pool_new(struct event_base *base, uint32_t nbackends, int max_idle);
+void pool_free(struct pool *p);
+
+/* A fresh connection object (not connected yet), or NULL. */
+struct upconn *upconn_new(uint32_t backend);
+void upconn_free(struct upconn *u);
+
+/*
+ * The most recently used idle connection to backend, taken out of the pool;
+ * NULL when there is none. Connections the backend closed meanwhile were
+ * already dropped when their close was seen.
+ */
+struct upconn *pool_get(struct pool *p, uint32_t backend);
+
+/* Give back a connection whose exchange ended cleanly; closed if the pool is full. */
+void pool_put(struct pool *p, struct upconn *u);
+
+/* Idle connections across all backends. */
+uint32_t pool_idle_count(const struct pool *p);
+
+#endif

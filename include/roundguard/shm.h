@@ -1,0 +1,46 @@
+/* Creating, mapping and reading the shared-memory segment (see shm-t.h). */
+#ifndef ROUNDGUARD_SHM_H
+#define ROUNDGUARD_SHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roundguard/shm-t.h"
+
+/* A process's view of one segment; pointers are valid in every child after fork. */
+struct shm {
+	struct shm_header *hdr;
+	_Atomic uint64_t *live;
+	struct shm_backend *backends;
+	struct shm_worker *workers;
+	size_t size;
+	char name[64];		/* "/roundguardd.<pid>" or "/roundguardd.<pid>.<gen>" */
+};
+
+/* Bytes needed for a segment with these dimensions. */
+size_t shm_layout_size(uint32_t nbackends, uint32_t nworkers);
+
+/* Lay out a zeroed region: header and offsets filled in, every backend down. */
+void shm_layout_init(void *base, size_t size, uint32_t nbackends, uint32_t nworkers);
+
+/* Point s at an initialised region (checks magic and version). */
+int shm_attach(struct shm *s, void *base, size_t size);
+
+/*
+ * shm_open(name, O_CREAT|O_EXCL, 0600), size, map shared and initialise. On
+ * failure err names the call ("shm_open(\"/roundguardd.42\") failed: ...").
+ */
+int shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworkers,
+    char *err, size_t errlen);
+
+/* Unmap; the master also unlinks the name (shm_destroy). */
+void shm_unmap(struct shm *s);
+void shm_destroy(struct shm *s);
+
+/* Live-bit helpers: the checker sets and clears, workers may clear (passive). */
+void shm_set_live(struct shm *s, uint32_t backend, bool up);
+bool shm_is_live(const struct shm *s, uint32_t backend);
+uint32_t shm_live_count(const struct shm *s);
+
+#endif

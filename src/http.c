@@ -1,0 +1,354 @@
+/* HTTP helpers shared by the proxy and the echo daemon: reason phrases and JSON error responses. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "roundguard/http.h"
+
+const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 417: return "Expectation Failed";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default:  return "Unknown";
+	}
+}
+
+const char *
+http_error_description(int status)
+{
+	switch (status) {
+	case 400: return "The request could not be parsed as HTTP";
+	case 404: return "The requested resource does not exist";
+	case 405: return "The method is not allowed for the requested resource";
+	case 408: return "The request was not received in time";
+	case 413: return "The request body is larger than the configured limit";
+	case 414: return "The request target is longer than the configured limit";
+	case 417: return "Only the 100-continue expectation is supported";
+	case 431: return "The request headers are larger than the configured limit";
+	case 501: return "The request uses a feature that is not implemented";
+	case 502: return "The upstream server failed to answer the request";
+	case 503: return "There's no instance of application that can process this request";
+	case 504: return "The upstream server did not answer in time";
+	default:  return http_reason(status);
+	}
+}
+
+/* Append s to buf[*off] as JSON string content, counting what does not fit. */
+static void
+json_escape_into(char *buf, size_t buflen, size_t *off, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		char tmp[8];
+		size_t n;
+
+		if (c == '"' || c == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)c;
+			n = 2;
+		} else if (c < 0x20) {
+			n = (size_t)snprintf(tmp, sizeof(tmp), "\\u%04x", c);
+		} else {
+			tmp[0] = (char)c;
+			n = 1;
+		}
+		for (size_t i = 0; i < n; i++, (*off)++)
+			if (*off + 1 < buflen)
+				buf[*off] = tmp[i];
+	}
+}
+
+static void
+raw_into(char *buf, size_t buflen, size_t *off, const char *s)
+{
+	for (; *s != '\0'; s++, (*off)++)
+		if (*off + 1 < buflen)
+			buf[*off] = *s;
+}
+
+size_t
+http_error_body(char *buf, size_t buflen, int status, const char *title,
+    const char *description)
+{
+	size_t off = 0;
+
+	if (title == NULL)
+		title = http_reason(status);
+	if (description == NULL)
+		description = http_error_description(status);
+	raw_into(buf, buflen, &off, "{\"title\":\"");
+	json_escape_into(buf, buflen, &off, title);
+	raw_into(buf, buflen, &off, "\",\"description\":\"");
+	json_escape_into(buf, buflen, &off, description);
+	raw_into(buf, buflen, &off, "\"}");
+	if (buflen > 0)
+		buf[off < buflen ? off : buflen - 1] = '\0';
+	return off;
+}
+
+int
+http_error_response(struct evbuffer *out, int status, const char *title,
+    const char *description, const char *extra_headers, bool keep_alive, bool head_only)
+{
+	char body[1024];
+	size_t blen = http_error_body(body, sizeof(body), status, title, description);
+
+	if (blen >= sizeof(body))
+		blen = sizeof(body) - 1;
+	if (evbuffer_add_printf(out,
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "%s"
+	    "%s"
+	    "\r\n",
+	    status, http_reason(status), blen,
+	    keep_alive ? "" : "Connection: close\r\n",
+	    extra_headers != NULL ? extra_headers : "") < 0)
+		return -1;
+	if (!head_only && evbuffer_add(out, body, blen) != 0)
+		return -1;
+	return 0;
+}
+
+const char *
+http_date_now(void)
+{
+	static char date[40];
+	static time_t cached = -1;
+	time_t now = time(NULL);
+
+	if (now != cached) {
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		cached = now;
+	}
+	return date;
+}
+
+void
+http_span_extend(struct http_span *s, uint32_t off, uint32_t len)
+{
+	if (s->len == 0)
+		s->off = off;
+	s->len = off + len - s->off;
+}
+
+bool
+http_name_is(const char *name, size_t len, const char *lower)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (lower[i] == '\0' || tolower((unsigned char)name[i]) != lower[i])
+			return false;
+	}
+	return lower[i] == '\0';
+}
+
+static bool
+static_hop_by_hop(const char *name, size_t len)
+{
+	switch (len) {
+	case 2: return http_name_is(name, len, "te");
+	case 7: return http_name_is(name, len, "trailer") || http_name_is(name, len, "upgrade");
+	case 10: return http_name_is(name, len, "connection") || http_name_is(name, len, "keep-alive");
+	case 16: return http_name_is(name, len, "proxy-connection");
+	case 18: return http_name_is(name, len, "proxy-authenticate");
+	case 19: return http_name_is(name, len, "proxy-authorization");
+	default: return false;
+	}
+}
+
+/* Whether name appears as a token of the comma-separated value. */
+static bool
+token_listed(const char *value, size_t vlen, const char *name, size_t len)
+{
+	size_t i = 0;
+
+	while (i < vlen) {
+		size_t start, end;
+
+		while (i < vlen && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+			i++;
+		start = i;
+		while (i < vlen && value[i] != ',')
+			i++;
+		end = i;
+		while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+			end--;
+		if (end - start == len && strncasecmp(value + start, name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool
+http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name, size_t len)
+{
+	if (static_hop_by_hop(name, len))
+		return true;
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+
+		if (http_name_is(base + f->name.off, f->name.len, "connection") &&
+		    token_listed(base + f->value.off, f->value.len, name, len))
+			return true;
+	}
+	return false;
+}
+
+int
+http_write_request_line(struct evbuffer *out, const char *base, const struct http_head *h,
+    const char *prefix)
+{
+	size_t plen = strlen(prefix);
+
+	if (evbuffer_add(out, base + h->method.off, h->method.len) != 0 ||
+	    evbuffer_add(out, " ", 1) != 0 ||
+	    (plen > 0 && evbuffer_add(out, prefix, plen) != 0) ||
+	    evbuffer_add(out, base + h->target.off, h->target.len) != 0 ||
+	    evbuffer_add(out, " HTTP/1.1\r\n", 11) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+add_field(struct evbuffer *out, const char *base, const struct http_field *f)
+{
+	if (evbuffer_add(out, base + f->name.off, f->name.len) != 0 ||
+	    evbuffer_add(out, ": ", 2) != 0 ||
+	    evbuffer_add(out, base + f->value.off, f->value.len) != 0 ||
+	    evbuffer_add(out, "\r\n", 2) != 0)
+		return -1;
+	return 0;
+}
+
+/* Whether the head has a Connection header: only then can a name be listed in one. */
+static bool
+has_connection_field(const char *base, const struct http_head *h)
+{
+	for (uint16_t i = 0; i < h->nfields; i++)
+		if (http_name_is(base + h->fields[i].name.off, h->fields[i].name.len, "connection"))
+			return true;
+	return false;
+}
+
+static bool
+forwardable(const char *base, const struct http_head *h, bool has_connection,
+    const struct http_field *f)
+{
+	const char *name = base + f->name.off;
+
+	if (static_hop_by_hop(name, f->name.len))
+		return false;
+	return !has_connection || !http_is_hop_by_hop(base, h, name, f->name.len);
+}
+
+int
+http_write_request_fields(struct evbuffer *out, const char *base, const struct http_head *h,
+    const char *client_ip, const char *fallback_host)
+{
+	bool has_conn = has_connection_field(base, h);
+	const struct http_field *host = NULL;
+	bool xff = false;
+	int rc = 0;
+
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+		const char *name = base + f->name.off;
+
+		if (!forwardable(base, h, has_conn, f))
+			continue;
+		if (http_name_is(name, f->name.len, "x-forwarded-for")) {
+			/* Joined into one line below, with the client appended. */
+			xff = true;
+			continue;
+		}
+		if (http_name_is(name, f->name.len, "x-forwarded-proto") ||
+		    http_name_is(name, f->name.len, "x-forwarded-host"))
+			continue;
+		if (host == NULL && http_name_is(name, f->name.len, "host"))
+			host = f;
+		rc |= add_field(out, base, f);
+	}
+	if (host == NULL && fallback_host != NULL)
+		rc |= evbuffer_add_printf(out, "Host: %s\r\n", fallback_host) < 0;
+	rc |= evbuffer_add(out, "X-Forwarded-For: ", 17);
+	if (xff) {
+		for (uint16_t i = 0; i < h->nfields; i++) {
+			const struct http_field *f = &h->fields[i];
+
+			if (!http_name_is(base + f->name.off, f->name.len, "x-forwarded-for"))
+				continue;
+			rc |= evbuffer_add(out, base + f->value.off, f->value.len);
+			rc |= evbuffer_add(out, ", ", 2);
+		}
+	}
+	rc |= evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: http\r\n", client_ip) < 0;
+	if (host != NULL) {
+		rc |= evbuffer_add(out, "X-Forwarded-Host: ", 18);
+		rc |= evbuffer_add(out, base + host->value.off, host->value.len);
+		rc |= evbuffer_add(out, "\r\n", 2);
+	}
+	rc |= evbuffer_add(out, "\r\n", 2);
+	return rc != 0 ? -1 : 0;
+}
+
+int
+http_write_response_head(struct evbuffer *out, const char *base, const struct http_head *h,
+    const char *backend, enum http_conn_mode mode, bool dechunk)
+{
+	bool has_conn = has_connection_field(base, h);
+	int rc = 0;
+
+	rc |= evbuffer_add_printf(out, "HTTP/1.1 %d ", h->status) < 0;
+	rc |= evbuffer_add(out, base + h->reason.off, h->reason.len);
+	rc |= evbuffer_add(out, "\r\n", 2);
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+
+		if (!forwardable(base, h, has_conn, f))
+			continue;
+		if (dechunk && http_name_is(base + f->name.off, f->name.len, "transfer-encoding"))
+			continue;
+		rc |= add_field(out, base, f);
+	}
+	rc |= evbuffer_add_printf(out, "X-Backend-Server: %s\r\n%s\r\n", backend,
+	    mode == HTTP_CONN_CLOSE ? "Connection: close\r\n" :
+	    mode == HTTP_CONN_KEEP_10 ? "Connection: keep-alive\r\n" : "") < 0;
+	return rc != 0 ? -1 : 0;
+}

@@ -1,0 +1,138 @@
+/* Socket helpers: listening sockets, non-blocking connects, address formatting. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "roundguard/net.h"
+#include "roundguard/parse.h"
+
+/* The kernel clamps this to net.core.somaxconn. */
+#define NET_BACKLOG 4096
+
+static int
+listen_on(const struct sockaddr *sa, socklen_t salen, bool reuseport, bool v6only_off,
+    char *err, size_t errlen, const char *shown)
+{
+	int one = 1, zero = 0;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd == -1) {
+		snprintf(err, errlen, "socket for %s: %s", shown, strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) ||
+	    (v6only_off && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) == -1)) {
+		snprintf(err, errlen, "setsockopt on %s: %s", shown, strerror(errno));
+		goto fail;
+	}
+	if (bind(fd, sa, salen) == -1) {
+		snprintf(err, errlen, "bind %s: %s", shown, strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, NET_BACKLOG) == -1) {
+		snprintf(err, errlen, "listen on %s: %s", shown, strerror(errno));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+int
+net_listen(const struct listen_addr *la, bool reuseport, char *err, size_t errlen)
+{
+	char shown[PARSE_HOST_MAX + 16];
+	char port[8];
+	struct addrinfo hints, *res = NULL;
+	int fd, rc;
+
+	if (la->host[0] == '\0') {
+		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(la->port),
+		    .sin6_addr = IN6ADDR_ANY_INIT };
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(la->port),
+		    .sin_addr.s_addr = htonl(INADDR_ANY) };
+
+		snprintf(shown, sizeof(shown), "[::]:%u", la->port);
+		fd = listen_on((struct sockaddr *)&sin6, sizeof(sin6), reuseport, true,
+		    err, errlen, shown);
+		if (fd != -1 || (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL))
+			return fd;
+		/* No IPv6 on this host: fall back to every IPv4 address. */
+		snprintf(shown, sizeof(shown), "0.0.0.0:%u", la->port);
+		return listen_on((struct sockaddr *)&sin, sizeof(sin), reuseport, false,
+		    err, errlen, shown);
+	}
+
+	snprintf(shown, sizeof(shown), la->is_ipv6 ? "[%s]:%u" : "%s:%u", la->host, la->port);
+	snprintf(port, sizeof(port), "%u", la->port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(la->host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "resolve %s: %s", shown, gai_strerror(rc));
+		return -1;
+	}
+	fd = listen_on(res->ai_addr, res->ai_addrlen, reuseport, false, err, errlen, shown);
+	freeaddrinfo(res);
+	return fd;
+}
+
+void
+net_format_ip(char *buf, size_t buflen, const struct sockaddr *sa)
+{
+	const void *addr;
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		/* A v4 client on a dual-stack socket reads as ::ffff:a.b.c.d; show a.b.c.d. */
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			addr = &s6->sin6_addr.s6_addr[12];
+		else
+			addr = &s6->sin6_addr;
+		if (inet_ntop(IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) ? AF_INET : AF_INET6,
+		    addr, buf, buflen) == NULL)
+			snprintf(buf, buflen, "?");
+	} else if (sa->sa_family == AF_INET) {
+		addr = &((const struct sockaddr_in *)sa)->sin_addr;
+		if (inet_ntop(AF_INET, addr, buf, buflen) == NULL)
+			snprintf(buf, buflen, "?");
+	} else {
+		snprintf(buf, buflen, "unix");
+	}
+}
+
+void
+net_format_sockaddr(char *buf, size_t buflen, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN];
+	unsigned port = 0;
+	bool v6 = false;
+
+	net_format_ip(ip, sizeof(ip), sa);
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		port = ntohs(s6->sin6_port);
+		v6 = !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
+	} else if (sa->sa_family == AF_INET) {
+		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	}
+	snprintf(buf, buflen, v6 ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
+void
+net_nodelay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}

@@ -1,0 +1,1147 @@
+/* The per-connection proxy state machine of a worker: client in, backend out, and back. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+
+#include "roundguard/balance.h"
+#include "roundguard/http.h"
+#include "roundguard/log.h"
+#include "roundguard/net.h"
+#include "roundguard/pool.h"
+#include "roundguard/proxy.h"
+
+#define PROXY_READ_CHUNK	16384
+#define PROXY_BUF_HIGH		(256 * 1024)	/* stop reading a side while this much waits */
+#define PROXY_HOLD_MAX		(64 * 1024)	/* request body kept for an idempotent retry */
+#define PROXY_TRIES_MAX		8
+#define PROXY_SPARE_HEADS	64
+
+#define NO_UPSTREAM_TITLE	"No healthy upstream"
+
+enum req_state {
+	REQ_HEAD,	/* reading a request head */
+	REQ_BODY,	/* forwarding its body (possibly empty) */
+	REQ_DONE,	/* the whole request went to the backend */
+};
+
+enum resp_state {
+	RESP_NONE,	/* nothing sent to the client yet for this request */
+	RESP_BODY,	/* head sent, streaming the body */
+	RESP_DONE,
+};
+
+/* What llhttp callbacks need: where the bytes they see sit in the stream. */
+struct parse_ctx {
+	struct http_head *head;
+	const char *ptr;	/* start of the piece being parsed */
+	size_t off;		/* its offset from the start of the message */
+	uint64_t body_len;
+	uint64_t body_max;	/* 0 = no limit */
+	struct evbuffer *dechunk_to;	/* response body goes here when de-chunking */
+	int error_status;
+	bool field_open;
+	bool head_done;
+	bool msg_done;
+};
+
+struct client {
+	LIST_ENTRY(client) entry;
+	int fd;
+	struct event rev;
+	struct event wev;
+	struct evbuffer *in;
+	struct evbuffer *out;
+	llhttp_t parser;
+	struct parse_ctx req_pc;
+	struct parse_ctx resp_pc;
+	size_t fed;
+
+	enum req_state req;
+	enum resp_state resp;
+	bool keep_alive;		/* the client allows another request */
+	bool http10;
+	bool head_method;
+	bool idempotent;
+	bool has_host;
+
+	/* Kept to build the request again for another backend. */
+	struct evbuffer *req_line;	/* "METHOD target", without a backend prefix */
+	size_t method_len;
+	struct evbuffer *req_fields;
+	struct evbuffer *held;		/* body bytes sent, while they fit */
+	bool held_ok;
+	bool retried_after_send;
+	int tried[PROXY_TRIES_MAX];
+	int ntried;
+
+	struct upconn *up;
+	size_t up_sent;			/* request bytes the kernel took on this attempt */
+	bool up_reused;
+	bool up_paused;			/* not reading the backend: client not draining */
+	enum http_conn_mode mode;
+	bool close_after;		/* close once out is flushed */
+	bool reading;			/* client read event armed */
+	char ip[INET6_ADDRSTRLEN];
+};
+
+static struct {
+	struct event_base *base;
+	const struct config *cfg;
+	struct shm *shm;
+	struct pool *pool;
+	int worker;
+	struct timeval client_tv;
+	struct timeval connect_tv;
+	struct timeval proxy_tv;
+	LIST_HEAD(, client) clients;
+	uint32_t nclients;
+	bool draining;
+	void (*drained)(void);
+	llhttp_settings_t req_settings;
+	llhttp_settings_t resp_settings;
+	struct http_head *spare[PROXY_SPARE_HEADS];
+	int nspare;
+} px;
+
+static int client_process(struct client *c);
+static int client_flush(struct client *c);
+static int up_flush(struct client *c);
+static int start_attempt(struct client *c);
+static int response_process(struct client *c);
+
+static struct timeval
+ns_to_tv(int64_t ns)
+{
+	struct timeval tv = { (time_t)(ns / 1000000000), (suseconds_t)(ns % 1000000000 / 1000) };
+
+	return tv;
+}
+
+static struct http_head *
+head_get(void)
+{
+	struct http_head *h = px.nspare > 0 ? px.spare[--px.nspare] : malloc(sizeof(*h));
+
+	if (h != NULL) {
+		h->nfields = 0;
+		h->method.len = h->target.len = h->reason.len = 0;
+	}
+	return h;
+}
+
+static void
+head_put(struct http_head *h)
+{
+	if (h == NULL)
+		return;
+	if (px.nspare < PROXY_SPARE_HEADS)
+		px.spare[px.nspare++] = h;
+	else
+		free(h);
+}
+
+/* ---- llhttp callbacks: record spans, count body bytes, pause at boundaries ---- */
+
+static uint32_t
+span_off(const struct parse_ctx *pc, const char *at)
+{
+	return (uint32_t)(pc->off + (size_t)(at - pc->ptr));
+}
+
+static int
+on_method(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *pc = p->data;
+
+	http_span_extend(&pc->head->method, span_off(pc, at), (uint32_t)len);
+	return 0;
+}
+
+static int
+on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *pc = p->data;
+
+	http_span_extend(&pc->head->target, span_off(pc, at), (uint32_t)len);
+	return 0;
+}
+
+static int
+on_status(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *pc = p->data;
+
+	http_span_extend(&pc->head->reason, span_off(pc, at), (uint32_t)len);
+	return 0;
+}
+
+static int
+on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *pc = p->data;
+	struct http_field *f;
+
+	if (!pc->field_open) {
+		if (pc->head->nfields == HTTP_FIELDS_MAX) {
+			pc->error_status = 431;
+			return -1;
+		}
+		f = &pc->head->fields[pc->head->nfields++];
+		f->name.len = f->value.len = 0;
+		f->value.off = 0;
+		pc->field_open = true;
+	}
+	f = &pc->head->fields[pc->head->nfields - 1];
+	http_span_extend(&f->name, span_off(pc, at), (uint32_t)len);
+	return 0;
+}
+
+static int
+on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *pc = p->data;
+
+	http_span_extend(&pc->head->fields[pc->head->nfields - 1].value, span_off(pc, at),
+	    (uint32_t)len);
+	return 0;
+}
+
+static int
+on_header_value_complete(llhttp_t *p)
+{
+	struct parse_ctx *pc = p->data;
+
+	pc->field_open = false;
+	return 0;
+}
+
+static int
+on_headers_complete(llhttp_t *p)
+{
+	struct parse_ctx *pc = p->data;
+
+	pc->head_done = true;
+	return HPE_PAUSED;
+}
+
+static int
+on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *pc = p->data;
+
+	pc->body_len += len;
+	if (pc->body_max != 0 && pc->body_len > pc->body_max) {
+		pc->error_status = 413;
+		return -1;
+	}
+	if (pc->dechunk_to != NULL && evbuffer_add(pc->dechunk_to, at, len) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+on_message_complete(llhttp_t *p)
+{
+	struct parse_ctx *pc = p->data;
+
+	pc->msg_done = true;
+	return HPE_PAUSED;
+}
+
+/*
+ * Give llhttp the bytes of buf past *fed. It stops early at a pause (head or
+ * message complete); *fed then says how far it got.
+ */
+static llhttp_errno_t
+feed(llhttp_t *p, struct parse_ctx *pc, struct evbuffer *buf, size_t *fed)
+{
+	struct evbuffer_iovec v[8];
+	struct evbuffer_ptr pos;
+	llhttp_errno_t e;
+	int n;
+
+	if (*fed == evbuffer_get_length(buf)) {
+		/* No new bytes, but a resumed parser may still complete a bodiless message. */
+		pc->ptr = "";
+		pc->off = *fed;
+		return llhttp_execute(p, pc->ptr, 0);
+	}
+	while (*fed < evbuffer_get_length(buf)) {
+		evbuffer_ptr_set(buf, &pos, *fed, EVBUFFER_PTR_SET);
+		n = evbuffer_peek(buf, -1, &pos, v, 8);
+		for (int i = 0; i < n && i < 8; i++) {
+			pc->ptr = v[i].iov_base;
+			pc->off = *fed;
+			e = llhttp_execute(p, v[i].iov_base, v[i].iov_len);
+			if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+				*fed += (size_t)(llhttp_get_error_pos(p) - (const char *)v[i].iov_base);
+				return e;
+			}
+			if (e != HPE_OK)
+				return e;
+			*fed += v[i].iov_len;
+		}
+	}
+	return HPE_OK;
+}
+
+/* Ready p for the next message, recording its head into head. */
+static void
+parse_reset(llhttp_t *p, struct parse_ctx *pc, struct http_head *head)
+{
+	llhttp_reset(p);
+	memset(pc, 0, sizeof(*pc));
+	head->nfields = 0;
+	head->method.len = head->target.len = head->reason.len = 0;
+	pc->head = head;
+	p->data = pc;
+}
+
+/* ---- connections ---- */
+
+static void
+client_close(struct client *c)
+{
+	if (c->up != NULL)
+		upconn_free(c->up);
+	event_del(&c->rev);
+	event_del(&c->wev);
+	close(c->fd);
+	head_put(c->req_pc.head);
+	head_put(c->resp_pc.head);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	evbuffer_free(c->req_line);
+	evbuffer_free(c->req_fields);
+	evbuffer_free(c->held);
+	LIST_REMOVE(c, entry);
+	free(c);
+	px.nclients--;
+	if (px.draining && px.nclients == 0 && px.drained != NULL)
+		px.drained();
+}
+
+static void
+client_set_reading(struct client *c, bool on)
+{
+	if (on == c->reading)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(&c->rev, &px.client_tv);
+	else
+		event_del(&c->rev);
+}
+
+static void
+up_release(struct client *c, bool reusable)
+{
+	struct upconn *u = c->up;
+
+	if (u == NULL)
+		return;
+	c->up = NULL;
+	head_put(c->resp_pc.head);
+	c->resp_pc.head = NULL;
+	u->requests++;
+	if (reusable)
+		pool_put(px.pool, u);
+	else
+		upconn_free(u);
+}
+
+static int exchange_done(struct client *c);
+
+/* Answer with an error made here; the connection closes unless the request was whole. */
+static int
+client_error(struct client *c, int status, const char *title, const char *description)
+{
+	bool keep = c->keep_alive && c->req == REQ_DONE && !px.draining;
+
+	up_release(c, false);
+	if (c->resp != RESP_NONE) {
+		/* Part of a response went out already: all that is left is to cut it off. */
+		client_close(c);
+		return -1;
+	}
+	http_error_response(c->out, status, title, description, NULL, keep, c->head_method);
+	c->resp = RESP_DONE;
+	c->mode = keep ? HTTP_CONN_KEEP : HTTP_CONN_CLOSE;
+	if (!keep)
+		c->close_after = true;
+	return exchange_done(c);
+}
+
+/* The exchange is over on both sides: reuse or close, then take the next request. */
+static int
+exchange_done(struct client *c)
+{
+	if (c->close_after || c->mode == HTTP_CONN_CLOSE || px.draining) {
+		c->close_after = true;
+		return client_flush(c);
+	}
+	head_put(c->req_pc.head);
+	c->req_pc.head = NULL;
+	c->req = REQ_HEAD;
+	c->resp = RESP_NONE;
+	c->ntried = 0;
+	c->retried_after_send = false;
+	evbuffer_drain(c->held, evbuffer_get_length(c->held));
+	if (client_flush(c) == -1)
+		return -1;
+	client_set_reading(c, true);
+	/* A pipelined request may already wait in c->in. */
+	if (evbuffer_get_length(c->in) > 0)
+		return client_process(c);
+	return 0;
+}
+
+/* ---- picking a backend and connecting ---- */
+
+static void
+passive_down(uint32_t b, const char *reason)
+{
+	uint64_t bit = UINT64_C(1) << (b % 64);
+	uint64_t old = atomic_fetch_and_explicit(&px.shm->live[b / 64], ~bit,
+	    memory_order_acq_rel);
+
+	if (old & bit)
+		log_warn("backend unreachable, out of rotation until it passes a check",
+		    "backend", px.cfg->backends[b].addr.hostport, "reason", reason, NULL);
+}
+
+static int
+pick(struct client *c)
+{
+	uint64_t live[BALANCE_WORDS(CONFIG_BACKENDS_MAX)];
+	uint64_t tried[BALANCE_WORDS(CONFIG_BACKENDS_MAX)];
+	size_t n = px.cfg->nbackends;
+
+	balance_snapshot(live, px.shm->live, n);
+	if (c->ntried == 0)
+		return balance_pick(live, n,
+		    atomic_fetch_add_explicit(&px.shm->hdr->rr, 1, memory_order_relaxed));
+	if (c->ntried == PROXY_TRIES_MAX)
+		return -1;
+	memset(tried, 0, BALANCE_WORDS(n) * sizeof(uint64_t));
+	for (int i = 0; i < c->ntried; i++)
+		tried[c->tried[i] / 64] |= UINT64_C(1) << (c->tried[i] % 64);
+	return balance_next(live, tried, n, c->tried[c->ntried - 1]);
+}
+
+static bool
+any_live(void)
+{
+	return shm_live_count(px.shm) > 0;
+}
+
+static void up_read_cb(evutil_socket_t fd, short what, void *arg);
+static void up_write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Queue the request line (with this backend's prefix), the header block and held body. */
+static int
+queue_request(struct client *c, uint32_t b)
+{
+	const struct backend_url *addr = &px.cfg->backends[b].addr;
+	struct evbuffer *out = c->up->out;
+	size_t line_len = evbuffer_get_length(c->req_line);
+	const char *line = (const char *)evbuffer_pullup(c->req_line, -1);
+	const char *fields = (const char *)evbuffer_pullup(c->req_fields, -1);
+	int rc = 0;
+
+	rc |= evbuffer_add(out, line, c->method_len + 1);
+	if (addr->prefix[0] != '\0')
+		rc |= evbuffer_add(out, addr->prefix, strlen(addr->prefix));
+	rc |= evbuffer_add(out, line + c->method_len + 1, line_len - c->method_len - 1);
+	rc |= evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	if (!c->has_host)
+		rc |= evbuffer_add_printf(out, "Host: %s\r\n", addr->hostport) < 0;
+	rc |= evbuffer_add(out, fields, evbuffer_get_length(c->req_fields));
+	if (c->retried_after_send && evbuffer_get_length(c->held) > 0)
+		rc |= evbuffer_add(out, evbuffer_pullup(c->held, -1), evbuffer_get_length(c->held));
+	return rc != 0 ? -1 : 0;
+}
+
+static int
+connect_backend(struct upconn *u)
+{
+	const struct config_backend *be = &px.cfg->backends[u->backend];
+
+	u->fd = socket(be->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd == -1)
+		return -2;	/* our own shortage (descriptors), not the backend's fault */
+	net_nodelay(u->fd);
+	if (connect(u->fd, (const struct sockaddr *)&be->sa, be->salen) == 0) {
+		u->connecting = false;
+		return 0;
+	}
+	if (errno == EINPROGRESS) {
+		u->connecting = true;
+		return 0;
+	}
+	return -1;
+}
+
+/* No (more) backend to try: 503 when none is live, 502 when the live ones failed. */
+static int
+no_backend(struct client *c, int status)
+{
+	if (c->ntried == 0 || !any_live())
+		return client_error(c, 503, NO_UPSTREAM_TITLE, NULL);
+	return client_error(c, status, NULL, NULL);
+}
+
+static int
+start_attempt(struct client *c)
+{
+	struct upconn *u;
+	int b, rc;
+
+	for (;;) {
+		if ((b = pick(c)) < 0)
+			return no_backend(c, 502);
+		c->tried[c->ntried++] = b;
+		c->up_reused = true;
+		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)
+			break;
+		c->up_reused = false;
+		if ((u = upconn_new((uint32_t)b)) == NULL)
+			return client_error(c, 500, NULL, NULL);
+		if ((rc = connect_backend(u)) == 0)
+			break;
+		if (rc == -2) {
+			log_error("cannot open a backend connection", "error", strerror(errno), NULL);
+			upconn_free(u);
+			return client_error(c, 503, NULL, NULL);
+		}
+		passive_down((uint32_t)b, strerror(errno));
+		upconn_free(u);
+		if (!px.cfg->proxy.retry_unsent)
+			return no_backend(c, 502);
+	}
+	c->up = u;
+	c->up_sent = 0;
+	c->up_paused = false;
+	u->owner = c;
+	u->fed = 0;
+	c->resp_pc.head = head_get();
+	if (c->resp_pc.head == NULL)
+		return client_error(c, 500, NULL, NULL);
+	llhttp_init(&u->parser, HTTP_RESPONSE, &px.resp_settings);
+	parse_reset(&u->parser, &c->resp_pc, c->resp_pc.head);
+	event_assign(&u->rev, px.base, u->fd, EV_READ | EV_PERSIST, up_read_cb, c);
+	event_assign(&u->wev, px.base, u->fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
+	if (queue_request(c, (uint32_t)b) == -1)
+		return client_error(c, 500, NULL, NULL);
+	if (u->connecting) {
+		event_add(&u->wev, &px.connect_tv);
+		return 0;
+	}
+	event_add(&u->rev, &px.proxy_tv);
+	if (up_flush(c) == -1 || c->up == NULL)
+		return 0;
+	return client_process(c);
+}
+
+/*
+ * The attempt on c->up failed before any response byte reached the client.
+ * Retry where the rules allow it, else answer 502/503/504.
+ */
+static int
+attempt_failed(struct client *c, const char *reason, bool connect_failed, bool timed_out)
+{
+	uint32_t b = c->up->backend;
+	bool unsent = connect_failed || c->up_sent == 0;
+
+	log_warn("upstream failed", "backend", px.cfg->backends[b].addr.hostport,
+	    "reason", reason, "reused", c->up_reused ? "yes" : "no", NULL);
+	if (connect_failed)
+		passive_down(b, reason);
+	up_release(c, false);
+	if (c->resp != RESP_NONE) {
+		client_close(c);
+		return -1;
+	}
+	if (timed_out && !connect_failed)
+		return client_error(c, 504, NULL, NULL);
+	if (unsent && px.cfg->proxy.retry_unsent)
+		return start_attempt(c);
+	if (!unsent && px.cfg->proxy.retry_idempotent && c->idempotent && c->held_ok &&
+	    !c->retried_after_send) {
+		c->retried_after_send = true;
+		return start_attempt(c);
+	}
+	return client_error(c, 502, NULL, NULL);
+}
+
+static int
+up_flush(struct client *c)
+{
+	struct upconn *u = c->up;
+	int n;
+
+	while (evbuffer_get_length(u->out) > 0) {
+		n = evbuffer_write(u->out, u->fd);
+		if (n > 0) {
+			c->up_sent += (size_t)n;
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			event_add(&u->wev, &px.proxy_tv);
+			if (evbuffer_get_length(u->out) > PROXY_BUF_HIGH)
+				client_set_reading(c, false);
+			return 0;
+		}
+		return attempt_failed(c, n == 0 ? "connection closed" : strerror(errno), false,
+		    false);
+	}
+	event_del(&u->wev);
+	if (c->req == REQ_BODY)
+		client_set_reading(c, true);
+	return 0;
+}
+
+static void
+up_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct upconn *u = c->up;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (what & EV_TIMEOUT) {
+		attempt_failed(c, u->connecting ? "connect timeout" : "send timeout",
+		    u->connecting, true);
+		return;
+	}
+	if (u->connecting) {
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err != 0) {
+			attempt_failed(c, strerror(err), true, false);
+			return;
+		}
+		u->connecting = false;
+		event_del(&u->wev);
+		event_add(&u->rev, &px.proxy_tv);
+	}
+	if (up_flush(c) == -1 || c->up == NULL)
+		return;
+	client_process(c);
+}
+
+/* ---- the response ---- */
+
+static int
+response_head(struct client *c)
+{
+	struct upconn *u = c->up;
+	struct http_head *h = c->resp_pc.head;
+	const char *base;
+	int status = u->parser.status_code;
+	bool chunked = (u->parser.flags & F_CHUNKED) != 0;
+	bool dechunk = false;
+
+	h->status = status;
+	base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
+	if (status >= 100 && status < 200) {
+		/* Interim answers (100 Continue) go to HTTP/1.1 clients; the final one follows. */
+		if (status == 101) {
+			log_warn("backend switched protocols, which is not supported", "backend",
+			    px.cfg->backends[u->backend].addr.hostport, NULL);
+			return attempt_failed(c, "101 Switching Protocols", false, false);
+		}
+		if (!c->http10)
+			evbuffer_add_printf(c->out, "HTTP/1.1 %d %.*s\r\n\r\n", status,
+			    (int)h->reason.len, base + h->reason.off);
+		evbuffer_drain(u->in, u->fed);
+		u->fed = 0;
+		parse_reset(&u->parser, &c->resp_pc, h);
+		return client_flush(c);
+	}
+	c->mode = c->keep_alive && !px.draining ?
+	    (c->http10 ? HTTP_CONN_KEEP_10 : HTTP_CONN_KEEP) : HTTP_CONN_CLOSE;
+	if (!c->head_method && llhttp_message_needs_eof(&u->parser))
+		c->mode = HTTP_CONN_CLOSE;	/* the body ends with the connection */
+	if (c->http10 && chunked && !c->head_method) {
+		dechunk = true;			/* HTTP/1.0 clients do not know chunked */
+		c->mode = HTTP_CONN_CLOSE;
+	}
+	if (http_write_response_head(c->out, base, h, px.cfg->backends[u->backend].addr.hostport,
+	    c->mode, dechunk) == -1)
+		return client_error(c, 500, NULL, NULL);
+	evbuffer_drain(u->in, u->fed);
+	u->fed = 0;
+	c->resp = RESP_BODY;
+	c->resp_pc.dechunk_to = dechunk ? c->out : NULL;
+	if (c->head_method) {
+		/* No body follows an answer to HEAD, whatever its headers say. */
+		c->resp_pc.msg_done = true;
+		return 0;
+	}
+	llhttp_resume(&u->parser);
+	return 0;
+}
+
+/* The response is complete: give the backend connection back if it can serve again. */
+static int
+response_done(struct client *c)
+{
+	struct upconn *u = c->up;
+	bool reusable = llhttp_should_keep_alive(&u->parser) && c->req == REQ_DONE &&
+	    evbuffer_get_length(u->out) == 0 && evbuffer_get_length(u->in) == 0;
+
+	c->resp = RESP_DONE;
+	if (c->req != REQ_DONE)
+		c->close_after = true;	/* the rest of the request body cannot be resynchronised */
+	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
+	up_release(c, reusable);
+	return exchange_done(c);
+}
+
+static int
+response_process(struct client *c)
+{
+	struct upconn *u;
+	llhttp_errno_t e;
+
+	while ((u = c->up) != NULL) {
+		if (!c->resp_pc.head_done) {
+			e = feed(&u->parser, &c->resp_pc, u->in, &u->fed);
+			if (!c->resp_pc.head_done) {
+				if (e != HPE_OK && e != HPE_PAUSED)
+					return attempt_failed(c, "invalid response", false, false);
+				if (u->fed > px.cfg->proxy.max_header_size)
+					return attempt_failed(c, "response head too large", false,
+					    false);
+				return 0;
+			}
+			/* Then again: an interim answer, a retry, or the body. */
+			if (response_head(c) == -1)
+				return -1;
+			continue;
+		}
+		if (!c->resp_pc.msg_done) {
+			e = feed(&u->parser, &c->resp_pc, u->in, &u->fed);
+			if (e != HPE_OK && e != HPE_PAUSED) {
+				log_warn("invalid response body", "backend",
+				    px.cfg->backends[u->backend].addr.hostport,
+				    "error", llhttp_errno_name(e), NULL);
+				client_close(c);
+				return -1;
+			}
+		}
+		if (c->resp_pc.dechunk_to != NULL)
+			evbuffer_drain(u->in, u->fed);
+		else
+			evbuffer_remove_buffer(u->in, c->out, u->fed);
+		u->fed = 0;
+		if (!c->resp_pc.msg_done)
+			return client_flush(c);
+		return response_done(c);
+	}
+	return 0;
+}
+
+static int
+read_into(int fd, struct evbuffer *buf, ssize_t *got)
+{
+	struct evbuffer_iovec v;
+
+	if (evbuffer_reserve_space(buf, PROXY_READ_CHUNK, &v, 1) < 1)
+		return -1;
+	*got = recv(fd, v.iov_base, v.iov_len, 0);
+	if (*got <= 0) {
+		v.iov_len = 0;
+		evbuffer_commit_space(buf, &v, 1);
+		return *got == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 1 : -1);
+	}
+	v.iov_len = (size_t)*got;
+	evbuffer_commit_space(buf, &v, 1);
+	return 1;
+}
+
+static void
+up_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct upconn *u = c->up;
+	ssize_t got = 0;
+	int rc;
+
+	if (what & EV_TIMEOUT) {
+		if (c->resp == RESP_NONE)
+			attempt_failed(c, "timeout", false, true);
+		else
+			client_close(c);
+		return;
+	}
+	rc = read_into(fd, u->in, &got);
+	if (rc == 0 || rc == -1) {
+		const char *why = rc == 0 ? "connection closed" : strerror(errno);
+
+		if (c->resp == RESP_BODY && rc == 0 && llhttp_message_needs_eof(&u->parser)) {
+			/* A close-delimited body just ended. */
+			llhttp_finish(&u->parser);
+			evbuffer_remove_buffer(u->in, c->out, evbuffer_get_length(u->in));
+			if (client_flush(c) == -1)
+				return;
+			c->resp_pc.msg_done = true;
+			up_release(c, false);
+			c->resp = RESP_DONE;
+			c->close_after = true;
+			client_flush(c);
+			return;
+		}
+		if (c->resp == RESP_NONE && evbuffer_get_length(u->in) == 0) {
+			attempt_failed(c, why, false, false);
+			return;
+		}
+		if (c->resp == RESP_NONE) {
+			client_error(c, 502, NULL, NULL);
+			return;
+		}
+		client_close(c);
+		return;
+	}
+	if (got == 0)
+		return;
+	response_process(c);
+}
+
+/* ---- the request ---- */
+
+static bool
+method_idempotent(int m)
+{
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE ||
+	    m == HTTP_PUT || m == HTTP_DELETE;
+}
+
+static int
+request_head(struct client *c)
+{
+	struct http_head *h = c->req_pc.head;
+	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
+	int method = c->parser.method;
+
+	c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+	c->keep_alive = llhttp_should_keep_alive(&c->parser);
+	c->head_method = method == HTTP_HEAD;
+	c->idempotent = method_idempotent(method);
+	c->held_ok = true;
+	c->mode = HTTP_CONN_KEEP;
+	h->major = c->parser.http_major;
+	h->minor = c->parser.http_minor;
+	c->req = REQ_BODY;
+	if (method == HTTP_CONNECT) {
+		c->keep_alive = false;
+		return client_error(c, 501, NULL, "CONNECT tunnels are not supported");
+	}
+	if ((c->parser.flags & F_CONTENT_LENGTH) &&
+	    c->parser.content_length > px.cfg->proxy.max_body_size) {
+		c->keep_alive = false;
+		return client_error(c, 413, NULL, NULL);
+	}
+	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
+	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
+	c->method_len = h->method.len;
+	if (evbuffer_add(c->req_line, base + h->method.off, h->method.len) != 0 ||
+	    evbuffer_add(c->req_line, " ", 1) != 0 ||
+	    evbuffer_add(c->req_line, base + h->target.off, h->target.len) != 0 ||
+	    http_write_request_fields(c->req_fields, base, h, c->ip, NULL) == -1)
+		return client_error(c, 500, NULL, NULL);
+	c->has_host = false;
+	for (uint16_t i = 0; i < h->nfields && !c->has_host; i++)
+		c->has_host = http_name_is(base + h->fields[i].name.off, h->fields[i].name.len, "host");
+	evbuffer_drain(c->in, c->fed);
+	c->fed = 0;
+	llhttp_resume(&c->parser);
+	client_set_reading(c, false);	/* until a backend takes the body */
+	if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length == 0) {
+		/* No body: let llhttp finish the message now (it reads no byte for that). */
+		feed(&c->parser, &c->req_pc, c->in, &c->fed);
+		if (c->req_pc.msg_done)
+			c->req = REQ_DONE;
+	}
+	return start_attempt(c);
+}
+
+/* Move the body bytes llhttp accepted to the backend, keeping a copy while it fits. */
+static int
+forward_body(struct client *c)
+{
+	struct evbuffer_iovec v[8];
+	size_t n = c->fed;
+
+	if (n == 0)
+		return 0;
+	if (c->held_ok && c->idempotent && px.cfg->proxy.retry_idempotent) {
+		if (evbuffer_get_length(c->held) + n > PROXY_HOLD_MAX) {
+			c->held_ok = false;
+			evbuffer_drain(c->held, evbuffer_get_length(c->held));
+		} else {
+			int k = evbuffer_peek(c->in, (ev_ssize_t)n, NULL, v, 8);
+
+			for (int i = 0; i < k && i < 8; i++)
+				evbuffer_add(c->held, v[i].iov_base, v[i].iov_len);
+			if (k > 8)
+				c->held_ok = false;
+		}
+	} else {
+		c->held_ok = false;
+	}
+	evbuffer_remove_buffer(c->in, c->up->out, n);
+	c->fed = 0;
+	return 0;
+}
+
+static int
+client_process(struct client *c)
+{
+	llhttp_errno_t e;
+
+	if (c->req == REQ_HEAD) {
+		if (c->req_pc.head == NULL) {
+			if ((c->req_pc.head = head_get()) == NULL)
+				return client_error(c, 500, NULL, NULL);
+			parse_reset(&c->parser, &c->req_pc, c->req_pc.head);
+			c->req_pc.body_max = px.cfg->proxy.max_body_size;
+			c->fed = 0;
+		}
+		e = feed(&c->parser, &c->req_pc, c->in, &c->fed);
+		if (!c->req_pc.head_done) {
+			if (e != HPE_OK && e != HPE_PAUSED) {
+				c->keep_alive = false;
+				log_debug("bad request", "client", c->ip, "error", llhttp_errno_name(e),
+				    "reason", llhttp_get_error_reason(&c->parser), NULL);
+				return client_error(c, c->req_pc.error_status != 0 ?
+				    c->req_pc.error_status : 400, NULL, NULL);
+			}
+			if (c->fed > px.cfg->proxy.max_header_size) {
+				c->keep_alive = false;
+				return client_error(c, 431, NULL, NULL);
+			}
+			return 0;
+		}
+		if (c->fed > px.cfg->proxy.max_header_size) {
+			c->keep_alive = false;
+			return client_error(c, 431, NULL, NULL);
+		}
+		return request_head(c);
+	}
+	if (c->req != REQ_BODY || c->up == NULL || c->up->connecting)
+		return 0;
+	e = feed(&c->parser, &c->req_pc, c->in, &c->fed);
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		c->keep_alive = false;
+		return client_error(c, c->req_pc.error_status != 0 ? c->req_pc.error_status : 400,
+		    NULL, NULL);
+	}
+	forward_body(c);
+	if (c->req_pc.msg_done) {
+		c->req = REQ_DONE;
+		client_set_reading(c, false);
+	}
+	return up_flush(c);
+}
+
+static int
+client_flush(struct client *c)
+{
+	int n;
+
+	while (evbuffer_get_length(c->out) > 0) {
+		n = evbuffer_write(c->out, c->fd);
+		if (n > 0)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			event_add(&c->wev, &px.client_tv);
+			if (c->up != NULL && !c->up_paused &&
+			    evbuffer_get_length(c->out) > PROXY_BUF_HIGH) {
+				c->up_paused = true;
+				event_del(&c->up->rev);
+			}
+			return 0;
+		}
+		client_close(c);
+		return -1;
+	}
+	event_del(&c->wev);
+	if (c->up != NULL && c->up_paused) {
+		c->up_paused = false;
+		event_add(&c->up->rev, &px.proxy_tv);
+	}
+	if (c->close_after && c->up == NULL) {
+		client_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+client_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & EV_TIMEOUT) {
+		client_close(c);
+		return;
+	}
+	if (client_flush(c) == -1)
+		return;
+	if (c->up != NULL && evbuffer_get_length(c->up->in) > 0)
+		response_process(c);
+}
+
+static void
+client_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	ssize_t got = 0;
+	size_t before = evbuffer_get_length(c->in);
+	int rc;
+
+	if (what & EV_TIMEOUT) {
+		bool partial = c->req == REQ_BODY ||
+		    (c->req == REQ_HEAD && evbuffer_get_length(c->in) > 0);
+
+		if (partial && c->resp == RESP_NONE) {
+			c->keep_alive = false;
+			client_error(c, 408, NULL, NULL);
+		} else {
+			client_close(c);
+		}
+		return;
+	}
+	for (int i = 0; i < 4; i++) {
+		rc = read_into(fd, c->in, &got);
+		if (rc == 0 || rc == -1) {
+			/* The client went away: whatever it was doing is abandoned. */
+			client_close(c);
+			return;
+		}
+		if (got < PROXY_READ_CHUNK)
+			break;
+	}
+	if (evbuffer_get_length(c->in) > before)
+		client_process(c);
+}
+
+/* ---- public ---- */
+
+int
+proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, int worker)
+{
+	memset(&px, 0, sizeof(px));
+	px.base = base;
+	px.cfg = cfg;
+	px.shm = shm;
+	px.worker = worker;
+	px.client_tv = ns_to_tv(cfg->proxy.client_timeout_ns);
+	px.connect_tv = ns_to_tv(cfg->proxy.connect_timeout_ns);
+	px.proxy_tv = ns_to_tv(cfg->proxy.timeout_ns);
+	LIST_INIT(&px.clients);
+	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive);
+	if (px.pool == NULL)
+		return -1;
+
+	llhttp_settings_init(&px.req_settings);
+	px.req_settings.on_method = on_method;
+	px.req_settings.on_url = on_url;
+	px.req_settings.on_header_field = on_header_field;
+	px.req_settings.on_header_value = on_header_value;
+	px.req_settings.on_header_value_complete = on_header_value_complete;
+	px.req_settings.on_headers_complete = on_headers_complete;
+	px.req_settings.on_body = on_body;
+	px.req_settings.on_message_complete = on_message_complete;
+	px.resp_settings = px.req_settings;
+	px.resp_settings.on_method = NULL;
+	px.resp_settings.on_url = NULL;
+	px.resp_settings.on_status = on_status;
+	return 0;
+}
+
+void
+proxy_accept(int fd, const struct sockaddr *sa)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL ||
+	    (c->req_line = evbuffer_new()) == NULL || (c->req_fields = evbuffer_new()) == NULL ||
+	    (c->held = evbuffer_new()) == NULL) {
+		log_error("out of memory for a new connection", NULL);
+		if (c != NULL) {
+			struct evbuffer *bufs[] = { c->in, c->out, c->req_line, c->req_fields,
+			    c->held };
+
+			for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+				if (bufs[i] != NULL)
+					evbuffer_free(bufs[i]);
+			free(c);
+		}
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	net_nodelay(fd);
+	net_format_ip(c->ip, sizeof(c->ip), sa);
+	llhttp_init(&c->parser, HTTP_REQUEST, &px.req_settings);
+	c->parser.data = &c->req_pc;
+	event_assign(&c->rev, px.base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
+	event_assign(&c->wev, px.base, fd, EV_WRITE | EV_PERSIST, client_write_cb, c);
+	LIST_INSERT_HEAD(&px.clients, c, entry);
+	px.nclients++;
+	atomic_fetch_add_explicit(&px.shm->workers[px.worker].connections, 1,
+	    memory_order_relaxed);
+	client_set_reading(c, true);
+}
+
+void
+proxy_drain(void (*done)(void))
+{
+	struct client *c, *next;
+
+	px.draining = true;
+	px.drained = done;
+	for (c = LIST_FIRST(&px.clients); c != NULL; c = next) {
+		next = LIST_NEXT(c, entry);
+		if (c->req == REQ_HEAD && evbuffer_get_length(c->in) == 0 && c->up == NULL &&
+		    evbuffer_get_length(c->out) == 0)
+			client_close(c);
+		else
+			c->close_after = true;
+	}
+	if (px.nclients == 0 && done != NULL)
+		done();
+}
+
+uint32_t
+proxy_client_count(void)
+{
+	return px.nclients;
+}
+
+void
+proxy_free(void)
+{
+	struct client *c;
+
+	px.drained = NULL;
+	while ((c = LIST_FIRST(&px.clients)) != NULL)
+		client_close(c);
+	pool_free(px.pool);
+	px.pool = NULL;
+	while (px.nspare > 0)
+		free(px.spare[--px.nspare]);
+}

@@ -1,0 +1,149 @@
+/* Creating, mapping and reading the shared-memory segment (see shm-t.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "roundguard/balance.h"
+#include "roundguard/shm.h"
+
+static uint64_t
+align_up(uint64_t x)
+{
+	return (x + SHM_CACHELINE - 1) & ~(uint64_t)(SHM_CACHELINE - 1);
+}
+
+size_t
+shm_layout_size(uint32_t nbackends, uint32_t nworkers)
+{
+	uint64_t off = align_up(sizeof(struct shm_header));
+
+	off += align_up(BALANCE_WORDS(nbackends) * sizeof(uint64_t));
+	off += align_up((uint64_t)nbackends * sizeof(struct shm_backend));
+	off += align_up((uint64_t)nworkers * sizeof(struct shm_worker));
+	return (size_t)off;
+}
+
+void
+shm_layout_init(void *base, size_t size, uint32_t nbackends, uint32_t nworkers)
+{
+	struct shm_header *h = base;
+	struct shm_backend *b;
+	uint64_t off = align_up(sizeof(struct shm_header));
+
+	memset(base, 0, size);
+	h->nbackends = nbackends;
+	h->nworkers = nworkers;
+	h->live_words = (uint32_t)BALANCE_WORDS(nbackends);
+	h->size = size;
+	h->off_live = off;
+	off += align_up(h->live_words * sizeof(uint64_t));
+	h->off_backends = off;
+	off += align_up((uint64_t)nbackends * sizeof(struct shm_backend));
+	h->off_workers = off;
+	b = (struct shm_backend *)((char *)base + h->off_backends);
+	for (uint32_t i = 0; i < nbackends; i++)
+		atomic_store_explicit(&b[i].last_result, CHECK_NONE, memory_order_relaxed);
+	h->layout_version = SHM_LAYOUT_VERSION;
+	h->magic = SHM_MAGIC;
+}
+
+int
+shm_attach(struct shm *s, void *base, size_t size)
+{
+	struct shm_header *h = base;
+
+	if (size < sizeof(*h) || h->magic != SHM_MAGIC ||
+	    h->layout_version != SHM_LAYOUT_VERSION || h->size != size)
+		return -1;
+	s->hdr = h;
+	s->size = size;
+	s->live = (_Atomic uint64_t *)((char *)base + h->off_live);
+	s->backends = (struct shm_backend *)((char *)base + h->off_backends);
+	s->workers = (struct shm_worker *)((char *)base + h->off_workers);
+	return 0;
+}
+
+int
+shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworkers,
+    char *err, size_t errlen)
+{
+	size_t size = shm_layout_size(nbackends, nworkers);
+	void *base;
+	int fd;
+
+	memset(s, 0, sizeof(*s));
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		snprintf(err, errlen, "shm_open(\"%s\") failed: %s", name, strerror(errno));
+		return -1;
+	}
+	if (ftruncate(fd, (off_t)size) == -1) {
+		snprintf(err, errlen, "ftruncate(\"%s\", %zu) failed: %s", name, size,
+		    strerror(errno));
+		goto fail;
+	}
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		snprintf(err, errlen, "mmap(\"%s\") failed: %s", name, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	shm_layout_init(base, size, nbackends, nworkers);
+	shm_attach(s, base, size);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	return 0;
+fail:
+	close(fd);
+	shm_unlink(name);
+	return -1;
+}
+
+void
+shm_unmap(struct shm *s)
+{
+	if (s->hdr != NULL)
+		munmap(s->hdr, s->size);
+	s->hdr = NULL;
+}
+
+void
+shm_destroy(struct shm *s)
+{
+	shm_unmap(s);
+	if (s->name[0] != '\0')
+		shm_unlink(s->name);
+	s->name[0] = '\0';
+}
+
+void
+shm_set_live(struct shm *s, uint32_t backend, bool up)
+{
+	uint64_t bit = UINT64_C(1) << (backend % 64);
+
+	if (up)
+		atomic_fetch_or_explicit(&s->live[backend / 64], bit, memory_order_release);
+	else
+		atomic_fetch_and_explicit(&s->live[backend / 64], ~bit, memory_order_release);
+	atomic_store_explicit(&s->backends[backend].up, up, memory_order_relaxed);
+}
+
+bool
+shm_is_live(const struct shm *s, uint32_t backend)
+{
+	uint64_t w = atomic_load_explicit(&s->live[backend / 64], memory_order_acquire);
+
+	return (w >> (backend % 64)) & 1;
+}
+
+uint32_t
+shm_live_count(const struct shm *s)
+{
+	uint64_t snap[BALANCE_WORDS(4096)];
+	size_t n = s->hdr->nbackends;
+
+	balance_snapshot(snap, s->live, n);
+	return (uint32_t)balance_count(snap, n);
+}
