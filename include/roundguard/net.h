@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct listen_addr;
@@ -22,6 +23,13 @@ void net_format_sockaddr(char *buf, size_t buflen, const struct sockaddr *sa);
 
 /* Same for the IP only, without the port (for X-Forwarded-For, logs). */
 void net_format_ip(char *buf, size_t buflen, const struct sockaddr *sa);
+
+/*
+ * Resolve a backend host (name or literal) and port to the first stream
+ * address getaddrinfo gives; -1 with "\"host\": cannot resolve: ..." in err.
+ */
+int net_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len,
+    char *err, size_t errlen);
 
 /* Set TCP_NODELAY; errors ignored (not every socket is TCP). */
 void net_nodelay(int fd);

@@ -1,0 +1,15 @@
+/* A worker process: an event loop accepting on its own SO_REUSEPORT socket and proxying. */
+#ifndef ROUNDGUARD_WORKER_H
+#define ROUNDGUARD_WORKER_H
+
+#include "roundguard/config-t.h"
+#include "roundguard/shm.h"
+
+/*
+ * Serve listen_fd as worker index until SIGTERM/SIGINT, then stop accepting,
+ * finish the exchanges in flight (at most proxy.shutdown_timeout) and return
+ * 0. Returns 1 when the event loop or the proxy cannot be set up.
+ */
+int worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd);
+
+#endif

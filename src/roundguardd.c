@@ -1,0 +1,849 @@
+/* roundguardd: the master process. Binds, forks workers and the checker, supervises, reloads. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "roundguard/checker.h"
+#include "roundguard/config.h"
+#include "roundguard/log.h"
+#include "roundguard/net.h"
+#include "roundguard/proc.h"
+#include "roundguard/shm.h"
+#include "roundguard/worker.h"
+
+#if HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#define ERRBUF_SIZE	(64 * 1024)
+#define CLI_BACKENDS_MAX CONFIG_BACKENDS_MAX
+/* Longest wait for a new health checker's first pass before going on without it. */
+#define READY_SLACK_NS	(2 * INT64_C(1000000000))
+
+static const char usage_text[] =
+    "usage: roundguardd [-c FILE] [-t] [--backend URL]... [--hosts URL]... [-p PORT]\n"
+    "                   [-l ADDR] [-w N] [-V] [-h]\n"
+    "  -c, --config FILE   JSON configuration file\n"
+    "  -t, --test          check the configuration, print \"configuration OK\" and exit\n"
+    "  -b, --backend URL   a backend (http://host:port[/prefix]); repeatable; replaces\n"
+    "                      the file's backends\n"
+    "      --hosts URL     the same as --backend (the Go version's spelling)\n"
+    "  -p, --port PORT     port to listen on (default 3000)\n"
+    "  -l, --listen ADDR   address to listen on (default: all addresses)\n"
+    "  -w, --workers N     worker processes, 1-256 or \"auto\" (default: one per CPU)\n"
+    "  -V, --version       print the version and exit\n"
+    "  -h, --help          print this help and exit\n"
+    "Environment: LOG_LEVEL, LOG_FORMAT, PROXY_CHECK_DURATION\n";
+
+/* What the command line said; re-applied over the file at every reload. */
+struct cli {
+	const char *config_file;
+	bool test_only;
+	const char *backends[CLI_BACKENDS_MAX];
+	int nbackends;
+	const char *listen;
+	const char *port;
+	const char *workers;
+};
+
+enum child_kind {
+	CHILD_WORKER,
+	CHILD_CHECKER,
+};
+
+struct generation;
+
+struct child {
+	struct generation *gen;
+	enum child_kind kind;
+	int index;
+	pid_t pid;
+	int64_t started_ns;
+	int64_t delay_ns;
+	struct event *respawn;
+};
+
+/* Listening sockets, one per worker; shared by generations with the same listen/workers. */
+struct listeners {
+	struct listen_addr addr;
+	int n;
+	int *fds;
+	int refs;
+};
+
+/* One configuration's set of children and its segment; a reload starts a new one. */
+struct generation {
+	LIST_ENTRY(generation) entry;
+	unsigned id;
+	struct config cfg;
+	struct shm shm;
+	struct listeners *ls;
+	struct child *workers;
+	int nworkers;
+	struct child checker;
+	int ready_fd;
+	struct event *ready_ev;
+	bool ready;
+	bool retiring;
+};
+
+static struct {
+	struct event_base *base;
+	struct cli cli;
+	struct proc_identity id;
+	struct generation *cur;
+	LIST_HEAD(, generation) gens;
+	unsigned next_gen;
+	bool stopping;
+	bool reloading;
+	struct event *sig[5];
+	struct event *stop_deadline;
+} m;
+
+static void __attribute__((noreturn))
+usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "roundguardd: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'roundguardd --help' for more information.\n");
+	exit(2);
+}
+
+static void
+notify(const char *state)
+{
+#if HAVE_LIBSYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+static int
+online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : (n > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : (int)n);
+}
+
+/* Apply the command line's listen flags: -l may carry a port, -p overrides it. */
+static int
+apply_listen_flags(struct config *cfg, char *err, size_t errlen)
+{
+	struct listen_addr la = cfg->listen;
+	char buf[PARSE_HOST_MAX + 16], msg[512];
+	uint16_t port;
+
+	if (m.cli.listen != NULL) {
+		if (parse_listen_addr(m.cli.listen, &la, msg, sizeof(msg)) == -1 ||
+		    strchr(m.cli.listen, ':') == NULL) {
+			snprintf(buf, sizeof(buf), strchr(m.cli.listen, ':') != NULL ?
+			    "[%s]:%u" : "%s:%u", m.cli.listen, cfg->listen.port);
+			if (parse_listen_addr(buf, &la, msg, sizeof(msg)) == -1) {
+				size_t used = strlen(err);
+
+				snprintf(err + used, errlen - used, "--listen: %s\n", msg);
+				return 1;
+			}
+		}
+	}
+	if (m.cli.port != NULL) {
+		if (parse_port(m.cli.port, &port, msg, sizeof(msg)) == -1) {
+			size_t used = strlen(err);
+
+			snprintf(err + used, errlen - used, "--port: %s\n", msg);
+			return 1;
+		}
+		la.port = port;
+	}
+	cfg->listen = la;
+	return 0;
+}
+
+/*
+ * Build the whole configuration: defaults < file < environment < flags, then
+ * validation and name resolution. Returns the number of problems, listed in err.
+ */
+static int
+build_config(struct config *cfg, char *err, size_t errlen)
+{
+	const char *errstr = NULL;
+	int problems = 0;
+
+	err[0] = '\0';
+	config_defaults(cfg);
+	if (m.cli.config_file != NULL)
+		problems += config_load_file(cfg, m.cli.config_file, err, errlen);
+	problems += config_apply_env(cfg, NULL, err, errlen);
+	if (m.cli.nbackends > 0) {
+		/* Flags win over the file: their list replaces the file's. */
+		cfg->nbackends = 0;
+		for (int i = 0; i < m.cli.nbackends; i++)
+			problems += config_add_backend(cfg, m.cli.backends[i], "--backend", err,
+			    errlen);
+	}
+	problems += apply_listen_flags(cfg, err, errlen);
+	if (m.cli.workers != NULL) {
+		if (strcasecmp(m.cli.workers, "auto") == 0) {
+			cfg->workers = 0;
+		} else {
+			cfg->workers = (int)strtonum(m.cli.workers, 1, CONFIG_WORKERS_MAX, &errstr);
+			if (errstr != NULL) {
+				size_t used = strlen(err);
+
+				snprintf(err + used, errlen - used,
+				    "--workers: \"%s\": must be \"auto\" or a number from 1 to %d\n",
+				    m.cli.workers, CONFIG_WORKERS_MAX);
+				problems++;
+			}
+		}
+	}
+	problems += config_validate(cfg, err, errlen);
+	if (problems > 0)
+		return problems;
+	if (cfg->workers == 0)
+		cfg->workers = online_cpus();
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		struct config_backend *be = &cfg->backends[i];
+		char msg[512];
+
+		if (net_resolve(be->addr.host, be->addr.port, &be->sa, &be->salen, msg,
+		    sizeof(msg)) == -1) {
+			size_t used = strlen(err);
+
+			snprintf(err + used, errlen - used, "%s: backends[%zu]: %s\n",
+			    cfg->file[0] != '\0' ? cfg->file : "command line", i, msg);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+static void
+log_problems(const char *msg, const char *err)
+{
+	char line[1024];
+	const char *p = err, *nl;
+
+	while (*p != '\0') {
+		nl = strchr(p, '\n');
+		snprintf(line, sizeof(line), "%.*s", (int)(nl != NULL ? nl - p : (long)strlen(p)), p);
+		if (line[0] != '\0')
+			log_error(msg, "problem", line, NULL);
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+}
+
+/* ---- listeners ---- */
+
+static void
+listeners_unref(struct listeners *ls)
+{
+	if (ls == NULL || --ls->refs > 0)
+		return;
+	for (int i = 0; i < ls->n; i++)
+		if (ls->fds[i] != -1)
+			close(ls->fds[i]);
+	free(ls->fds);
+	free(ls);
+}
+
+static struct listeners *
+listeners_get(const struct config *cfg, char *err, size_t errlen)
+{
+	struct listeners *cur = m.cur != NULL ? m.cur->ls : NULL;
+	struct listeners *ls;
+
+	if (cur != NULL && cur->n == cfg->workers &&
+	    memcmp(&cur->addr, &cfg->listen, sizeof(cur->addr)) == 0) {
+		cur->refs++;
+		return cur;
+	}
+	if ((ls = calloc(1, sizeof(*ls))) == NULL ||
+	    (ls->fds = calloc((size_t)cfg->workers, sizeof(int))) == NULL) {
+		free(ls);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ls->addr = cfg->listen;
+	ls->refs = 1;
+	for (ls->n = 0; ls->n < cfg->workers; ls->n++) {
+		if ((ls->fds[ls->n] = net_listen(&cfg->listen, true, err, errlen)) == -1) {
+			listeners_unref(ls);
+			return NULL;
+		}
+	}
+	return ls;
+}
+
+/* ---- children ---- */
+
+/* In a child: close every listening socket and ready pipe but the one it serves. */
+static void
+close_listeners_except(const struct generation *g, int keep)
+{
+	int keep_fd = keep >= 0 ? g->ls->fds[keep] : -1;
+	struct generation *o;
+
+	LIST_FOREACH(o, &m.gens, entry) {
+		if (o->ready_fd != -1)
+			close(o->ready_fd);
+		o->ready_fd = -1;
+		if (o->ls == NULL)
+			continue;
+		/* Generations may share one set of sockets: close each descriptor once. */
+		for (int i = 0; i < o->ls->n; i++) {
+			if (o->ls->fds[i] != -1 && o->ls->fds[i] != keep_fd) {
+				close(o->ls->fds[i]);
+				o->ls->fds[i] = -1;
+			}
+		}
+	}
+}
+
+/* The child side of a fork: detach from the master's loop, drop privileges, run. */
+static void __attribute__((noreturn))
+child_run(struct child *c, int ready_write_fd)
+{
+	struct generation *g = c->gen;
+	int listen_fd = c->kind == CHILD_WORKER ? g->ls->fds[c->index] : -1;
+	char err[256];
+
+	/* Children never outlive the master. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(0);
+	/*
+	 * The epoll set and the signal pipe are shared with the master until
+	 * event_reinit() gives the child its own; only then may it let go.
+	 */
+	event_reinit(m.base);
+	for (size_t i = 0; i < sizeof(m.sig) / sizeof(m.sig[0]); i++)
+		if (m.sig[i] != NULL)
+			event_del(m.sig[i]);
+	event_base_free(m.base);
+	m.base = NULL;
+	close_listeners_except(g, c->kind == CHILD_WORKER ? c->index : -1);
+	if (proc_drop_privileges(&m.id, err, sizeof(err)) == -1) {
+		log_error("cannot drop privileges", "error", err, NULL);
+		exit(1);
+	}
+	if (c->kind == CHILD_CHECKER) {
+		setproctitle("health checker");
+		log_set_proc("checker");
+		exit(checker_main(&g->cfg, &g->shm, ready_write_fd));
+	}
+	setproctitle("worker %d", c->index);
+	log_set_proc("worker");
+	exit(worker_main(&g->cfg, &g->shm, c->index, listen_fd));
+}
+
+static int
+child_spawn(struct child *c, int ready_write_fd)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == -1) {
+		log_error("fork failed", "error", strerror(errno), NULL);
+		return -1;
+	}
+	if (pid == 0)
+		child_run(c, ready_write_fd);
+	c->pid = pid;
+	c->started_ns = proc_now_ns();
+	return 0;
+}
+
+static void
+respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child *c = arg;
+
+	if (m.stopping || c->gen->retiring)
+		return;
+	child_spawn(c, -1);
+}
+
+static struct child *
+find_child(pid_t pid)
+{
+	struct generation *g;
+
+	LIST_FOREACH(g, &m.gens, entry) {
+		if (g->checker.pid == pid)
+			return &g->checker;
+		for (int i = 0; i < g->nworkers; i++)
+			if (g->workers[i].pid == pid)
+				return &g->workers[i];
+	}
+	return NULL;
+}
+
+static int
+live_children(const struct generation *g)
+{
+	int n = g->checker.pid > 0;
+
+	for (int i = 0; i < g->nworkers; i++)
+		n += g->workers[i].pid > 0;
+	return n;
+}
+
+static void
+generation_free(struct generation *g)
+{
+	LIST_REMOVE(g, entry);
+	if (g->ready_ev != NULL)
+		event_free(g->ready_ev);
+	if (g->ready_fd != -1)
+		close(g->ready_fd);
+	if (g->checker.respawn != NULL)
+		event_free(g->checker.respawn);
+	for (int i = 0; i < g->nworkers; i++)
+		if (g->workers[i].respawn != NULL)
+			event_free(g->workers[i].respawn);
+	free(g->workers);
+	shm_destroy(&g->shm);
+	listeners_unref(g->ls);
+	config_free(&g->cfg);
+	if (m.cur == g)
+		m.cur = NULL;
+	free(g);
+}
+
+static void
+signal_generation(struct generation *g, int sig)
+{
+	if (g->checker.pid > 0)
+		kill(g->checker.pid, sig);
+	for (int i = 0; i < g->nworkers; i++)
+		if (g->workers[i].pid > 0)
+			kill(g->workers[i].pid, sig);
+}
+
+static void
+maybe_finish(void)
+{
+	if (m.stopping && LIST_EMPTY(&m.gens))
+		event_base_loopbreak(m.base);
+}
+
+static void
+child_exited(struct child *c, int status)
+{
+	struct generation *g = c->gen;
+	const char *what = c->kind == CHILD_WORKER ? "worker" : "health checker";
+	int64_t lived = proc_now_ns() - c->started_ns;
+	char desc[128], idx[16], delay[32];
+	struct timeval tv;
+
+	c->pid = 0;
+	proc_describe_exit(status, desc, sizeof(desc));
+	if (m.stopping || g->retiring) {
+		log_debug("child exited", "child", what, "status", desc, NULL);
+		if (live_children(g) == 0) {
+			generation_free(g);
+			maybe_finish();
+		}
+		return;
+	}
+	c->delay_ns = proc_respawn_delay(c->delay_ns, lived);
+	format_duration(delay, sizeof(delay), c->delay_ns);
+	snprintf(idx, sizeof(idx), "%d", c->index);
+	log_error("child died, starting it again", "child", what,
+	    "index", c->kind == CHILD_WORKER ? idx : NULL, "status", desc, "after", delay, NULL);
+	atomic_fetch_add_explicit(&g->shm.hdr->worker_restarts, 1, memory_order_relaxed);
+	if (c->respawn == NULL)
+		c->respawn = evtimer_new(m.base, respawn_cb, c);
+	tv.tv_sec = (time_t)(c->delay_ns / 1000000000);
+	tv.tv_usec = (suseconds_t)(c->delay_ns % 1000000000 / 1000);
+	evtimer_add(c->respawn, &tv);
+}
+
+static void
+sigchld_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child *c;
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if ((c = find_child(pid)) != NULL)
+			child_exited(c, status);
+	}
+}
+
+/* ---- generations ---- */
+
+static void
+retire_others(struct generation *keep)
+{
+	struct generation *g, *next;
+
+	for (g = LIST_FIRST(&m.gens); g != NULL; g = next) {
+		next = LIST_NEXT(g, entry);
+		if (g == keep || g->retiring)
+			continue;
+		g->retiring = true;
+		signal_generation(g, SIGTERM);
+		if (live_children(g) == 0)
+			generation_free(g);
+	}
+}
+
+static void
+generation_start_workers(struct generation *g)
+{
+	char workers[16], backends[16];
+
+	for (int i = 0; i < g->nworkers; i++)
+		child_spawn(&g->workers[i], -1);
+	g->ready = true;
+	m.cur = g;
+	retire_others(g);
+	snprintf(workers, sizeof(workers), "%d", g->nworkers);
+	snprintf(backends, sizeof(backends), "%zu", g->cfg.nbackends);
+	if (m.reloading) {
+		m.reloading = false;
+		log_info("reloaded", "workers", workers, "backends", backends, "shm", g->shm.name,
+		    NULL);
+	} else {
+		char addr[PARSE_HOST_MAX + 16];
+
+		snprintf(addr, sizeof(addr), g->cfg.listen.is_ipv6 ? "[%s]:%u" : "%s:%u",
+		    g->cfg.listen.host[0] != '\0' ? g->cfg.listen.host : "*", g->cfg.listen.port);
+		log_info("ready", "address", addr, "workers", workers, "backends", backends,
+		    "shm", g->shm.name, NULL);
+	}
+	notify("READY=1");
+}
+
+/* The checker's first pass is done (or it never reported): start serving. */
+static void
+ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct generation *g = arg;
+
+	if (what & EV_TIMEOUT)
+		log_warn("health checker did not finish its first pass in time; starting anyway",
+		    NULL);
+	event_del(g->ready_ev);
+	close(g->ready_fd);
+	g->ready_fd = -1;
+	if (!m.stopping && !g->retiring)
+		generation_start_workers(g);
+}
+
+static struct generation *
+generation_new(struct config *cfg, char *err, size_t errlen)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+	char name[64];
+	int pipefd[2];
+	int64_t wait_ns;
+	struct timeval tv;
+
+	if (g == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	g->id = m.next_gen++;
+	g->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));	/* the generation owns it now */
+	g->ready_fd = -1;
+	LIST_INSERT_HEAD(&m.gens, g, entry);
+	if (g->id == 0)
+		snprintf(name, sizeof(name), "/roundguardd.%d", (int)getpid());
+	else
+		snprintf(name, sizeof(name), "/roundguardd.%d.%u", (int)getpid(), g->id);
+	if (shm_create(&g->shm, name, (uint32_t)g->cfg.nbackends, (uint32_t)g->cfg.workers,
+	    err, errlen) == -1)
+		goto fail;
+	if ((g->ls = listeners_get(&g->cfg, err, errlen)) == NULL)
+		goto fail;
+	g->nworkers = g->cfg.workers;
+	if ((g->workers = calloc((size_t)g->nworkers, sizeof(*g->workers))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < g->nworkers; i++) {
+		g->workers[i].gen = g;
+		g->workers[i].kind = CHILD_WORKER;
+		g->workers[i].index = i;
+	}
+	g->checker.gen = g;
+	g->checker.kind = CHILD_CHECKER;
+	if (pipe2(pipefd, O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "pipe failed: %s", strerror(errno));
+		goto fail;
+	}
+	g->ready_fd = pipefd[0];
+	if (child_spawn(&g->checker, pipefd[1]) == -1) {
+		close(pipefd[1]);
+		snprintf(err, errlen, "cannot start the health checker");
+		goto fail;
+	}
+	close(pipefd[1]);
+	/* EOF or the byte both mean "go": a checker that died is respawned anyway. */
+	wait_ns = g->cfg.health.timeout_ns + READY_SLACK_NS;
+	tv.tv_sec = (time_t)(wait_ns / 1000000000);
+	tv.tv_usec = (suseconds_t)(wait_ns % 1000000000 / 1000);
+	g->ready_ev = event_new(m.base, g->ready_fd, EV_READ, ready_cb, g);
+	event_add(g->ready_ev, &tv);
+	return g;
+fail:
+	g->retiring = true;
+	signal_generation(g, SIGTERM);
+	if (live_children(g) == 0)
+		generation_free(g);
+	return NULL;
+}
+
+static void
+reload(void)
+{
+	struct config cfg;
+	char *err = malloc(ERRBUF_SIZE);
+
+	if (err == NULL)
+		return;
+	if (m.reloading) {
+		log_warn("a reload is already under way; ignoring SIGHUP", NULL);
+		free(err);
+		return;
+	}
+	log_info("reloading", "config", m.cli.config_file, NULL);
+	notify("RELOADING=1");
+	if (build_config(&cfg, err, ERRBUF_SIZE) > 0) {
+		log_problems("reload failed, keeping the running configuration", err);
+		config_free(&cfg);
+		notify("READY=1");
+		free(err);
+		return;
+	}
+	log_set_level(cfg.log.level);
+	log_set_format(cfg.log.format);
+	m.reloading = true;
+	if (generation_new(&cfg, err, ERRBUF_SIZE) == NULL) {
+		m.reloading = false;
+		log_error("reload failed, keeping the running configuration", "error", err, NULL);
+		config_free(&cfg);
+		notify("READY=1");
+	}
+	free(err);
+}
+
+static void
+stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct generation *g;
+
+	log_warn("children did not stop in time, killing them", NULL);
+	LIST_FOREACH(g, &m.gens, entry)
+		signal_generation(g, SIGKILL);
+}
+
+static void
+stop(int sig)
+{
+	struct generation *g, *next;
+	int64_t grace = m.cur != NULL ? m.cur->cfg.proxy.shutdown_timeout_ns : 10000000000;
+	struct timeval tv;
+
+	if (m.stopping)
+		return;
+	m.stopping = true;
+	notify("STOPPING=1");
+	log_info("shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+	for (g = LIST_FIRST(&m.gens); g != NULL; g = next) {
+		next = LIST_NEXT(g, entry);
+		/* The master's copies go first: once the workers close theirs, connects are refused. */
+		if (g->ls != NULL) {
+			for (int i = 0; i < g->ls->n; i++) {
+				if (g->ls->fds[i] != -1)
+					close(g->ls->fds[i]);
+				g->ls->fds[i] = -1;
+			}
+		}
+		signal_generation(g, SIGTERM);
+		if (live_children(g) == 0)
+			generation_free(g);
+	}
+	grace += 2000000000;
+	tv.tv_sec = (time_t)(grace / 1000000000);
+	tv.tv_usec = (suseconds_t)(grace % 1000000000 / 1000);
+	m.stop_deadline = evtimer_new(m.base, stop_deadline_cb, NULL);
+	evtimer_add(m.stop_deadline, &tv);
+	maybe_finish();
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGCHLD:
+		sigchld_cb(sig, what, arg);
+		break;
+	case SIGHUP:
+		if (!m.stopping)
+			reload();
+		break;
+	default:
+		stop((int)sig);
+	}
+}
+
+/* ---- main ---- */
+
+static void
+parse_cli(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "hosts", required_argument, NULL, 'b' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":c:tb:p:l:w:Vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			m.cli.config_file = optarg;
+			break;
+		case 't':
+			m.cli.test_only = true;
+			break;
+		case 'b':
+			if (m.cli.nbackends == CLI_BACKENDS_MAX)
+				usage_error("too many backends (at most %s)", "4096");
+			m.cli.backends[m.cli.nbackends++] = optarg;
+			break;
+		case 'p':
+			m.cli.port = optarg;
+			break;
+		case 'l':
+			m.cli.listen = optarg;
+			break;
+		case 'w':
+			m.cli.workers = optarg;
+			break;
+		case 'V':
+			printf("roundguardd %s\n", ROUNDGUARD_VERSION);
+			exit(0);
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case ':':
+			usage_error("option %s needs a value", argv[optind - 1]);
+		default:
+			usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument \"%s\"", argv[optind]);
+}
+
+int
+main(int argc, char **argv, char **envp)
+{
+	static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+	struct config cfg;
+	struct event_config *ec;
+	char *err;
+	char msg[512];
+
+	setproctitle_init(argc, argv, envp);
+	parse_cli(argc, argv);
+	if ((err = malloc(ERRBUF_SIZE)) == NULL)
+		return 1;
+	if (log_init_env(msg, sizeof(msg)) == -1) {
+		fprintf(stderr, "roundguardd: %s\n", msg);
+		return 1;
+	}
+	log_set_proc("master");
+	proc_route_libevent_logs();
+	if (build_config(&cfg, err, ERRBUF_SIZE) > 0 ||
+	    proc_resolve_identity(cfg.user, cfg.group, &m.id, err, ERRBUF_SIZE) == -1) {
+		fputs(err, stderr);
+		if (err[0] != '\0' && err[strlen(err) - 1] != '\n')
+			fputc('\n', stderr);
+		config_free(&cfg);
+		free(err);
+		return 1;
+	}
+	if (m.cli.test_only) {
+		printf("configuration OK\n");
+		config_free(&cfg);
+		free(err);
+		return 0;
+	}
+	log_set_level(cfg.log.level);
+	log_set_format(cfg.log.format);
+	if (m.id.drop && geteuid() != 0)
+		log_warn("not running as root: user/group cannot be changed", NULL);
+
+	signal(SIGPIPE, SIG_IGN);
+	LIST_INIT(&m.gens);
+	if ((ec = event_config_new()) == NULL)
+		return 1;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	m.base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (m.base == NULL) {
+		log_error("cannot create the event loop", NULL);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		m.sig[i] = evsignal_new(m.base, sigs[i], signal_cb, NULL);
+		event_add(m.sig[i], NULL);
+	}
+	setproctitle("master");
+	if (generation_new(&cfg, err, ERRBUF_SIZE) == NULL) {
+		log_error("cannot start", "error", err, NULL);
+		config_free(&cfg);
+		/* Wait for any child that did start, so nothing is left behind. */
+		while (waitpid(-1, NULL, 0) > 0)
+			;
+		while (!LIST_EMPTY(&m.gens))
+			generation_free(LIST_FIRST(&m.gens));
+		free(err);
+		return 1;
+	}
+	free(err);
+
+	event_base_dispatch(m.base);
+
+	while (!LIST_EMPTY(&m.gens))
+		generation_free(LIST_FIRST(&m.gens));
+	if (m.stop_deadline != NULL)
+		event_free(m.stop_deadline);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		event_free(m.sig[i]);
+	event_base_free(m.base);
+	log_info("stopped", NULL);
+	return 0;
+}

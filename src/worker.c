@@ -1,0 +1,153 @@
+/* A worker process: an event loop accepting on its own SO_REUSEPORT socket and proxying. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "roundguard/log.h"
+#include "roundguard/proxy.h"
+#include "roundguard/worker.h"
+
+/* Accepts per wake-up, so that one busy listener cannot starve the connections. */
+#define WORKER_ACCEPT_BATCH	64
+/* Pause after running out of descriptors, so the loop does not spin on EMFILE. */
+#define WORKER_EMFILE_PAUSE_MS	100
+
+static struct {
+	struct event_base *base;
+	const struct config *cfg;
+	int index;
+	int listen_fd;
+	struct event accept_ev;
+	struct event *resume_ev;
+	struct event *sigterm, *sigint, *deadline;
+	bool stopping;
+} wk;
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd;
+
+	for (int i = 0; i < WORKER_ACCEPT_BATCH; i++) {
+		sslen = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd != -1) {
+			proxy_accept(fd, (struct sockaddr *)&ss);
+			continue;
+		}
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			struct timeval tv = { 0, WORKER_EMFILE_PAUSE_MS * 1000 };
+
+			/* Leave the connection queued: it is served once descriptors free up. */
+			log_warn("cannot accept, pausing", "error", strerror(errno), NULL);
+			event_del(&wk.accept_ev);
+			evtimer_add(wk.resume_ev, &tv);
+		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+			log_warn("accept failed", "error", strerror(errno), NULL);
+		}
+		return;
+	}
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (!wk.stopping)
+		event_add(&wk.accept_ev, NULL);
+}
+
+static void
+drained(void)
+{
+	event_base_loopbreak(wk.base);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char open[16];
+
+	snprintf(open, sizeof(open), "%u", proxy_client_count());
+	log_warn("shutdown timeout reached, closing remaining connections", "open", open, NULL);
+	event_base_loopbreak(wk.base);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval tv = {
+		(time_t)(wk.cfg->proxy.shutdown_timeout_ns / 1000000000),
+		(suseconds_t)(wk.cfg->proxy.shutdown_timeout_ns % 1000000000 / 1000),
+	};
+
+	if (wk.stopping)
+		return;
+	wk.stopping = true;
+	/* The master keeps the socket open: what is queued goes to the next worker. */
+	event_del(&wk.accept_ev);
+	close(wk.listen_fd);
+	wk.listen_fd = -1;
+	wk.deadline = evtimer_new(wk.base, deadline_cb, NULL);
+	if (wk.deadline != NULL)
+		evtimer_add(wk.deadline, &tv);
+	proxy_drain(drained);
+}
+
+int
+worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd)
+{
+	struct event_config *ec;
+	int rc = 1;
+
+	memset(&wk, 0, sizeof(wk));
+	wk.cfg = cfg;
+	wk.index = index;
+	wk.listen_fd = listen_fd;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if ((ec = event_config_new()) == NULL)
+		return 1;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	wk.base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (wk.base == NULL) {
+		log_error("cannot create the event loop", NULL);
+		return 1;
+	}
+	if (proxy_init(wk.base, cfg, shm, index) == -1) {
+		log_error("cannot set up the proxy", NULL);
+		goto out;
+	}
+	atomic_store_explicit(&shm->workers[index].pid, (int32_t)getpid(), memory_order_relaxed);
+	event_assign(&wk.accept_ev, wk.base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
+	event_add(&wk.accept_ev, NULL);
+	wk.resume_ev = evtimer_new(wk.base, resume_cb, NULL);
+	wk.sigterm = evsignal_new(wk.base, SIGTERM, stop_cb, NULL);
+	wk.sigint = evsignal_new(wk.base, SIGINT, stop_cb, NULL);
+	event_add(wk.sigterm, NULL);
+	event_add(wk.sigint, NULL);
+
+	event_base_dispatch(wk.base);
+	rc = 0;
+
+	proxy_free();
+	if (wk.listen_fd != -1) {
+		event_del(&wk.accept_ev);
+		close(wk.listen_fd);
+	}
+	if (wk.deadline != NULL)
+		event_free(wk.deadline);
+	event_free(wk.resume_ev);
+	event_free(wk.sigterm);
+	event_free(wk.sigint);
+out:
+	event_base_free(wk.base);
+	return rc;
+}
