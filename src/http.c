@@ -312,7 +312,8 @@ http_write_request_fields(struct evbuffer *out, const char *base, const struct h
 		for (uint16_t i = 0; i < h->nfields; i++) {
 			const struct http_field *f = &h->fields[i];
 
-			if (!http_name_is(base + f->name.off, f->name.len, "x-forwarded-for"))
+			if (!http_name_is(base + f->name.off, f->name.len, "x-forwarded-for") ||
+			    f->value.len == 0)
 				continue;
 			rc |= evbuffer_add(out, base + f->value.off, f->value.len);
 			rc |= evbuffer_add(out, ", ", 2);

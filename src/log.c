@@ -1,5 +1,6 @@
 /* Leveled, structured logging: one line per call, text for humans or JSON for machines, to stderr. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #define LOG_MAX_FIELDS 32
 /* Longer lines are cut; one buffer keeps a line to one write(2) without allocating. */
 #define LOG_LINE_MAX 8192
+/* Access lines wait here until it fills or log_flush() runs (every 100 ms in a worker). */
+#define LOG_ACCESS_BUF (64 * 1024)
 #define LOG_PROC_MAX 32
 #define LOG_PROC_DEFAULT "roundguard"
 
@@ -694,4 +697,75 @@ log_vmsg(enum log_level level, const char *msg, va_list ap)
 	while (write(STDERR_FILENO, line, len) == -1 && errno == EINTR)
 		;
 	errno = saved_errno;
+}
+
+/* The access-log buffer of this process. */
+static struct {
+	char buf[LOG_ACCESS_BUF];
+	size_t len;
+} log_access_state;
+
+/*
+ * Write buffered lines in pieces of at most PIPE_BUF bytes that end at a line
+ * end: writes that size are atomic on a pipe, so lines of several workers
+ * sharing one stderr pipe (journald) never interleave mid-line.
+ */
+void
+log_flush(void)
+{
+	size_t off = 0;
+	int saved_errno = errno;
+
+	while (off < log_access_state.len) {
+		size_t n = log_access_state.len - off;
+		ssize_t w;
+
+		if (n > PIPE_BUF) {
+			n = PIPE_BUF;
+			while (n > 0 && log_access_state.buf[off + n - 1] != '\n')
+				n--;
+			if (n == 0)
+				n = PIPE_BUF;	/* one line longer than PIPE_BUF */
+		}
+		w = write(STDERR_FILENO, log_access_state.buf + off, n);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	log_access_state.len = 0;
+	errno = saved_errno;
+}
+
+void
+log_access(const char *key, ...)
+{
+	const char *fields[2 * LOG_MAX_FIELDS];
+	char line[LOG_LINE_MAX];
+	struct timespec ts;
+	size_t n = 0, len;
+	va_list ap;
+
+	if (LOG_LEVEL_INFO < log_state.level)
+		return;
+	va_start(ap, key);
+	for (; key != NULL; key = va_arg(ap, const char *)) {
+		const char *value = va_arg(ap, const char *);
+
+		if (n < 2 * LOG_MAX_FIELDS) {
+			fields[n++] = key;
+			fields[n++] = value;
+		}
+	}
+	va_end(ap);
+	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		ts.tv_sec = ts.tv_nsec = 0;
+	log_format_line_len(line, sizeof(line), log_state.format,
+	    log_state.color && log_state.format == LOG_FORMAT_TEXT, &ts, LOG_LEVEL_INFO,
+	    log_state.proc, getpid(), "request", fields, n / 2, &len);
+	if (log_access_state.len + len > sizeof(log_access_state.buf))
+		log_flush();
+	memcpy(log_access_state.buf + log_access_state.len, line, len);
+	log_access_state.len += len;
 }

@@ -13,11 +13,14 @@
 #include <event2/event_struct.h>
 #include <llhttp.h>
 
+#include "config.h"
 #include "roundguard/balance.h"
 #include "roundguard/http.h"
 #include "roundguard/log.h"
+#include "roundguard/metrics.h"
 #include "roundguard/net.h"
 #include "roundguard/pool.h"
+#include "roundguard/proc.h"
 #include "roundguard/proxy.h"
 
 #define PROXY_READ_CHUNK	16384
@@ -89,6 +92,15 @@ struct client {
 	bool up_reused;
 	bool up_paused;			/* not reading the backend: client not draining */
 	enum http_conn_mode mode;
+
+	/* For metrics and the access log, once per request. */
+	int64_t started_ns;
+	int status;			/* of the answer, 0 until there is one */
+	int backend;			/* that served (or failed) it, -1 if none */
+	uint64_t resp_bytes;		/* queued for the client */
+	bool in_exchange;		/* a request is between head and recorded end */
+	bool metrics_only;		/* accepted on metrics.listen */
+
 	bool close_after;		/* close once out is flushed */
 	bool reading;			/* client read event armed */
 	char ip[INET6_ADDRSTRLEN];
@@ -307,11 +319,70 @@ parse_reset(llhttp_t *p, struct parse_ctx *pc, struct http_head *head)
 	p->data = pc;
 }
 
+/* ---- metrics and access log ---- */
+
+/* Count the finished request once, in this worker's slot, and log it if asked to. */
+static void
+exchange_record(struct client *c)
+{
+	int64_t ns;
+
+	if (!c->in_exchange)
+		return;
+	c->in_exchange = false;
+	ns = proc_now_ns() - c->started_ns;
+	if (c->backend >= 0)
+		metrics_record(shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->backend),
+		    c->parser.method, c->status, ns);
+	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
+	if (px.cfg->log.access && log_enabled(LOG_LEVEL_INFO)) {
+		const char *line = (const char *)evbuffer_pullup(c->req_line, -1);
+		size_t len = evbuffer_get_length(c->req_line);
+		char path[2048], status[8], bytes[24], dur[32], worker[8];
+
+		snprintf(path, sizeof(path), "%.*s",
+		    len > c->method_len ? (int)(len - c->method_len - 1) : 0,
+		    line != NULL && len > c->method_len ? line + c->method_len + 1 : "");
+		snprintf(status, sizeof(status), "%d", c->status);
+		snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)c->resp_bytes);
+		format_duration(dur, sizeof(dur), ns);
+		snprintf(worker, sizeof(worker), "%d", px.worker);
+		log_access("client", c->ip,
+		    "method", llhttp_method_name((llhttp_method_t)c->parser.method),
+		    "path", path, "status", status, "bytes", bytes, "duration", dur,
+		    "backend", c->backend >= 0 ? px.cfg->backends[c->backend].addr.hostport : "-",
+		    "worker", worker, NULL);
+	}
+}
+
+static void
+exchange_begin(struct client *c)
+{
+	/* CLOCK_MONOTONIC through the vDSO: no system call, unlike libevent's clock. */
+	c->started_ns = proc_now_ns();
+	c->status = 0;
+	c->backend = -1;
+	c->resp_bytes = 0;
+	c->in_exchange = true;
+}
+
+static void
+record_upstream_error(uint32_t b, enum metrics_upstream_error e)
+{
+	metrics_record_upstream_error(shm_stats(px.shm, (uint32_t)px.worker, b), e);
+}
+
 /* ---- connections ---- */
 
 static void
 client_close(struct client *c)
 {
+	if (c->in_exchange) {
+		/* Cut off mid-way: what nginx logs as 499 when the client left first. */
+		if (c->status == 0)
+			c->status = 499;
+		exchange_record(c);
+	}
 	if (c->up != NULL)
 		upconn_free(c->up);
 	event_del(&c->rev);
@@ -362,11 +433,31 @@ up_release(struct client *c, bool reusable)
 
 static int exchange_done(struct client *c);
 
+static int client_error_full(struct client *c, int status, const char *title,
+    const char *description, const char *extra);
+
 /* Answer with an error made here; the connection closes unless the request was whole. */
 static int
 client_error(struct client *c, int status, const char *title, const char *description)
 {
+	return client_error_full(c, status, title, description, NULL);
+}
+
+static int
+client_error_allow(struct client *c, int status, const char *allow)
+{
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	return client_error_full(c, status, NULL, NULL, extra);
+}
+
+static int
+client_error_full(struct client *c, int status, const char *title, const char *description,
+    const char *extra)
+{
 	bool keep = c->keep_alive && c->req == REQ_DONE && !px.draining;
+	size_t before;
 
 	up_release(c, false);
 	if (c->resp != RESP_NONE) {
@@ -374,7 +465,11 @@ client_error(struct client *c, int status, const char *title, const char *descri
 		client_close(c);
 		return -1;
 	}
-	http_error_response(c->out, status, title, description, NULL, keep, c->head_method);
+	before = evbuffer_get_length(c->out);
+	http_error_response(c->out, status, title, description, extra, keep, c->head_method);
+	c->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->status = status;
+	exchange_record(c);
 	c->resp = RESP_DONE;
 	c->mode = keep ? HTTP_CONN_KEEP : HTTP_CONN_CLOSE;
 	if (!keep)
@@ -496,8 +591,12 @@ connect_backend(struct upconn *u)
 static int
 no_backend(struct client *c, int status)
 {
-	if (c->ntried == 0 || !any_live())
+	if (c->ntried == 0 || !any_live()) {
+		atomic_fetch_add_explicit(&px.shm->workers[px.worker].no_backend, 1,
+		    memory_order_relaxed);
+		c->backend = -1;
 		return client_error(c, 503, NO_UPSTREAM_TITLE, NULL);
+	}
 	return client_error(c, status, NULL, NULL);
 }
 
@@ -511,6 +610,7 @@ start_attempt(struct client *c)
 		if ((b = pick(c)) < 0)
 			return no_backend(c, 502);
 		c->tried[c->ntried++] = b;
+		c->backend = b;
 		c->up_reused = true;
 		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)
 			break;
@@ -524,6 +624,8 @@ start_attempt(struct client *c)
 			upconn_free(u);
 			return client_error(c, 503, NULL, NULL);
 		}
+		record_upstream_error((uint32_t)b, errno == ECONNREFUSED ?
+		    METRICS_ERR_CONNECT_REFUSED : METRICS_ERR_CONNECT_FAILED);
 		passive_down((uint32_t)b, strerror(errno));
 		upconn_free(u);
 		if (!px.cfg->proxy.retry_unsent)
@@ -558,21 +660,28 @@ start_attempt(struct client *c)
  * Retry where the rules allow it, else answer 502/503/504.
  */
 static int
-attempt_failed(struct client *c, const char *reason, bool connect_failed, bool timed_out)
+attempt_failed(struct client *c, const char *reason, enum metrics_upstream_error kind)
 {
 	uint32_t b = c->up->backend;
+	bool connect_failed = kind == METRICS_ERR_CONNECT_REFUSED ||
+	    kind == METRICS_ERR_CONNECT_TIMEOUT || kind == METRICS_ERR_CONNECT_FAILED;
+	bool timed_out = kind == METRICS_ERR_TIMEOUT;
 	bool unsent = connect_failed || c->up_sent == 0;
 
-	log_warn("upstream failed", "backend", px.cfg->backends[b].addr.hostport,
-	    "reason", reason, "reused", c->up_reused ? "yes" : "no", NULL);
+	record_upstream_error(b, kind);
+
+	/* A refused connect is logged once, by passive_down(), when it takes the backend out. */
 	if (connect_failed)
 		passive_down(b, reason);
+	else
+		log_warn("upstream failed", "backend", px.cfg->backends[b].addr.hostport,
+		    "reason", reason, "reused", c->up_reused ? "yes" : "no", NULL);
 	up_release(c, false);
 	if (c->resp != RESP_NONE) {
 		client_close(c);
 		return -1;
 	}
-	if (timed_out && !connect_failed)
+	if (timed_out)
 		return client_error(c, 504, NULL, NULL);
 	if (unsent && px.cfg->proxy.retry_unsent)
 		return start_attempt(c);
@@ -602,8 +711,8 @@ up_flush(struct client *c)
 				client_set_reading(c, false);
 			return 0;
 		}
-		return attempt_failed(c, n == 0 ? "connection closed" : strerror(errno), false,
-		    false);
+		return attempt_failed(c, n == 0 ? "connection closed" : strerror(errno),
+		    METRICS_ERR_RESET);
 	}
 	event_del(&u->wev);
 	if (c->req == REQ_BODY)
@@ -621,14 +730,15 @@ up_write_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (what & EV_TIMEOUT) {
 		attempt_failed(c, u->connecting ? "connect timeout" : "send timeout",
-		    u->connecting, true);
+		    u->connecting ? METRICS_ERR_CONNECT_TIMEOUT : METRICS_ERR_TIMEOUT);
 		return;
 	}
 	if (u->connecting) {
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 			err = errno;
 		if (err != 0) {
-			attempt_failed(c, strerror(err), true, false);
+			attempt_failed(c, strerror(err), err == ECONNREFUSED ?
+			    METRICS_ERR_CONNECT_REFUSED : METRICS_ERR_CONNECT_FAILED);
 			return;
 		}
 		u->connecting = false;
@@ -651,6 +761,7 @@ response_head(struct client *c)
 	int status = u->parser.status_code;
 	bool chunked = (u->parser.flags & F_CHUNKED) != 0;
 	bool dechunk = false;
+	size_t before;
 
 	h->status = status;
 	base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
@@ -659,7 +770,7 @@ response_head(struct client *c)
 		if (status == 101) {
 			log_warn("backend switched protocols, which is not supported", "backend",
 			    px.cfg->backends[u->backend].addr.hostport, NULL);
-			return attempt_failed(c, "101 Switching Protocols", false, false);
+			return attempt_failed(c, "101 Switching Protocols", METRICS_ERR_BAD_RESPONSE);
 		}
 		if (!c->http10)
 			evbuffer_add_printf(c->out, "HTTP/1.1 %d %.*s\r\n\r\n", status,
@@ -677,9 +788,12 @@ response_head(struct client *c)
 		dechunk = true;			/* HTTP/1.0 clients do not know chunked */
 		c->mode = HTTP_CONN_CLOSE;
 	}
+	before = evbuffer_get_length(c->out);
 	if (http_write_response_head(c->out, base, h, px.cfg->backends[u->backend].addr.hostport,
 	    c->mode, dechunk) == -1)
 		return client_error(c, 500, NULL, NULL);
+	c->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->status = status;
 	evbuffer_drain(u->in, u->fed);
 	u->fed = 0;
 	c->resp = RESP_BODY;
@@ -704,7 +818,7 @@ response_done(struct client *c)
 	c->resp = RESP_DONE;
 	if (c->req != REQ_DONE)
 		c->close_after = true;	/* the rest of the request body cannot be resynchronised */
-	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
+	exchange_record(c);
 	up_release(c, reusable);
 	return exchange_done(c);
 }
@@ -714,16 +828,18 @@ response_process(struct client *c)
 {
 	struct upconn *u;
 	llhttp_errno_t e;
+	size_t before;
 
 	while ((u = c->up) != NULL) {
 		if (!c->resp_pc.head_done) {
 			e = feed(&u->parser, &c->resp_pc, u->in, &u->fed);
 			if (!c->resp_pc.head_done) {
 				if (e != HPE_OK && e != HPE_PAUSED)
-					return attempt_failed(c, "invalid response", false, false);
+					return attempt_failed(c, "invalid response",
+					    METRICS_ERR_BAD_RESPONSE);
 				if (u->fed > px.cfg->proxy.max_header_size)
-					return attempt_failed(c, "response head too large", false,
-					    false);
+					return attempt_failed(c, "response head too large",
+					    METRICS_ERR_BAD_RESPONSE);
 				return 0;
 			}
 			/* Then again: an interim answer, a retry, or the body. */
@@ -741,10 +857,12 @@ response_process(struct client *c)
 				return -1;
 			}
 		}
+		before = evbuffer_get_length(c->out);
 		if (c->resp_pc.dechunk_to != NULL)
 			evbuffer_drain(u->in, u->fed);
 		else
 			evbuffer_remove_buffer(u->in, c->out, u->fed);
+		c->resp_bytes += evbuffer_get_length(c->out) - before;
 		u->fed = 0;
 		if (!c->resp_pc.msg_done)
 			return client_flush(c);
@@ -781,7 +899,7 @@ up_read_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (what & EV_TIMEOUT) {
 		if (c->resp == RESP_NONE)
-			attempt_failed(c, "timeout", false, true);
+			attempt_failed(c, "timeout", METRICS_ERR_TIMEOUT);
 		else
 			client_close(c);
 		return;
@@ -793,10 +911,8 @@ up_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->resp == RESP_BODY && rc == 0 && llhttp_message_needs_eof(&u->parser)) {
 			/* A close-delimited body just ended. */
 			llhttp_finish(&u->parser);
-			evbuffer_remove_buffer(u->in, c->out, evbuffer_get_length(u->in));
-			if (client_flush(c) == -1)
-				return;
 			c->resp_pc.msg_done = true;
+			exchange_record(c);
 			up_release(c, false);
 			c->resp = RESP_DONE;
 			c->close_after = true;
@@ -804,7 +920,7 @@ up_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (c->resp == RESP_NONE && evbuffer_get_length(u->in) == 0) {
-			attempt_failed(c, why, false, false);
+			attempt_failed(c, why, METRICS_ERR_RESET);
 			return;
 		}
 		if (c->resp == RESP_NONE) {
@@ -828,11 +944,75 @@ method_idempotent(int m)
 	    m == HTTP_PUT || m == HTTP_DELETE;
 }
 
+/* Whether a request target names path, whatever its query string. */
+static bool
+target_is(const char *target, size_t len, const char *path)
+{
+	const char *q = memchr(target, '?', len);
+	size_t plen = strlen(path);
+
+	if (q != NULL)
+		len = (size_t)(q - target);
+	return len == plen && memcmp(target, path, plen) == 0;
+}
+
+/* Answer GET <metrics.path> here, from the shared counters of all workers. */
+static int
+serve_metrics(struct client *c, const char *target, size_t len)
+{
+	struct evbuffer *body;
+	size_t before = evbuffer_get_length(c->out);
+	int method = c->parser.method;
+
+	if (!target_is(target, len, px.cfg->metrics.path))
+		return client_error(c, 404, NULL, NULL);
+	if (method != HTTP_GET && method != HTTP_HEAD) {
+		c->keep_alive = c->keep_alive && c->req == REQ_DONE;
+		return client_error_allow(c, 405, "GET, HEAD");
+	}
+	if ((body = evbuffer_new()) == NULL ||
+	    metrics_render(body, px.shm, px.cfg, ROUNDGUARD_VERSION) == -1) {
+		if (body != NULL)
+			evbuffer_free(body);
+		return client_error(c, 500, NULL, NULL);
+	}
+	c->mode = c->keep_alive && c->req == REQ_DONE && !px.draining ?
+	    (c->http10 ? HTTP_CONN_KEEP_10 : HTTP_CONN_KEEP) : HTTP_CONN_CLOSE;
+	evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+	    "Content-Length: %zu\r\n%s\r\n", evbuffer_get_length(body),
+	    c->mode == HTTP_CONN_CLOSE ? "Connection: close\r\n" :
+	    c->mode == HTTP_CONN_KEEP_10 ? "Connection: keep-alive\r\n" : "");
+	if (method == HTTP_GET)
+		evbuffer_add_buffer(c->out, body);
+	evbuffer_free(body);
+	c->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->status = 200;
+	exchange_record(c);
+	c->resp = RESP_DONE;
+	if (c->req != REQ_DONE)
+		c->close_after = true;
+	return exchange_done(c);
+}
+
+/* More than one Host could route differently here and at the backend (RFC 9112 3.2). */
+static bool
+single_host(const char *base, const struct http_head *h, bool *has_host)
+{
+	int n = 0;
+
+	for (uint16_t i = 0; i < h->nfields; i++)
+		n += http_name_is(base + h->fields[i].name.off, h->fields[i].name.len, "host");
+	*has_host = n > 0;
+	return n <= 1;
+}
+
 static int
 request_head(struct client *c)
 {
 	struct http_head *h = c->req_pc.head;
 	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
+	const char *line;
 	int method = c->parser.method;
 
 	c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
@@ -841,9 +1021,17 @@ request_head(struct client *c)
 	c->idempotent = method_idempotent(method);
 	c->held_ok = true;
 	c->mode = HTTP_CONN_KEEP;
+	c->req = REQ_BODY;
 	h->major = c->parser.http_major;
 	h->minor = c->parser.http_minor;
-	c->req = REQ_BODY;
+	exchange_begin(c);
+	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
+	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
+	c->method_len = h->method.len;
+	if (evbuffer_add(c->req_line, base + h->method.off, h->method.len) != 0 ||
+	    evbuffer_add(c->req_line, " ", 1) != 0 ||
+	    evbuffer_add(c->req_line, base + h->target.off, h->target.len) != 0)
+		return client_error(c, 500, NULL, NULL);
 	if (method == HTTP_CONNECT) {
 		c->keep_alive = false;
 		return client_error(c, 501, NULL, "CONNECT tunnels are not supported");
@@ -853,17 +1041,13 @@ request_head(struct client *c)
 		c->keep_alive = false;
 		return client_error(c, 413, NULL, NULL);
 	}
-	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
-	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
-	c->method_len = h->method.len;
-	if (evbuffer_add(c->req_line, base + h->method.off, h->method.len) != 0 ||
-	    evbuffer_add(c->req_line, " ", 1) != 0 ||
-	    evbuffer_add(c->req_line, base + h->target.off, h->target.len) != 0 ||
-	    http_write_request_fields(c->req_fields, base, h, c->ip, NULL) == -1)
+	if (!single_host(base, h, &c->has_host)) {
+		c->keep_alive = false;
+		return client_error(c, 400, NULL, "The request has more than one Host header");
+	}
+	if (http_write_request_fields(c->req_fields, base, h, c->ip, NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
-	c->has_host = false;
-	for (uint16_t i = 0; i < h->nfields && !c->has_host; i++)
-		c->has_host = http_name_is(base + h->fields[i].name.off, h->fields[i].name.len, "host");
+	/* The head is copied out: from here on only req_line and req_fields hold it. */
 	evbuffer_drain(c->in, c->fed);
 	c->fed = 0;
 	llhttp_resume(&c->parser);
@@ -874,6 +1058,10 @@ request_head(struct client *c)
 		if (c->req_pc.msg_done)
 			c->req = REQ_DONE;
 	}
+	line = (const char *)evbuffer_pullup(c->req_line, -1);
+	if (c->metrics_only || (!px.cfg->metrics.listen_set &&
+	    target_is(line + c->method_len + 1, h->target.len, px.cfg->metrics.path)))
+		return serve_metrics(c, line + c->method_len + 1, h->target.len);
 	return start_attempt(c);
 }
 
@@ -1073,7 +1261,7 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 }
 
 void
-proxy_accept(int fd, const struct sockaddr *sa)
+proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 {
 	struct client *c = calloc(1, sizeof(*c));
 
@@ -1094,6 +1282,7 @@ proxy_accept(int fd, const struct sockaddr *sa)
 		return;
 	}
 	c->fd = fd;
+	c->metrics_only = metrics_only;
 	net_nodelay(fd);
 	net_format_ip(c->ip, sizeof(c->ip), sa);
 	llhttp_init(&c->parser, HTTP_REQUEST, &px.req_settings);

@@ -17,6 +17,7 @@
 #include "roundguard/checker.h"
 #include "roundguard/config.h"
 #include "roundguard/log.h"
+#include "roundguard/metrics.h"
 #include "roundguard/net.h"
 #include "roundguard/proc.h"
 #include "roundguard/shm.h"
@@ -79,6 +80,9 @@ struct listeners {
 	struct listen_addr addr;
 	int n;
 	int *fds;
+	bool has_metrics;
+	struct listen_addr metrics_addr;
+	int metrics_fd;		/* metrics.listen, shared by every worker; -1 if unset */
 	int refs;
 };
 
@@ -258,6 +262,8 @@ listeners_unref(struct listeners *ls)
 	for (int i = 0; i < ls->n; i++)
 		if (ls->fds[i] != -1)
 			close(ls->fds[i]);
+	if (ls->metrics_fd != -1)
+		close(ls->metrics_fd);
 	free(ls->fds);
 	free(ls);
 }
@@ -269,7 +275,9 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 	struct listeners *ls;
 
 	if (cur != NULL && cur->n == cfg->workers &&
-	    memcmp(&cur->addr, &cfg->listen, sizeof(cur->addr)) == 0) {
+	    memcmp(&cur->addr, &cfg->listen, sizeof(cur->addr)) == 0 &&
+	    cur->has_metrics == cfg->metrics.listen_set && (!cur->has_metrics ||
+	    memcmp(&cur->metrics_addr, &cfg->metrics.listen, sizeof(cur->metrics_addr)) == 0)) {
 		cur->refs++;
 		return cur;
 	}
@@ -281,6 +289,14 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 	}
 	ls->addr = cfg->listen;
 	ls->refs = 1;
+	ls->metrics_fd = -1;
+	ls->has_metrics = cfg->metrics.listen_set;
+	ls->metrics_addr = cfg->metrics.listen;
+	if (ls->has_metrics &&
+	    (ls->metrics_fd = net_listen(&cfg->metrics.listen, true, err, errlen)) == -1) {
+		listeners_unref(ls);
+		return NULL;
+	}
 	for (ls->n = 0; ls->n < cfg->workers; ls->n++) {
 		if ((ls->fds[ls->n] = net_listen(&cfg->listen, true, err, errlen)) == -1) {
 			listeners_unref(ls);
@@ -297,6 +313,7 @@ static void
 close_listeners_except(const struct generation *g, int keep)
 {
 	int keep_fd = keep >= 0 ? g->ls->fds[keep] : -1;
+	int keep_metrics = keep >= 0 ? g->ls->metrics_fd : -1;
 	struct generation *o;
 
 	LIST_FOREACH(o, &m.gens, entry) {
@@ -312,6 +329,10 @@ close_listeners_except(const struct generation *g, int keep)
 				o->ls->fds[i] = -1;
 			}
 		}
+		if (o->ls->metrics_fd != -1 && o->ls->metrics_fd != keep_metrics) {
+			close(o->ls->metrics_fd);
+			o->ls->metrics_fd = -1;
+		}
 	}
 }
 
@@ -321,6 +342,7 @@ child_run(struct child *c, int ready_write_fd)
 {
 	struct generation *g = c->gen;
 	int listen_fd = c->kind == CHILD_WORKER ? g->ls->fds[c->index] : -1;
+	int metrics_fd = c->kind == CHILD_WORKER ? g->ls->metrics_fd : -1;
 	char err[256];
 
 	/* Children never outlive the master. */
@@ -349,7 +371,7 @@ child_run(struct child *c, int ready_write_fd)
 	}
 	setproctitle("worker %d", c->index);
 	log_set_proc("worker");
-	exit(worker_main(&g->cfg, &g->shm, c->index, listen_fd));
+	exit(worker_main(&g->cfg, &g->shm, c->index, listen_fd, metrics_fd));
 }
 
 static int
@@ -405,6 +427,59 @@ live_children(const struct generation *g)
 	return n;
 }
 
+/* The index of backend b of one configuration in another, or -1. */
+static int
+same_backend(const struct config *from, size_t b, const struct config *to)
+{
+	const struct backend_url *u = &from->backends[b].addr;
+
+	for (size_t i = 0; i < to->nbackends; i++) {
+		const struct backend_url *v = &to->backends[i].addr;
+
+		if (u->port == v->port && strcasecmp(u->host, v->host) == 0 &&
+		    strcmp(u->prefix, v->prefix) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/*
+ * Counters never go backwards: when a generation ends, its totals for the
+ * backends that remain, and its instance-wide ones, move to the current
+ * generation's carried slot.
+ */
+static void
+generation_carry(const struct generation *old, struct generation *cur)
+{
+	uint32_t carried = (uint32_t)cur->nworkers;
+	uint64_t no_backend = 0;
+
+	if (old->shm.hdr == NULL || cur->shm.hdr == NULL || old == cur)
+		return;
+	for (size_t b = 0; b < old->cfg.nbackends; b++) {
+		int nb = same_backend(&old->cfg, b, &cur->cfg);
+
+		if (nb < 0)
+			continue;
+		for (uint32_t w = 0; w <= (uint32_t)old->nworkers; w++)
+			metrics_slot_add(shm_stats(&cur->shm, carried, (uint32_t)nb),
+			    shm_stats(&old->shm, w, (uint32_t)b));
+		atomic_fetch_add_explicit(&cur->shm.backends[nb].checks_ok, atomic_load_explicit(
+		    &old->shm.backends[b].checks_ok, memory_order_relaxed), memory_order_relaxed);
+		atomic_fetch_add_explicit(&cur->shm.backends[nb].checks_failed, atomic_load_explicit(
+		    &old->shm.backends[b].checks_failed, memory_order_relaxed),
+		    memory_order_relaxed);
+	}
+	for (int w = 0; w <= old->nworkers; w++)
+		no_backend += atomic_load_explicit(&old->shm.workers[w].no_backend,
+		    memory_order_relaxed);
+	atomic_fetch_add_explicit(&cur->shm.workers[carried].no_backend, no_backend,
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&cur->shm.hdr->worker_restarts,
+	    atomic_load_explicit(&old->shm.hdr->worker_restarts, memory_order_relaxed),
+	    memory_order_relaxed);
+}
+
 static void
 generation_free(struct generation *g)
 {
@@ -419,6 +494,8 @@ generation_free(struct generation *g)
 		if (g->workers[i].respawn != NULL)
 			event_free(g->workers[i].respawn);
 	free(g->workers);
+	if (m.cur != NULL && m.cur != g && !m.stopping)
+		generation_carry(g, m.cur);
 	shm_destroy(&g->shm);
 	listeners_unref(g->ls);
 	config_free(&g->cfg);
@@ -680,6 +757,9 @@ stop(int sig)
 					close(g->ls->fds[i]);
 				g->ls->fds[i] = -1;
 			}
+			if (g->ls->metrics_fd != -1)
+				close(g->ls->metrics_fd);
+			g->ls->metrics_fd = -1;
 		}
 		signal_generation(g, SIGTERM);
 		if (live_children(g) == 0)

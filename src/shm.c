@@ -22,7 +22,8 @@ shm_layout_size(uint32_t nbackends, uint32_t nworkers)
 
 	off += align_up(BALANCE_WORDS(nbackends) * sizeof(uint64_t));
 	off += align_up((uint64_t)nbackends * sizeof(struct shm_backend));
-	off += align_up((uint64_t)nworkers * sizeof(struct shm_worker));
+	off += align_up((uint64_t)(nworkers + 1) * sizeof(struct shm_worker));
+	off += align_up((uint64_t)(nworkers + 1) * nbackends * sizeof(struct metrics_slot));
 	return (size_t)off;
 }
 
@@ -33,7 +34,6 @@ shm_layout_init(void *base, size_t size, uint32_t nbackends, uint32_t nworkers)
 	struct shm_backend *b;
 	uint64_t off = align_up(sizeof(struct shm_header));
 
-	memset(base, 0, size);
 	h->nbackends = nbackends;
 	h->nworkers = nworkers;
 	h->live_words = (uint32_t)BALANCE_WORDS(nbackends);
@@ -43,6 +43,8 @@ shm_layout_init(void *base, size_t size, uint32_t nbackends, uint32_t nworkers)
 	h->off_backends = off;
 	off += align_up((uint64_t)nbackends * sizeof(struct shm_backend));
 	h->off_workers = off;
+	off += align_up((uint64_t)(nworkers + 1) * sizeof(struct shm_worker));
+	h->off_stats = off;
 	b = (struct shm_backend *)((char *)base + h->off_backends);
 	for (uint32_t i = 0; i < nbackends; i++)
 		atomic_store_explicit(&b[i].last_result, CHECK_NONE, memory_order_relaxed);
@@ -63,6 +65,7 @@ shm_attach(struct shm *s, void *base, size_t size)
 	s->live = (_Atomic uint64_t *)((char *)base + h->off_live);
 	s->backends = (struct shm_backend *)((char *)base + h->off_backends);
 	s->workers = (struct shm_worker *)((char *)base + h->off_workers);
+	s->stats = (struct metrics_slot *)((char *)base + h->off_stats);
 	return 0;
 }
 

@@ -16,13 +16,18 @@
 #define WORKER_ACCEPT_BATCH	64
 /* Pause after running out of descriptors, so the loop does not spin on EMFILE. */
 #define WORKER_EMFILE_PAUSE_MS	100
+/* Access-log lines wait at most this long in the buffer. */
+#define WORKER_LOG_FLUSH_MS	100
 
 static struct {
 	struct event_base *base;
 	const struct config *cfg;
 	int index;
 	int listen_fd;
+	int metrics_fd;
 	struct event accept_ev;
+	struct event metrics_ev;
+	struct event *flush_ev;
 	struct event *resume_ev;
 	struct event *sigterm, *sigint, *deadline;
 	bool stopping;
@@ -31,6 +36,7 @@ static struct {
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
+	bool metrics_only = arg != NULL;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int fd;
@@ -39,7 +45,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		sslen = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd != -1) {
-			proxy_accept(fd, (struct sockaddr *)&ss);
+			proxy_accept(fd, (struct sockaddr *)&ss, metrics_only);
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -48,6 +54,8 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			/* Leave the connection queued: it is served once descriptors free up. */
 			log_warn("cannot accept, pausing", "error", strerror(errno), NULL);
 			event_del(&wk.accept_ev);
+			if (wk.metrics_fd != -1)
+				event_del(&wk.metrics_ev);
 			evtimer_add(wk.resume_ev, &tv);
 		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 			log_warn("accept failed", "error", strerror(errno), NULL);
@@ -59,8 +67,11 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 static void
 resume_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (!wk.stopping)
-		event_add(&wk.accept_ev, NULL);
+	if (wk.stopping)
+		return;
+	event_add(&wk.accept_ev, NULL);
+	if (wk.metrics_fd != -1)
+		event_add(&wk.metrics_ev, NULL);
 }
 
 static void
@@ -94,15 +105,27 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	event_del(&wk.accept_ev);
 	close(wk.listen_fd);
 	wk.listen_fd = -1;
+	if (wk.metrics_fd != -1) {
+		event_del(&wk.metrics_ev);
+		close(wk.metrics_fd);
+		wk.metrics_fd = -1;
+	}
 	wk.deadline = evtimer_new(wk.base, deadline_cb, NULL);
 	if (wk.deadline != NULL)
 		evtimer_add(wk.deadline, &tv);
 	proxy_drain(drained);
 }
 
-int
-worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd)
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
 {
+	log_flush();
+}
+
+int
+worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd, int metrics_fd)
+{
+	struct timeval flush_tv = { 0, WORKER_LOG_FLUSH_MS * 1000 };
 	struct event_config *ec;
 	int rc = 1;
 
@@ -110,6 +133,7 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd)
 	wk.cfg = cfg;
 	wk.index = index;
 	wk.listen_fd = listen_fd;
+	wk.metrics_fd = metrics_fd;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	if ((ec = event_config_new()) == NULL)
@@ -128,6 +152,14 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd)
 	atomic_store_explicit(&shm->workers[index].pid, (int32_t)getpid(), memory_order_relaxed);
 	event_assign(&wk.accept_ev, wk.base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	event_add(&wk.accept_ev, NULL);
+	if (metrics_fd != -1) {
+		event_assign(&wk.metrics_ev, wk.base, metrics_fd, EV_READ | EV_PERSIST, accept_cb,
+		    &wk);
+		event_add(&wk.metrics_ev, NULL);
+	}
+	wk.flush_ev = event_new(wk.base, -1, EV_PERSIST, flush_cb, NULL);
+	if (cfg->log.access)
+		event_add(wk.flush_ev, &flush_tv);
 	wk.resume_ev = evtimer_new(wk.base, resume_cb, NULL);
 	wk.sigterm = evsignal_new(wk.base, SIGTERM, stop_cb, NULL);
 	wk.sigint = evsignal_new(wk.base, SIGINT, stop_cb, NULL);
@@ -138,10 +170,16 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd)
 	rc = 0;
 
 	proxy_free();
+	log_flush();
 	if (wk.listen_fd != -1) {
 		event_del(&wk.accept_ev);
 		close(wk.listen_fd);
 	}
+	if (wk.metrics_fd != -1) {
+		event_del(&wk.metrics_ev);
+		close(wk.metrics_fd);
+	}
+	event_free(wk.flush_ev);
 	if (wk.deadline != NULL)
 		event_free(wk.deadline);
 	event_free(wk.resume_ev);

@@ -74,6 +74,14 @@ bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *msg, ...);
 void log_vmsg(enum log_level level, const char *msg, va_list ap);
 
+/*
+ * One access-log line ("request" at info) with NULL-terminated key/value
+ * pairs, kept in a per-process buffer: log_flush() writes it out, as does a
+ * full buffer. Callers flush at least every 100 ms and at exit.
+ */
+void log_access(const char *key, ...);
+void log_flush(void);
+
 #define log_trace(...) log_msg(LOG_LEVEL_TRACE, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

@@ -17,8 +17,11 @@ struct event_base;
  */
 int proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, int worker);
 
-/* Take over an accepted, non-blocking client socket. */
-void proxy_accept(int fd, const struct sockaddr *sa);
+/*
+ * Take over an accepted, non-blocking client socket; metrics_only when it
+ * came in on metrics.listen (then only the metrics path is answered).
+ */
+void proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only);
 
 /*
  * Stop taking new requests: idle connections close now, busy ones after

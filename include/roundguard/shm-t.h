@@ -6,8 +6,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "roundguard/metrics-t.h"
+
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	1u
+#define SHM_LAYOUT_VERSION	2u
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -35,16 +37,23 @@ struct shm_backend {
 	_Atomic uint64_t checks_failed;
 };
 
-/* Per-worker slot; written only by its worker (relaxed), summed by readers. */
+/*
+ * Per-worker slot; written only by its worker (relaxed), summed by readers.
+ * Slot nworkers (one past the last worker) holds totals carried over from
+ * an earlier generation, written by the master alone.
+ */
 struct shm_worker {
 	alignas(SHM_CACHELINE) _Atomic int32_t pid;
 	_Atomic uint64_t requests;
 	_Atomic uint64_t connections;
+	_Atomic uint64_t no_backend;	/* requests answered 503: nothing live */
 };
 
 /*
  * Fixed header. Arrays follow at the offsets it records, each aligned to a
- * cache line: live[live_words], backends[nbackends], workers[nworkers].
+ * cache line: live[live_words], backends[nbackends], workers[nworkers + 1],
+ * stats[(nworkers + 1) * nbackends] (row w is worker w's, the last row the
+ * carried totals). Untouched pages of the segment cost no memory.
  */
 struct shm_header {
 	uint32_t magic;
@@ -57,6 +66,7 @@ struct shm_header {
 	uint64_t off_live;
 	uint64_t off_backends;
 	uint64_t off_workers;
+	uint64_t off_stats;
 	_Atomic uint64_t check_passes;	/* completed health-check rounds */
 	_Atomic uint64_t worker_restarts;
 	/* The round-robin ticket, alone on its cache line: every request bumps it. */

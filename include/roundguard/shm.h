@@ -13,7 +13,8 @@ struct shm {
 	struct shm_header *hdr;
 	_Atomic uint64_t *live;
 	struct shm_backend *backends;
-	struct shm_worker *workers;
+	struct shm_worker *workers;	/* nworkers + 1: the last one is carried totals */
+	struct metrics_slot *stats;	/* (nworkers + 1) * nbackends */
 	size_t size;
 	char name[64];		/* "/roundguardd.<pid>" or "/roundguardd.<pid>.<gen>" */
 };
@@ -21,7 +22,11 @@ struct shm {
 /* Bytes needed for a segment with these dimensions. */
 size_t shm_layout_size(uint32_t nbackends, uint32_t nworkers);
 
-/* Lay out a zeroed region: header and offsets filled in, every backend down. */
+/*
+ * Lay out a region that is already zero (a fresh segment, calloc): header and
+ * offsets filled in, every backend down. It writes only what it must, so the
+ * pages of unused counters are never touched.
+ */
 void shm_layout_init(void *base, size_t size, uint32_t nbackends, uint32_t nworkers);
 
 /* Point s at an initialised region (checks magic and version). */
@@ -37,6 +42,13 @@ int shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nwo
 /* Unmap; the master also unlinks the name (shm_destroy). */
 void shm_unmap(struct shm *s);
 void shm_destroy(struct shm *s);
+
+/* The counters of worker w (nworkers = carried totals) for backend b. */
+static inline struct metrics_slot *
+shm_stats(const struct shm *s, uint32_t w, uint32_t b)
+{
+	return &s->stats[(size_t)w * s->hdr->nbackends + b];
+}
 
 /* Live-bit helpers: the checker sets and clears, workers may clear (passive). */
 void shm_set_live(struct shm *s, uint32_t backend, bool up);

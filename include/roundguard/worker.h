@@ -6,10 +6,12 @@
 #include "roundguard/shm.h"
 
 /*
- * Serve listen_fd as worker index until SIGTERM/SIGINT, then stop accepting,
- * finish the exchanges in flight (at most proxy.shutdown_timeout) and return
- * 0. Returns 1 when the event loop or the proxy cannot be set up.
+ * Serve listen_fd (and metrics_fd, the metrics.listen socket, unless -1) as
+ * worker index until SIGTERM/SIGINT, then stop accepting, finish the
+ * exchanges in flight (at most proxy.shutdown_timeout) and return 0. Returns
+ * 1 when the event loop or the proxy cannot be set up.
  */
-int worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd);
+int worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd,
+    int metrics_fd);
 
 #endif

@@ -1,0 +1,60 @@
+/* Metric counters as they sit in the shared segment: one slot per (worker, backend). */
+#ifndef ROUNDGUARD_METRICS_T_H
+#define ROUNDGUARD_METRICS_T_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* request_duration_milliseconds (Go version): 10 50 200 500 800 1200 2000 3500 5000 10000, +Inf. */
+#define METRICS_GO_BUCKETS	10
+/* roundguard_request_duration_seconds: 1ms .. 10s, +Inf. */
+#define METRICS_SEC_BUCKETS	14
+
+enum metrics_method {
+	METRICS_GET,
+	METRICS_POST,
+	METRICS_PUT,
+	METRICS_DELETE,
+	METRICS_PATCH,
+	METRICS_HEAD,
+	METRICS_OPTIONS,
+	METRICS_OTHER,
+	METRICS_METHODS,
+};
+
+/* Go version's status label: success unless the answer was a 5xx (made here or by the backend). */
+enum metrics_outcome {
+	METRICS_SUCCESS,
+	METRICS_FAIL,
+	METRICS_OUTCOMES,
+};
+
+enum metrics_upstream_error {
+	METRICS_ERR_CONNECT_REFUSED,
+	METRICS_ERR_CONNECT_TIMEOUT,
+	METRICS_ERR_CONNECT_FAILED,
+	METRICS_ERR_RESET,		/* closed before a full answer */
+	METRICS_ERR_TIMEOUT,		/* no answer head within proxy.timeout */
+	METRICS_ERR_BAD_RESPONSE,
+	METRICS_UPSTREAM_ERRORS,
+};
+
+/* Status codes counted one by one; others are counted per class ("4xx"). */
+#define METRICS_CODES 35
+
+/*
+ * Counters of one worker for one backend. Only that worker writes them
+ * (relaxed adds); readers sum all workers' slots. Histogram buckets are not
+ * cumulative here (one add per request); the renderer accumulates them.
+ */
+struct metrics_slot {
+	alignas(64) _Atomic uint64_t codes[METRICS_CODES];
+	_Atomic uint64_t go_hist[METRICS_METHODS][METRICS_OUTCOMES][METRICS_GO_BUCKETS + 1];
+	_Atomic uint64_t go_sum_us[METRICS_METHODS][METRICS_OUTCOMES];
+	_Atomic uint64_t sec_hist[METRICS_SEC_BUCKETS + 1];
+	_Atomic uint64_t sec_sum_us;
+	_Atomic uint64_t upstream_errors[METRICS_UPSTREAM_ERRORS];
+};
+
+#endif

@@ -1,0 +1,50 @@
+/* Prometheus metrics: recording in the hot path, summing over workers, rendering text 0.0.4. */
+#ifndef ROUNDGUARD_METRICS_H
+#define ROUNDGUARD_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "roundguard/config-t.h"
+#include "roundguard/metrics-t.h"
+#include "roundguard/shm.h"
+
+struct evbuffer;
+
+/* Index into metrics_slot.codes for a status code (exact code, or its class). */
+int metrics_code_index(int status);
+/* The label for a codes index: "200", ..., "4xx". */
+const char *metrics_code_label(int index);
+/* Method slot for an llhttp method number; label "GET", ..., "OTHER". */
+enum metrics_method metrics_method_index(int llhttp_method);
+const char *metrics_method_label(enum metrics_method m);
+/* "connect_refused", "connect_timeout", "connect_failed", "reset", "timeout", "bad_response". */
+const char *metrics_upstream_error_str(enum metrics_upstream_error e);
+
+/*
+ * Count one answered request in a worker's slot for the backend that served
+ * it (or was meant to): a handful of relaxed atomic adds, no allocation.
+ */
+void metrics_record(struct metrics_slot *s, int llhttp_method, int status, int64_t duration_ns);
+void metrics_record_upstream_error(struct metrics_slot *s, enum metrics_upstream_error e);
+
+/* dst += src, counter by counter (the master carrying totals into a new segment). */
+void metrics_slot_add(struct metrics_slot *dst, const struct metrics_slot *src);
+
+/*
+ * Render every family, summed over all worker slots plus the carried-totals
+ * slot of shm, in Prometheus text format 0.0.4: proxy_count,
+ * request_duration_milliseconds, roundguard_backend_up,
+ * roundguard_requests_total, roundguard_request_duration_seconds,
+ * roundguard_upstream_errors_total, roundguard_health_checks_total,
+ * roundguard_no_backend_total, roundguard_workers,
+ * roundguard_worker_restarts_total, roundguard_build_info. Backend labels
+ * are cfg->backends[i].addr.hostport, escaped. 0, or -1 if out grew no more.
+ */
+int metrics_render(struct evbuffer *out, const struct shm *shm, const struct config *cfg,
+    const char *version);
+
+/* Append s to out as a label value: backslash, double quote and newline escaped. */
+int metrics_escape_label(struct evbuffer *out, const char *s);
+
+#endif
