@@ -28,6 +28,8 @@
 #define PROXY_HOLD_MAX		(64 * 1024)	/* request body kept for an idempotent retry */
 #define PROXY_TRIES_MAX		8
 #define PROXY_SPARE_HEADS	64
+/* On drain, how long a just-accepted connection may take to send its request. */
+#define PROXY_DRAIN_GRACE_MS	1000
 
 #define NO_UPSTREAM_TITLE	"No healthy upstream"
 
@@ -99,6 +101,7 @@ struct client {
 	int backend;			/* that served (or failed) it, -1 if none */
 	uint64_t resp_bytes;		/* queued for the client */
 	bool in_exchange;		/* a request is between head and recorded end */
+	uint32_t served;		/* requests answered on this connection */
 	bool metrics_only;		/* accepted on metrics.listen */
 
 	bool close_after;		/* close once out is flushed */
@@ -119,6 +122,7 @@ static struct {
 	uint32_t nclients;
 	bool draining;
 	void (*drained)(void);
+	struct event *drain_ev;
 	llhttp_settings_t req_settings;
 	llhttp_settings_t resp_settings;
 	struct http_head *spare[PROXY_SPARE_HEADS];
@@ -223,8 +227,21 @@ on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *pc = p->data;
 
-	http_span_extend(&pc->head->fields[pc->head->nfields - 1].value, span_off(pc, at),
-	    (uint32_t)len);
+	struct http_span *v = &pc->head->fields[pc->head->nfields - 1].value;
+	uint32_t off = span_off(pc, at);
+
+	/*
+	 * llhttp hands over an obs-fold continuation as another piece of the same
+	 * value, after a line break: a gap between pieces. RFC 9112 5.2 lets a
+	 * proxy reject it, and passing the line break on would be worse.
+	 */
+	if ((v->len > 0 && off != v->off + v->len) || memchr(at, '\r', len) != NULL ||
+	    memchr(at, '\n', len) != NULL || memchr(at, '\0', len) != NULL) {
+		pc->error_status = 400;
+		return -1;
+	}
+
+	http_span_extend(v, off, (uint32_t)len);
 	return 0;
 }
 
@@ -330,6 +347,7 @@ exchange_record(struct client *c)
 	if (!c->in_exchange)
 		return;
 	c->in_exchange = false;
+	c->served++;
 	ns = proc_now_ns() - c->started_ns;
 	if (c->backend >= 0)
 		metrics_record(shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->backend),
@@ -1296,20 +1314,57 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	client_set_reading(c, true);
 }
 
+/* Whether c waits for a request with nothing received, nothing pending and nothing to send. */
+static bool
+client_idle(const struct client *c)
+{
+	return c->req == REQ_HEAD && evbuffer_get_length(c->in) == 0 && c->up == NULL &&
+	    evbuffer_get_length(c->out) == 0;
+}
+
+/* The grace for fresh connections is over: close whoever is still idle. */
+static void
+drain_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c, *next;
+
+	for (c = LIST_FIRST(&px.clients); c != NULL; c = next) {
+		next = LIST_NEXT(c, entry);
+		if (client_idle(c))
+			client_close(c);
+	}
+}
+
 void
 proxy_drain(void (*done)(void))
 {
+	struct timeval grace = { PROXY_DRAIN_GRACE_MS / 1000, PROXY_DRAIN_GRACE_MS % 1000 * 1000 };
 	struct client *c, *next;
+	char peek;
+	bool wait_some = false;
 
 	px.draining = true;
 	px.drained = done;
 	for (c = LIST_FIRST(&px.clients); c != NULL; c = next) {
 		next = LIST_NEXT(c, entry);
-		if (c->req == REQ_HEAD && evbuffer_get_length(c->in) == 0 && c->up == NULL &&
-		    evbuffer_get_length(c->out) == 0)
+		c->close_after = true;
+		if (!client_idle(c))
+			continue;
+		/*
+		 * An idle keep-alive connection goes now, unless its next request is
+		 * already in the socket. A fresh one was accepted for a request that
+		 * may still be on its way: it gets a short grace to arrive.
+		 */
+		if (c->served > 0 && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == -1 &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK))
 			client_close(c);
 		else
-			c->close_after = true;
+			wait_some = true;
+	}
+	if (wait_some) {
+		px.drain_ev = evtimer_new(px.base, drain_idle_cb, NULL);
+		if (px.drain_ev != NULL)
+			evtimer_add(px.drain_ev, &grace);
 	}
 	if (px.nclients == 0 && done != NULL)
 		done();
@@ -1329,6 +1384,8 @@ proxy_free(void)
 	px.drained = NULL;
 	while ((c = LIST_FIRST(&px.clients)) != NULL)
 		client_close(c);
+	if (px.drain_ev != NULL)
+		event_free(px.drain_ev);
 	pool_free(px.pool);
 	px.pool = NULL;
 	while (px.nspare > 0)

@@ -853,13 +853,12 @@ main(int argc, char **argv, char **envp)
 	static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT };
 	struct config cfg;
 	struct event_config *ec;
-	char *err;
+	/* Every problem of a configuration, listed at once: too big for the stack. */
+	static char err[ERRBUF_SIZE];
 	char msg[512];
 
 	setproctitle_init(argc, argv, envp);
 	parse_cli(argc, argv);
-	if ((err = malloc(ERRBUF_SIZE)) == NULL)
-		return 1;
 	if (log_init_env(msg, sizeof(msg)) == -1) {
 		fprintf(stderr, "roundguardd: %s\n", msg);
 		return 1;
@@ -872,13 +871,11 @@ main(int argc, char **argv, char **envp)
 		if (err[0] != '\0' && err[strlen(err) - 1] != '\n')
 			fputc('\n', stderr);
 		config_free(&cfg);
-		free(err);
 		return 1;
 	}
 	if (m.cli.test_only) {
 		printf("configuration OK\n");
 		config_free(&cfg);
-		free(err);
 		return 0;
 	}
 	log_set_level(cfg.log.level);
@@ -910,10 +907,8 @@ main(int argc, char **argv, char **envp)
 			;
 		while (!LIST_EMPTY(&m.gens))
 			generation_free(LIST_FIRST(&m.gens));
-		free(err);
 		return 1;
 	}
-	free(err);
 
 	event_base_dispatch(m.base);
 

@@ -13,7 +13,10 @@ Pieces meant for reuse by every daemon test file:
   that can send arbitrary bytes and parse responses: Content-Length, chunked,
   read-until-close, HEAD), send_raw();
 * http.client helpers returning the same Response type;
-* /proc helpers: descendants(), pid_alive(), group_members().
+* /proc helpers: descendants(), children(), pid_alive(), group_members(),
+  cmdline(), rss_bytes();
+* JSON log helpers: json_log_lines(), json_log_objects(), wait_json_log();
+  wait_until().
 """
 
 import http.client
@@ -167,6 +170,47 @@ def group_members(pgid):
     """PIDs of live (non-zombie) processes in process group pgid."""
     return [p for p, (state, _, pgrp) in _all_stats().items()
             if pgrp == pgid and state not in ("Z", "X")]
+
+
+def children(pid):
+    """PIDs of the live (non-zombie) direct children of pid."""
+    return sorted(p for p, (state, ppid, _) in _all_stats().items()
+                  if ppid == pid and state not in ("Z", "X"))
+
+
+def cmdline(pid):
+    """The command line of pid as one str (arguments joined by spaces), or
+    None if there is no such process. Shows process titles set with
+    setproctitle()."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+
+
+def rss_bytes(pid):
+    """Resident set size of pid in bytes (VmRSS), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def wait_until(fn, timeout=3.0, interval=0.02):
+    """Call fn until it returns something true or timeout passes; return its
+    last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------
@@ -383,10 +427,16 @@ class Daemon:
         """stderr as a list of str lines without line ends."""
         return self.stderr_text().splitlines()
 
-    def wait_for_stderr(self, predicate, timeout=3.0):
-        """Wait until predicate(line: str) holds for a stderr line; return it or None."""
+    def stderr_mark(self):
+        """Number of stderr lines read so far (for wait_for_stderr(since=...))."""
+        with self._cond:
+            return len(self._err.lines) if self._err else 0
+
+    def wait_for_stderr(self, predicate, timeout=3.0, since=0):
+        """Wait until predicate(line: str) holds for a stderr line (from line
+        number since on); return it or None."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         with self._cond:
             while True:
                 lines = self._err.lines
@@ -399,6 +449,31 @@ class Daemon:
                 if left <= 0 or not self._err.is_alive():
                     return None
                 self._cond.wait(left)
+
+
+def wait_json_log(daemon, predicate, timeout=3.0, since=0):
+    """Wait until a stderr line of daemon is a JSON object for which
+    predicate(obj) holds (from stderr line number since on); return the
+    object or None."""
+    found = []
+
+    def check(line):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return False
+        if isinstance(obj, dict) and predicate(obj):
+            found.append(obj)
+            return True
+        return False
+
+    daemon.wait_for_stderr(check, timeout=timeout, since=since)
+    return found[0] if found else None
+
+
+def json_log_objects(text):
+    """The JSON objects among the lines of text (other lines skipped)."""
+    return [o for _, o in json_log_lines(text) if isinstance(o, dict)]
 
 
 def json_log_lines(text):

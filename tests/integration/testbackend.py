@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""A tiny HTTP/1.1 backend for the roundguardd integration tests (standard library only).
+
+Run: python3 testbackend.py PORT [MODE]   (listens on 127.0.0.1:PORT)
+
+MODE (can be changed at run time through GET /_ctl?mode=...):
+  ok      every path below behaves as described (default)
+  reset   every request except the health path (*/live) is read and then the
+          connection is closed without an answer
+  sick    */live answers 500
+
+Paths (the query string selects options):
+  */live              200 empty body (status and delay set by /_ctl)
+  /headers (and any path not listed here)
+                      200 JSON {"backend", "method", "target", "version",
+                      "request_line", "headers": [[name, value], ...], "raw_head",
+                      "body_len", "body_sha1"}; the request body is read first
+  /chunked            200 with Transfer-Encoding: chunked, CHUNKED_PARTS in
+                      separate writes
+  /close              "HTTP/1.0 200 OK" head without Content-Length, CLOSE_BODY,
+                      then the connection is closed
+  /big?n=BYTES        200, Content-Length n, body = pattern_bytes(0, n) streamed
+  /slow?ms=N          waits N ms, then 200 "slow"
+  /reset              reads the request, closes the connection without answering
+  /count[?delay_ms=N] waits N ms, then reads the body (Content-Length or
+                      chunked) and answers JSON {"bytes": n, "sha1": hex}; sends
+                      100 Continue first when the request asks for it
+  /status?code=N      answers status N with a small JSON body
+  /hop                200 with hop-by-hop headers in the response
+  /_ctl?live=S&live_delay_ms=N&mode=M
+                      changes the health answer / mode; 200 "ok"
+
+Every request head received is written to stdout as one JSON line
+{"method", "target", "version"} (flushed before the answer or the close), so
+tests can count what reached which backend.
+"""
+
+import hashlib
+import json
+import socket
+import sys
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+CHUNKED_PARTS = [b"Hello", b", ", b"chunked ", b"world" * 100, b"!" * 4000, b"\n"]
+CLOSE_BODY = b"".join(b"close-delimited line %05d\n" % i for i in range(4000))
+PATTERN = bytes(range(256)) * 4096          # 1 MiB, period 256
+
+
+def pattern_bytes(offset, n):
+    """n bytes of the /big body starting at offset (byte i is i % 256)."""
+    start = offset % 256
+    out = []
+    while n > 0:
+        take = min(n, len(PATTERN) - start)
+        out.append(PATTERN[start:start + take])
+        n -= take
+        start = 0
+    return b"".join(out)
+
+
+STATE = {"mode": "ok", "live": 200, "live_delay_ms": 0}
+_out_lock = threading.Lock()
+
+
+def log_request(method, target, version):
+    line = json.dumps({"method": method, "target": target, "version": version})
+    with _out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+class Closed(Exception):
+    pass
+
+
+class Conn:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def fill(self):
+        data = self.sock.recv(262144)
+        if not data:
+            raise Closed()
+        self.buf += data
+
+    def read_until(self, sep, limit=1 << 20):
+        while True:
+            i = self.buf.find(sep)
+            if i >= 0:
+                out, self.buf = self.buf[:i], self.buf[i + len(sep):]
+                return out
+            if len(self.buf) > limit:
+                raise Closed()
+            self.fill()
+
+    def read_some(self, maxn):
+        if not self.buf:
+            self.fill()
+        out, self.buf = self.buf[:maxn], self.buf[maxn:]
+        return out
+
+    def read_exact_into(self, n, sink):
+        while n > 0:
+            piece = self.read_some(min(n, 262144))
+            sink(piece)
+            n -= len(piece)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+
+def header(headers, name):
+    name = name.lower()
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def read_body(conn, headers, sink):
+    """Read the request body (Content-Length or chunked) into sink(bytes)."""
+    te = (header(headers, "Transfer-Encoding") or "").lower()
+    if "chunked" in te:
+        while True:
+            size = int(conn.read_until(b"\r\n").split(b";")[0].strip(), 16)
+            if size == 0:
+                while conn.read_until(b"\r\n"):
+                    pass
+                return
+            conn.read_exact_into(size, sink)
+            if conn.read_until(b"\r\n") != b"":
+                raise Closed()
+    cl = header(headers, "Content-Length")
+    if cl is not None:
+        conn.read_exact_into(int(cl), sink)
+
+
+def respond(conn, status, body=b"", headers=(), keep=True, reason=None):
+    reason = reason or {200: "OK", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Status")
+    lines = ["HTTP/1.1 %d %s" % (status, reason)]
+    lines += ["%s: %s" % kv for kv in headers]
+    lines.append("Content-Length: %d" % len(body))
+    if not keep:
+        lines.append("Connection: close")
+    conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def handle(sock):
+    conn = Conn(sock)
+    try:
+        while True:
+            head = conn.read_until(b"\r\n\r\n").decode("latin-1")
+            lines = head.split("\r\n")
+            request_line = lines[0]
+            parts = request_line.split(" ")
+            if len(parts) != 3:
+                return
+            method, target, version = parts
+            headers = []
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                headers.append((k.strip(), v.strip()))
+            log_request(method, target, version)
+            conn_tokens = [t.strip().lower() for t in (header(headers, "Connection") or "").split(",")]
+            keep = ("close" not in conn_tokens) if version == "HTTP/1.1" else ("keep-alive" in conn_tokens)
+            u = urlsplit(target)
+            path, q = u.path, parse_qs(u.query)
+
+            def qint(name, default):
+                return int(q.get(name, [default])[0])
+
+            if path.endswith("/live"):
+                read_body(conn, headers, lambda b: None)
+                time.sleep(STATE["live_delay_ms"] / 1000.0)
+                status = 500 if STATE["mode"] == "sick" else STATE["live"]
+                respond(conn, status, b"", keep=keep)
+            elif path == "/_ctl":
+                read_body(conn, headers, lambda b: None)
+                if "live" in q:
+                    STATE["live"] = int(q["live"][0])
+                if "live_delay_ms" in q:
+                    STATE["live_delay_ms"] = int(q["live_delay_ms"][0])
+                if "mode" in q:
+                    STATE["mode"] = q["mode"][0]
+                respond(conn, 200, b"ok", [("Content-Type", "text/plain")], keep=keep)
+            elif STATE["mode"] == "reset" or path == "/reset":
+                read_body(conn, headers, lambda b: None)
+                return
+            elif path == "/chunked":
+                read_body(conn, headers, lambda b: None)
+                h = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                if not keep:
+                    h += "Connection: close\r\n"
+                conn.send((h + "\r\n").encode())
+                for p in CHUNKED_PARTS:
+                    conn.send(b"%x\r\n%s\r\n" % (len(p), p))
+                    time.sleep(0.01)
+                conn.send(b"0\r\n\r\n")
+            elif path == "/close":
+                read_body(conn, headers, lambda b: None)
+                conn.send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                for i in range(0, len(CLOSE_BODY), 16384):
+                    conn.send(CLOSE_BODY[i:i + 16384])
+                return
+            elif path == "/big":
+                read_body(conn, headers, lambda b: None)
+                n = qint("n", 0)
+                h = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n" % n
+                if not keep:
+                    h += "Connection: close\r\n"
+                conn.send((h + "\r\n").encode())
+                mv = memoryview(PATTERN)
+                sent = 0
+                while sent < n:      # n is a multiple of 256 at each step's start
+                    take = min(n - sent, len(PATTERN))
+                    conn.send(mv[:take])
+                    sent += take
+            elif path == "/slow":
+                read_body(conn, headers, lambda b: None)
+                time.sleep(qint("ms", 1000) / 1000.0)
+                respond(conn, 200, b"slow", [("Content-Type", "text/plain")], keep=keep)
+            elif path == "/count":
+                delay = qint("delay_ms", 0)
+                if (header(headers, "Expect") or "").lower() == "100-continue":
+                    conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                time.sleep(delay / 1000.0)
+                total = [0]
+                h = hashlib.sha1()
+
+                def sink(b):
+                    total[0] += len(b)
+                    h.update(b)
+                read_body(conn, headers, sink)
+                body = json.dumps({"bytes": total[0], "sha1": h.hexdigest()}).encode()
+                respond(conn, 200, body, [("Content-Type", "application/json")], keep=keep)
+            elif path == "/status":
+                read_body(conn, headers, lambda b: None)
+                code = qint("code", 200)
+                respond(conn, code, json.dumps({"code": code}).encode(),
+                        [("Content-Type", "application/json")], keep=keep)
+            elif path == "/hop":
+                read_body(conn, headers, lambda b: None)
+                hh = [("Content-Type", "text/plain"),
+                      ("Connection", "keep-alive, X-Resp-Hop" if keep else "close, X-Resp-Hop"),
+                      ("X-Resp-Hop", "secret"),
+                      ("Keep-Alive", "timeout=5, max=100"),
+                      ("Proxy-Authenticate", "Basic realm=x"),
+                      ("Proxy-Connection", "keep-alive"),
+                      ("Upgrade", "h2c"),
+                      ("X-End-To-End", "kept")]
+                body = b"hop"
+                lines = ["HTTP/1.1 200 OK"] + ["%s: %s" % kv for kv in hh]
+                lines.append("Content-Length: %d" % len(body))
+                conn.send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            else:
+                h = hashlib.sha1()
+                n = [0]
+
+                def sink2(b):
+                    n[0] += len(b)
+                    h.update(b)
+                read_body(conn, headers, sink2)
+                body = json.dumps({
+                    "backend": "127.0.0.1:%d" % sock.getsockname()[1],
+                    "method": method, "target": target, "version": version,
+                    "request_line": request_line, "headers": headers, "raw_head": head,
+                    "body_len": n[0], "body_sha1": h.hexdigest(),
+                }).encode()
+                respond(conn, 200, body, [("Content-Type", "application/json")], keep=keep)
+            if not keep:
+                return
+    except (Closed, OSError, ValueError):
+        pass
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def main():
+    port = int(sys.argv[1])
+    if len(sys.argv) > 2:
+        STATE["mode"] = sys.argv[2]
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind(("127.0.0.1", port))
+    except OSError as e:
+        sys.stderr.write("testbackend: cannot listen on 127.0.0.1:%d: %s (address in use?)\n" % (port, e))
+        return 1
+    srv.listen(256)
+    sys.stderr.write("testbackend listening on 127.0.0.1:%d mode %s\n" % (port, STATE["mode"]))
+    sys.stderr.flush()
+    while True:
+        s, _ = srv.accept()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=handle, args=(s,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        pass
