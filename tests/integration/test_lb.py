@@ -1196,6 +1196,69 @@ class ProcessTests(LBTestCase):
         self.assertTrue(came_back, "restarted backend not back in rotation")
 
 
+class SystemdNotifyTests(LBTestCase):
+    """sd_notify: READY=1 after the first health pass, RELOADING=1/READY=1 around a
+    reload, STOPPING=1 on SIGTERM, read from a NOTIFY_SOCKET of our own."""
+
+    def test_notify_states(self):
+        tmp = tempfile.mkdtemp(prefix="rg-notify-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(path)
+        sock.settimeout(10)
+        b = echo_backend(self.addCleanup)
+        lb = LB(self.addCleanup, make_config([url(b)], health=FAST), workers=1,
+                env={"NOTIFY_SOCKET": path})
+        lb.start()
+
+        def next_state():
+            msg = sock.recv(4096).decode()
+            return msg
+
+        self.assertIn("READY=1", next_state())
+        os.kill(lb.pid, signal.SIGHUP)
+        self.assertIn("RELOADING=1", next_state())
+        self.assertIn("READY=1", next_state())
+        os.kill(lb.pid, signal.SIGTERM)
+        self.assertIn("STOPPING=1", next_state())
+        self.assertEqual(lb.d.wait(10), 0)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "privilege drop needs root")
+class PrivilegeDropTests(LBTestCase):
+    """user/group: the children run as that user once the sockets are bound; the
+    master stays root; an unknown user is a configuration error."""
+
+    def test_children_run_as_configured_user(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        b = echo_backend(self.addCleanup)
+        lb = LB(self.addCleanup, make_config([url(b)], health=FAST, user="nobody"), workers=2)
+        lb.start()
+        kids = lb.children()
+        self.assertEqual(len(kids), 3, kids)
+        for pid in kids:
+            with open("/proc/%d/status" % pid) as f:
+                uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
+            self.assertEqual(set(uids), {str(nobody.pw_uid)}, (pid, uids))
+        self.assertEqual(os.stat("/proc/%d" % lb.pid).st_uid, 0)
+        r = lb.request("GET", "/live")
+        self.assertEqual(r.status, 200)
+
+    def test_unknown_user_is_a_config_error(self):
+        b = echo_backend(self.addCleanup)
+        tmp = tempfile.mkdtemp(prefix="rg-user-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "rg.json")
+        with open(path, "w") as f:
+            json.dump(make_config([url(b)], user="no-such-user-rg"), f)
+        r = run_rgd("-t", "-c", path)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("no-such-user-rg", r.stderr)
+
+
 class ReloadTests(LBTestCase):
 
     def test_sighup_new_backend_list_without_failures(self):
