@@ -14,6 +14,8 @@
 
 struct pool {
 	struct event_base *base;
+	pool_io_cb on_read;
+	pool_io_cb on_write;
 	uint32_t nbackends;
 	int max_idle;
 	uint32_t total;
@@ -24,7 +26,8 @@ struct pool {
 };
 
 struct pool *
-pool_new(struct event_base *base, uint32_t nbackends, int max_idle)
+pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb on_read,
+    pool_io_cb on_write)
 {
 	struct pool *p = calloc(1, sizeof(*p));
 
@@ -36,6 +39,8 @@ pool_new(struct event_base *base, uint32_t nbackends, int max_idle)
 		return NULL;
 	}
 	p->base = base;
+	p->on_read = on_read;
+	p->on_write = on_write;
 	p->nbackends = nbackends;
 	p->max_idle = max_idle;
 	for (uint32_t i = 0; i < nbackends; i++)
@@ -61,12 +66,13 @@ pool_free(struct pool *p)
 }
 
 struct upconn *
-upconn_new(uint32_t backend)
+upconn_new(struct pool *p, uint32_t backend)
 {
 	struct upconn *u = calloc(1, sizeof(*u));
 
 	if (u == NULL)
 		return NULL;
+	u->pool = p;
 	u->fd = -1;
 	u->backend = backend;
 	u->in = evbuffer_new();
@@ -102,14 +108,32 @@ pool_drop(struct pool *p, struct upconn *u)
 	upconn_free(u);
 }
 
-/* An idle connection became readable: the backend closed it (or sent junk). */
+/* Readiness of an idle connection means the backend closed it (or sent junk). */
 static void
-pool_idle_cb(evutil_socket_t fd, short what, void *arg)
+upconn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct pool *p = u->owner;
 
-	pool_drop(p, u);
+	if (u->pooled)
+		pool_drop(u->pool, u);
+	else
+		u->pool->on_read(u, what);
+}
+
+static void
+upconn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upconn *u = arg;
+
+	if (!u->pooled)
+		u->pool->on_write(u, what);
+}
+
+void
+upconn_track(struct upconn *u)
+{
+	event_assign(&u->rev, u->pool->base, u->fd, EV_READ | EV_PERSIST, upconn_read_cb, u);
+	event_assign(&u->wev, u->pool->base, u->fd, EV_WRITE | EV_PERSIST, upconn_write_cb, u);
 }
 
 struct upconn *
@@ -122,8 +146,7 @@ pool_get(struct pool *p, uint32_t backend)
 	LIST_REMOVE(u, idle);
 	p->idle[backend].n--;
 	p->total--;
-	event_del(&u->rev);
-	u->owner = NULL;
+	u->pooled = false;
 	return u;
 }
 
@@ -136,13 +159,13 @@ pool_put(struct pool *p, struct upconn *u)
 		upconn_free(u);
 		return;
 	}
-	event_del(&u->rev);
 	event_del(&u->wev);
 	evbuffer_drain(u->in, evbuffer_get_length(u->in));
 	evbuffer_drain(u->out, evbuffer_get_length(u->out));
 	u->fed = 0;
-	u->owner = p;
-	event_assign(&u->rev, p->base, u->fd, EV_READ, pool_idle_cb, u);
+	u->owner = NULL;
+	u->pooled = true;
+	/* Still registered for reading: only its timeout changes, no system call. */
 	event_add(&u->rev, &tv);
 	LIST_INSERT_HEAD(&p->idle[u->backend].conns, u, idle);
 	p->idle[u->backend].n++;

@@ -558,8 +558,8 @@ any_live(void)
 	return shm_live_count(px.shm) > 0;
 }
 
-static void up_read_cb(evutil_socket_t fd, short what, void *arg);
-static void up_write_cb(evutil_socket_t fd, short what, void *arg);
+static void up_read_cb(struct upconn *u, short what);
+static void up_write_cb(struct upconn *u, short what);
 
 /* Queue the request line (with this backend's prefix), the header block and held body. */
 static int
@@ -594,6 +594,7 @@ connect_backend(struct upconn *u)
 	if (u->fd == -1)
 		return -2;	/* our own shortage (descriptors), not the backend's fault */
 	net_nodelay(u->fd);
+	upconn_track(u);
 	if (connect(u->fd, (const struct sockaddr *)&be->sa, be->salen) == 0) {
 		u->connecting = false;
 		return 0;
@@ -633,7 +634,7 @@ start_attempt(struct client *c)
 		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)
 			break;
 		c->up_reused = false;
-		if ((u = upconn_new((uint32_t)b)) == NULL)
+		if ((u = upconn_new(px.pool, (uint32_t)b)) == NULL)
 			return client_error(c, 500, NULL, NULL);
 		if ((rc = connect_backend(u)) == 0)
 			break;
@@ -659,8 +660,6 @@ start_attempt(struct client *c)
 		return client_error(c, 500, NULL, NULL);
 	llhttp_init(&u->parser, HTTP_RESPONSE, &px.resp_settings);
 	parse_reset(&u->parser, &c->resp_pc, c->resp_pc.head);
-	event_assign(&u->rev, px.base, u->fd, EV_READ | EV_PERSIST, up_read_cb, c);
-	event_assign(&u->wev, px.base, u->fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
 	if (queue_request(c, (uint32_t)b) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (u->connecting) {
@@ -739,10 +738,10 @@ up_flush(struct client *c)
 }
 
 static void
-up_write_cb(evutil_socket_t fd, short what, void *arg)
+up_write_cb(struct upconn *u, short what)
 {
-	struct client *c = arg;
-	struct upconn *u = c->up;
+	struct client *c = u->owner;
+	int fd = u->fd;
 	int err = 0;
 	socklen_t len = sizeof(err);
 
@@ -908,10 +907,10 @@ read_into(int fd, struct evbuffer *buf, ssize_t *got)
 }
 
 static void
-up_read_cb(evutil_socket_t fd, short what, void *arg)
+up_read_cb(struct upconn *u, short what)
 {
-	struct client *c = arg;
-	struct upconn *u = c->up;
+	struct client *c = u->owner;
+	int fd = u->fd;
 	ssize_t got = 0;
 	int rc;
 
@@ -1069,7 +1068,6 @@ request_head(struct client *c)
 	evbuffer_drain(c->in, c->fed);
 	c->fed = 0;
 	llhttp_resume(&c->parser);
-	client_set_reading(c, false);	/* until a backend takes the body */
 	if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length == 0) {
 		/* No body: let llhttp finish the message now (it reads no byte for that). */
 		feed(&c->parser, &c->req_pc, c->in, &c->fed);
@@ -1155,10 +1153,8 @@ client_process(struct client *c)
 		    NULL, NULL);
 	}
 	forward_body(c);
-	if (c->req_pc.msg_done) {
+	if (c->req_pc.msg_done)
 		c->req = REQ_DONE;
-		client_set_reading(c, false);
-	}
 	return up_flush(c);
 }
 
@@ -1216,12 +1212,16 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 	ssize_t got = 0;
 	size_t before = evbuffer_get_length(c->in);
+	bool eof = false;
 	int rc;
 
 	if (what & EV_TIMEOUT) {
 		bool partial = c->req == REQ_BODY ||
 		    (c->req == REQ_HEAD && evbuffer_get_length(c->in) > 0);
 
+		/* Waiting for the backend is proxy.timeout's business, not the client's. */
+		if (c->req == REQ_DONE)
+			return;
 		if (partial && c->resp == RESP_NONE) {
 			c->keep_alive = false;
 			client_error(c, 408, NULL, NULL);
@@ -1232,16 +1232,36 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	for (int i = 0; i < 4; i++) {
 		rc = read_into(fd, c->in, &got);
-		if (rc == 0 || rc == -1) {
-			/* The client went away: whatever it was doing is abandoned. */
+		if (rc == -1) {
 			client_close(c);
 			return;
+		}
+		if (rc == 0) {
+			eof = true;
+			break;
 		}
 		if (got < PROXY_READ_CHUNK)
 			break;
 	}
-	if (evbuffer_get_length(c->in) > before)
-		client_process(c);
+	/*
+	 * Reading stays on while a request is served (switching it off and on
+	 * costs two epoll_ctl calls per request); what comes early waits in c->in,
+	 * up to a bound.
+	 */
+	if (evbuffer_get_length(c->in) > PROXY_BUF_HIGH)
+		client_set_reading(c, false);
+	if (evbuffer_get_length(c->in) > before && client_process(c) == -1)
+		return;
+	if (!eof)
+		return;
+	if (c->req != REQ_DONE) {
+		/* The client went away mid-request: whatever it was doing is abandoned. */
+		client_close(c);
+		return;
+	}
+	/* Half-closed after a whole request: answer it, then close. */
+	c->close_after = true;
+	client_set_reading(c, false);
 }
 
 /* ---- public ---- */
@@ -1258,7 +1278,8 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	px.connect_tv = ns_to_tv(cfg->proxy.connect_timeout_ns);
 	px.proxy_tv = ns_to_tv(cfg->proxy.timeout_ns);
 	LIST_INIT(&px.clients);
-	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive);
+	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive, up_read_cb,
+	    up_write_cb);
 	if (px.pool == NULL)
 		return -1;
 

@@ -26,18 +26,34 @@ struct upconn {
 	struct http_head *head;		/* response head spans while it is parsed */
 	size_t fed;			/* bytes of in already given to llhttp */
 	void *owner;			/* the client using it, NULL when idle */
+	struct pool *pool;
 	uint32_t requests;		/* served on this connection */
 	bool connecting;
+	bool pooled;		/* idle in the pool */
 };
 
 struct pool;
 
-/* A pool for nbackends backends keeping at most max_idle idle connections each. */
-struct pool *pool_new(struct event_base *base, uint32_t nbackends, int max_idle);
+/* What a busy connection's read or write readiness (or timeout) is handed to. */
+typedef void (*pool_io_cb)(struct upconn *u, short what);
+
+/*
+ * A pool for nbackends backends keeping at most max_idle idle connections
+ * each. Busy connections' events go to on_read/on_write.
+ */
+struct pool *pool_new(struct event_base *base, uint32_t nbackends, int max_idle,
+    pool_io_cb on_read, pool_io_cb on_write);
 void pool_free(struct pool *p);
 
 /* A fresh connection object (not connected yet), or NULL. */
-struct upconn *upconn_new(uint32_t backend);
+struct upconn *upconn_new(struct pool *p, uint32_t backend);
+
+/*
+ * Register u's events once its socket exists. They stay registered for the
+ * connection's life, busy or idle: switching callbacks would cost an
+ * epoll_ctl call each time a connection goes to or comes from the pool.
+ */
+void upconn_track(struct upconn *u);
 void upconn_free(struct upconn *u);
 
 /*
