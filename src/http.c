@@ -9,6 +9,9 @@
 
 #include "roundguard/http.h"
 
+/* A string literal and its length, for evbuffer_add. */
+#define LIT(s) (s), (sizeof(s) - 1)
+
 const char *
 http_reason(int status)
 {
@@ -172,8 +175,9 @@ http_name_is(const char *name, size_t len, const char *lower)
 {
 	size_t i;
 
+	/* Header names are tokens: ASCII, where | 0x20 lowers letters and keeps '-'. */
 	for (i = 0; i < len; i++) {
-		if (lower[i] == '\0' || tolower((unsigned char)name[i]) != lower[i])
+		if (lower[i] == '\0' || ((unsigned char)name[i] | 0x20) != (unsigned char)lower[i])
 			return false;
 	}
 	return lower[i] == '\0';
@@ -319,7 +323,8 @@ http_write_request_fields(struct evbuffer *out, const char *base, const struct h
 			rc |= evbuffer_add(out, ", ", 2);
 		}
 	}
-	rc |= evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: http\r\n", client_ip) < 0;
+	rc |= evbuffer_add(out, client_ip, strlen(client_ip));
+	rc |= evbuffer_add(out, LIT("\r\nX-Forwarded-Proto: http\r\n"));
 	if (host != NULL) {
 		rc |= evbuffer_add(out, "X-Forwarded-Host: ", 18);
 		rc |= evbuffer_add(out, base + host->value.off, host->value.len);
@@ -334,9 +339,14 @@ http_write_response_head(struct evbuffer *out, const char *base, const struct ht
     const char *backend, enum http_conn_mode mode, bool dechunk)
 {
 	bool has_conn = has_connection_field(base, h);
+	char line[16] = "HTTP/1.1 000 ";
 	int rc = 0;
 
-	rc |= evbuffer_add_printf(out, "HTTP/1.1 %d ", h->status) < 0;
+	/* A status is three digits (llhttp guarantees it); no printf on the hot path. */
+	line[9] = (char)('0' + h->status / 100 % 10);
+	line[10] = (char)('0' + h->status / 10 % 10);
+	line[11] = (char)('0' + h->status % 10);
+	rc |= evbuffer_add(out, line, 13);
 	rc |= evbuffer_add(out, base + h->reason.off, h->reason.len);
 	rc |= evbuffer_add(out, "\r\n", 2);
 	for (uint16_t i = 0; i < h->nfields; i++) {
@@ -348,8 +358,13 @@ http_write_response_head(struct evbuffer *out, const char *base, const struct ht
 			continue;
 		rc |= add_field(out, base, f);
 	}
-	rc |= evbuffer_add_printf(out, "X-Backend-Server: %s\r\n%s\r\n", backend,
-	    mode == HTTP_CONN_CLOSE ? "Connection: close\r\n" :
-	    mode == HTTP_CONN_KEEP_10 ? "Connection: keep-alive\r\n" : "") < 0;
+	rc |= evbuffer_add(out, LIT("X-Backend-Server: "));
+	rc |= evbuffer_add(out, backend, strlen(backend));
+	if (mode == HTTP_CONN_CLOSE)
+		rc |= evbuffer_add(out, LIT("\r\nConnection: close\r\n\r\n"));
+	else if (mode == HTTP_CONN_KEEP_10)
+		rc |= evbuffer_add(out, LIT("\r\nConnection: keep-alive\r\n\r\n"));
+	else
+		rc |= evbuffer_add(out, LIT("\r\n\r\n"));
 	return rc != 0 ? -1 : 0;
 }
