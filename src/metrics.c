@@ -179,25 +179,37 @@ load(const _Atomic uint64_t *c)
 }
 
 /* dst[i] += src[i] for n counters. */
+/* dst[i] += now[i] - then[i] (then NULL: 0). */
 static void
-add_n(_Atomic uint64_t *dst, const _Atomic uint64_t *src, size_t n)
+add_n(_Atomic uint64_t *dst, const _Atomic uint64_t *now, const _Atomic uint64_t *then, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		bump(&dst[i], load(&src[i]));
+		bump(&dst[i], load(&now[i]) - (then != NULL ? load(&then[i]) : 0));
+}
+
+#define THEN(field) (then != NULL ? (then)->field : NULL)
+
+void
+metrics_slot_add_delta(struct metrics_slot *dst, const struct metrics_slot *now,
+    const struct metrics_slot *then)
+{
+	add_n(dst->codes, now->codes, THEN(codes), METRICS_CODES);
+	for (int m = 0; m < METRICS_METHODS; m++) {
+		for (int o = 0; o < METRICS_OUTCOMES; o++)
+			add_n(dst->go_hist[m][o], now->go_hist[m][o], THEN(go_hist[m][o]),
+			    METRICS_GO_BUCKETS + 1);
+		add_n(dst->go_sum_us[m], now->go_sum_us[m], THEN(go_sum_us[m]), METRICS_OUTCOMES);
+	}
+	add_n(dst->sec_hist, now->sec_hist, THEN(sec_hist), METRICS_SEC_BUCKETS + 1);
+	add_n(&dst->sec_sum_us, &now->sec_sum_us, then != NULL ? &then->sec_sum_us : NULL, 1);
+	add_n(dst->upstream_errors, now->upstream_errors, THEN(upstream_errors),
+	    METRICS_UPSTREAM_ERRORS);
 }
 
 void
 metrics_slot_add(struct metrics_slot *dst, const struct metrics_slot *src)
 {
-	add_n(dst->codes, src->codes, METRICS_CODES);
-	for (int m = 0; m < METRICS_METHODS; m++) {
-		for (int o = 0; o < METRICS_OUTCOMES; o++)
-			add_n(dst->go_hist[m][o], src->go_hist[m][o], METRICS_GO_BUCKETS + 1);
-		add_n(dst->go_sum_us[m], src->go_sum_us[m], METRICS_OUTCOMES);
-	}
-	add_n(dst->sec_hist, src->sec_hist, METRICS_SEC_BUCKETS + 1);
-	add_n(&dst->sec_sum_us, &src->sec_sum_us, 1);
-	add_n(dst->upstream_errors, src->upstream_errors, METRICS_UPSTREAM_ERRORS);
+	metrics_slot_add_delta(dst, src, NULL);
 }
 
 /* One backend's counters summed over every row of the segment, as plain numbers. */

@@ -100,6 +100,7 @@ struct generation {
 	struct event *ready_ev;
 	bool ready;
 	bool retiring;
+	struct gen_totals *handed_over;	/* totals already carried into the next generation */
 };
 
 static struct {
@@ -443,41 +444,88 @@ same_backend(const struct config *from, size_t b, const struct config *to)
 	return -1;
 }
 
+/* A generation's counters summed over all its rows, as of one moment. */
+struct gen_totals {
+	struct metrics_slot *slots;	/* one per backend */
+	uint64_t *checks_ok;
+	uint64_t *checks_failed;
+	uint64_t no_backend;
+	uint64_t restarts;
+};
+
+static void
+totals_free(struct gen_totals *t)
+{
+	if (t == NULL)
+		return;
+	free(t->slots);
+	free(t->checks_ok);
+	free(t->checks_failed);
+	free(t);
+}
+
+static struct gen_totals *
+totals_take(const struct generation *g)
+{
+	size_t nb = g->cfg.nbackends;
+	struct gen_totals *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return NULL;
+	/* Slots are 64-byte aligned (they hold _Atomic counters laid out for the segment). */
+	t->slots = aligned_alloc(SHM_CACHELINE, nb * sizeof(struct metrics_slot));
+	t->checks_ok = calloc(nb, sizeof(uint64_t));
+	t->checks_failed = calloc(nb, sizeof(uint64_t));
+	if (t->slots == NULL || t->checks_ok == NULL || t->checks_failed == NULL) {
+		totals_free(t);
+		return NULL;
+	}
+	memset(t->slots, 0, nb * sizeof(struct metrics_slot));
+	for (size_t b = 0; b < nb; b++) {
+		for (uint32_t w = 0; w <= (uint32_t)g->nworkers; w++)
+			metrics_slot_add(&t->slots[b], shm_stats(&g->shm, w, (uint32_t)b));
+		t->checks_ok[b] = atomic_load_explicit(&g->shm.backends[b].checks_ok,
+		    memory_order_relaxed);
+		t->checks_failed[b] = atomic_load_explicit(&g->shm.backends[b].checks_failed,
+		    memory_order_relaxed);
+	}
+	for (int w = 0; w <= g->nworkers; w++)
+		t->no_backend += atomic_load_explicit(&g->shm.workers[w].no_backend,
+		    memory_order_relaxed);
+	t->restarts = atomic_load_explicit(&g->shm.hdr->worker_restarts, memory_order_relaxed);
+	return t;
+}
+
 /*
- * Counters never go backwards: when a generation ends, its totals for the
- * backends that remain, and its instance-wide ones, move to the current
- * generation's carried slot.
+ * Counters never go backwards. When a new generation takes over, the old
+ * one's totals (for the backends that remain, and the instance-wide ones) go
+ * into the new one's carried slot at once; when the old one has drained, what
+ * it counted meanwhile follows: carry(now) and then carry(final - now).
  */
 static void
-generation_carry(const struct generation *old, struct generation *cur)
+totals_carry(const struct generation *from, const struct gen_totals *now,
+    const struct gen_totals *then, struct generation *to)
 {
-	uint32_t carried = (uint32_t)cur->nworkers;
-	uint64_t no_backend = 0;
+	uint32_t carried = (uint32_t)to->nworkers;
 
-	if (old->shm.hdr == NULL || cur->shm.hdr == NULL || old == cur)
-		return;
-	for (size_t b = 0; b < old->cfg.nbackends; b++) {
-		int nb = same_backend(&old->cfg, b, &cur->cfg);
+	for (size_t b = 0; b < from->cfg.nbackends; b++) {
+		int nb = same_backend(&from->cfg, b, &to->cfg);
 
 		if (nb < 0)
 			continue;
-		for (uint32_t w = 0; w <= (uint32_t)old->nworkers; w++)
-			metrics_slot_add(shm_stats(&cur->shm, carried, (uint32_t)nb),
-			    shm_stats(&old->shm, w, (uint32_t)b));
-		atomic_fetch_add_explicit(&cur->shm.backends[nb].checks_ok, atomic_load_explicit(
-		    &old->shm.backends[b].checks_ok, memory_order_relaxed), memory_order_relaxed);
-		atomic_fetch_add_explicit(&cur->shm.backends[nb].checks_failed, atomic_load_explicit(
-		    &old->shm.backends[b].checks_failed, memory_order_relaxed),
+		metrics_slot_add_delta(shm_stats(&to->shm, carried, (uint32_t)nb), &now->slots[b],
+		    then != NULL ? &then->slots[b] : NULL);
+		atomic_fetch_add_explicit(&to->shm.backends[nb].checks_ok,
+		    now->checks_ok[b] - (then != NULL ? then->checks_ok[b] : 0),
+		    memory_order_relaxed);
+		atomic_fetch_add_explicit(&to->shm.backends[nb].checks_failed,
+		    now->checks_failed[b] - (then != NULL ? then->checks_failed[b] : 0),
 		    memory_order_relaxed);
 	}
-	for (int w = 0; w <= old->nworkers; w++)
-		no_backend += atomic_load_explicit(&old->shm.workers[w].no_backend,
-		    memory_order_relaxed);
-	atomic_fetch_add_explicit(&cur->shm.workers[carried].no_backend, no_backend,
-	    memory_order_relaxed);
-	atomic_fetch_add_explicit(&cur->shm.hdr->worker_restarts,
-	    atomic_load_explicit(&old->shm.hdr->worker_restarts, memory_order_relaxed),
-	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&to->shm.workers[carried].no_backend,
+	    now->no_backend - (then != NULL ? then->no_backend : 0), memory_order_relaxed);
+	atomic_fetch_add_explicit(&to->shm.hdr->worker_restarts,
+	    now->restarts - (then != NULL ? then->restarts : 0), memory_order_relaxed);
 }
 
 static void
@@ -494,8 +542,14 @@ generation_free(struct generation *g)
 		if (g->workers[i].respawn != NULL)
 			event_free(g->workers[i].respawn);
 	free(g->workers);
-	if (m.cur != NULL && m.cur != g && !m.stopping)
-		generation_carry(g, m.cur);
+	if (m.cur != NULL && m.cur != g && !m.stopping) {
+		struct gen_totals *final = totals_take(g);
+
+		if (final != NULL)
+			totals_carry(g, final, g->handed_over, m.cur);
+		totals_free(final);
+	}
+	totals_free(g->handed_over);
 	shm_destroy(&g->shm);
 	listeners_unref(g->ls);
 	config_free(&g->cfg);
@@ -577,6 +631,9 @@ retire_others(struct generation *keep)
 		next = LIST_NEXT(g, entry);
 		if (g == keep || g->retiring)
 			continue;
+		/* Hand the counters over now, so that no scrape sees them drop meanwhile. */
+		if ((g->handed_over = totals_take(g)) != NULL)
+			totals_carry(g, g->handed_over, NULL, keep);
 		g->retiring = true;
 		signal_generation(g, SIGTERM);
 		if (live_children(g) == 0)

@@ -31,6 +31,10 @@ void metrics_record_upstream_error(struct metrics_slot *s, enum metrics_upstream
 /* dst += src, counter by counter (the master carrying totals into a new segment). */
 void metrics_slot_add(struct metrics_slot *dst, const struct metrics_slot *src);
 
+/* dst += now - then, counter by counter; then NULL is all zero. */
+void metrics_slot_add_delta(struct metrics_slot *dst, const struct metrics_slot *now,
+    const struct metrics_slot *then);
+
 /*
  * Render every family, summed over all worker slots plus the carried-totals
  * slot of shm, in Prometheus text format 0.0.4: proxy_count,
