@@ -686,6 +686,8 @@ echo_worker_run(int fd, const struct echo_options *opts)
 	echo.settings.on_message_complete = on_message_complete;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Nothing to reload: a stray SIGHUP must not kill a backend. */
+	signal(SIGHUP, SIG_IGN);
 	if ((cfg = event_config_new()) == NULL)
 		return 1;
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);

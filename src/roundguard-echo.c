@@ -84,6 +84,7 @@ supervise(const int *fds, const struct echo_options *opts)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	signal(SIGHUP, SIG_IGN);
 
 	for (int i = 0; i < echo_main.nworkers; i++) {
 		if ((pid = spawn_worker(i, fds, opts)) == -1) {

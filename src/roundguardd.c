@@ -346,6 +346,11 @@ child_run(struct child *c, int ready_write_fd)
 	int metrics_fd = c->kind == CHILD_WORKER ? g->ls->metrics_fd : -1;
 	char err[256];
 
+	/* Named first, so that a process list never shows a second "master". */
+	if (c->kind == CHILD_WORKER)
+		setproctitle("worker %d", c->index);
+	else
+		setproctitle("health checker");
 	/* Children never outlive the master. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
@@ -366,11 +371,9 @@ child_run(struct child *c, int ready_write_fd)
 		exit(1);
 	}
 	if (c->kind == CHILD_CHECKER) {
-		setproctitle("health checker");
 		log_set_proc("checker");
 		exit(checker_main(&g->cfg, &g->shm, ready_write_fd));
 	}
-	setproctitle("worker %d", c->index);
 	log_set_proc("worker");
 	exit(worker_main(&g->cfg, &g->shm, c->index, listen_fd, metrics_fd));
 }
@@ -378,16 +381,36 @@ child_run(struct child *c, int ready_write_fd)
 static int
 child_spawn(struct child *c, int ready_write_fd)
 {
+	static const int stop_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP };
+	sigset_t all, old, stops;
 	pid_t pid;
 
+	/*
+	 * Until the child has its own handlers, a SIGTERM sent to it would run the
+	 * master's inherited libevent handler, which writes into the signal pipe
+	 * the two still share: the master would see it and the child never would.
+	 * So signals stay blocked across fork; the child resets the handlers and
+	 * keeps the stop signals blocked (pending) until its loop can take them.
+	 */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
 	fflush(NULL);
 	pid = fork();
+	if (pid == 0) {
+		sigemptyset(&stops);
+		for (size_t i = 0; i < sizeof(stop_sigs) / sizeof(stop_sigs[0]); i++) {
+			signal(stop_sigs[i], SIG_DFL);
+			sigaddset(&stops, stop_sigs[i]);
+		}
+		signal(SIGCHLD, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &stops, NULL);
+		child_run(c, ready_write_fd);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid == -1) {
 		log_error("fork failed", "error", strerror(errno), NULL);
 		return -1;
 	}
-	if (pid == 0)
-		child_run(c, ready_write_fd);
 	c->pid = pid;
 	c->started_ns = proc_now_ns();
 	return 0;
@@ -599,7 +622,8 @@ child_exited(struct child *c, int status)
 	snprintf(idx, sizeof(idx), "%d", c->index);
 	log_error("child died, starting it again", "child", what,
 	    "index", c->kind == CHILD_WORKER ? idx : NULL, "status", desc, "after", delay, NULL);
-	atomic_fetch_add_explicit(&g->shm.hdr->worker_restarts, 1, memory_order_relaxed);
+	if (c->kind == CHILD_WORKER)
+		atomic_fetch_add_explicit(&g->shm.hdr->worker_restarts, 1, memory_order_relaxed);
 	if (c->respawn == NULL)
 		c->respawn = evtimer_new(m.base, respawn_cb, c);
 	tv.tv_sec = (time_t)(c->delay_ns / 1000000000);
@@ -804,7 +828,8 @@ stop(int sig)
 		return;
 	m.stopping = true;
 	notify("STOPPING=1");
-	log_info("shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+	log_info("shutting down", "signal", sig == SIGINT ? "SIGINT" :
+	    sig == SIGQUIT ? "SIGQUIT" : "SIGTERM", NULL);
 	for (g = LIST_FIRST(&m.gens); g != NULL; g = next) {
 		next = LIST_NEXT(g, entry);
 		/* The master's copies go first: once the workers close theirs, connects are refused. */

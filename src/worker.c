@@ -126,6 +126,7 @@ int
 worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd, int metrics_fd)
 {
 	struct timeval flush_tv = { 0, WORKER_LOG_FLUSH_MS * 1000 };
+	sigset_t none;
 	struct event_config *ec;
 	int rc = 1;
 
@@ -165,6 +166,9 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd,
 	wk.sigint = evsignal_new(wk.base, SIGINT, stop_cb, NULL);
 	event_add(wk.sigterm, NULL);
 	event_add(wk.sigint, NULL);
+	/* The master forks with stop signals blocked; the handlers are in place now. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 
 	event_base_dispatch(wk.base);
 	rc = 0;

@@ -1375,7 +1375,8 @@ class StreamingTests(LBTestCase):
         cls.lb = LB(cls.addClassCleanup, cfg, workers=1).start()
 
     def worker_pid(self):
-        ws = self.lb.workers()
+        # A child forked just before "ready" may not have set its title yet.
+        ws = rgtest.wait_until(lambda: self.lb.workers(), timeout=3) or []
         self.assertEqual(len(ws), 1, {p: rgtest.cmdline(p) for p in self.lb.children()})
         return ws[0]
 
