@@ -1098,7 +1098,9 @@ START_TEST(file_example)
 	ck_assert_str_eq(cfg.backends[0].addr.hostport, "127.0.0.1:8001");
 	ck_assert_str_eq(cfg.backends[1].addr.hostport, "127.0.0.1:8002");
 	ck_assert_str_eq(cfg.backends[2].addr.hostport, "127.0.0.1:8003");
-	ck_assert_str_eq(cfg.listen.host, "0.0.0.0");
+	/* ":3000": every address, as the built-in default. */
+	ck_assert_str_eq(cfg.listen.host, "");
+	ck_assert_uint_eq(cfg.listen.port, 3000);
 	config_defaults(&def);
 	strcpy(def.file, path);
 	def.backends = cfg.backends;
