@@ -309,7 +309,7 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 
 /* ---- children ---- */
 
-/* In a child: close every listening socket and ready pipe but the one it serves. */
+/* In a child: close every listening socket, segment and ready pipe but the socket it serves. */
 static void
 close_listeners_except(const struct generation *g, int keep)
 {
@@ -321,6 +321,10 @@ close_listeners_except(const struct generation *g, int keep)
 		if (o->ready_fd != -1)
 			close(o->ready_fd);
 		o->ready_fd = -1;
+		/* Children need the mapping only, not a descriptor of the segment. */
+		if (o->shm.fd > 0)
+			close(o->shm.fd);
+		o->shm.fd = -1;
 		if (o->ls == NULL)
 			continue;
 		/* Generations may share one set of sockets: close each descriptor once. */
@@ -732,6 +736,9 @@ generation_new(struct config *cfg, char *err, size_t errlen)
 		snprintf(name, sizeof(name), "/roundguardd.%d.%u", (int)getpid(), g->id);
 	if (shm_create(&g->shm, name, (uint32_t)g->cfg.nbackends, (uint32_t)g->cfg.workers,
 	    err, errlen) == -1)
+		goto fail;
+	if (m.id.drop && geteuid() == 0 &&
+	    shm_chown(&g->shm, m.id.uid, m.id.gid, err, errlen) == -1)
 		goto fail;
 	if ((g->ls = listeners_get(&g->cfg, err, errlen)) == NULL)
 		goto fail;

@@ -78,6 +78,7 @@ shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworker
 	int fd;
 
 	memset(s, 0, sizeof(*s));
+	s->fd = -1;
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		snprintf(err, errlen, "shm_open(\"%s\") failed: %s", name, strerror(errno));
@@ -93,9 +94,9 @@ shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworker
 		snprintf(err, errlen, "mmap(\"%s\") failed: %s", name, strerror(errno));
 		goto fail;
 	}
-	close(fd);
 	shm_layout_init(base, size, nbackends, nworkers);
 	shm_attach(s, base, size);
+	s->fd = fd;
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	return 0;
 fail:
@@ -104,12 +105,26 @@ fail:
 	return -1;
 }
 
+int
+shm_chown(struct shm *s, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	if (fchown(s->fd, uid, gid) == -1) {
+		snprintf(err, errlen, "fchown(\"%s\", %u, %u) failed: %s", s->name, (unsigned)uid,
+		    (unsigned)gid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void
 shm_unmap(struct shm *s)
 {
 	if (s->hdr != NULL)
 		munmap(s->hdr, s->size);
 	s->hdr = NULL;
+	if (s->fd > 0)
+		close(s->fd);
+	s->fd = -1;
 }
 
 void

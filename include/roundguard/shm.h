@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "roundguard/shm-t.h"
 
@@ -16,6 +17,7 @@ struct shm {
 	struct shm_worker *workers;	/* nworkers + 1: the last one is carried totals */
 	struct metrics_slot *stats;	/* (nworkers + 1) * nbackends */
 	size_t size;
+	int fd;			/* kept for shm_chown(); -1 once unmapped */
 	char name[64];		/* "/roundguardd.<pid>" or "/roundguardd.<pid>.<gen>" */
 };
 
@@ -38,6 +40,9 @@ int shm_attach(struct shm *s, void *base, size_t size);
  */
 int shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworkers,
     char *err, size_t errlen);
+
+/* Give the segment to the user the children run as (it stays mode 0600). */
+int shm_chown(struct shm *s, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* Unmap; the master also unlinks the name (shm_destroy). */
 void shm_unmap(struct shm *s);

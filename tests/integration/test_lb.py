@@ -1244,6 +1244,8 @@ class PrivilegeDropTests(LBTestCase):
                 uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
             self.assertEqual(set(uids), {str(nobody.pw_uid)}, (pid, uids))
         self.assertEqual(os.stat("/proc/%d" % lb.pid).st_uid, 0)
+        st = os.stat(shm_path(lb.pid))
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (nobody.pw_uid, 0o600))
         r = lb.request("GET", "/live")
         self.assertEqual(r.status, 200)
 
