@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run (Python 3 standard library only).
+
+usage: benchlib.py freeports N START     N free loopback TCP ports from START up
+       benchlib.py tree PID              PID and all its descendants
+       benchlib.py cpu PID               utime+stime of PID and its descendants, in us
+       benchlib.py rss PID               VmRSS (KiB) summed over the worker processes
+                                         under PID (cmdline contains "worker"), else PID
+       benchlib.py sys PID [TPID]        "time busy steal own [cpu]": wall clock (us), CPU
+                                         busy (user+nice+system) and steal of the whole
+                                         machine, CPU of PID, its descendants and reaped
+                                         children, and (cpu) that of TPID and descendants
+       benchlib.py wrk FILE              parse a wrk --latency output:
+                                         "rps p50_us p99_us errors requests"
+       benchlib.py idle PORT N READYFILE open N keep-alive connections, one GET / on each,
+                                         write the number that got a 200 to READYFILE,
+                                         then hold them until killed
+       benchlib.py report RESULTS        print the tables
+"""
+import os
+import re
+import signal
+import socket
+import statistics
+import sys
+import time
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def freeports(n, start):
+    found = []
+    port = start
+    while len(found) < n and port < 65000:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            found.append(port)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        port += 1
+    if len(found) < n:
+        sys.exit("no free ports")
+    print(" ".join(map(str, found)))
+
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return s[s.rfind(")") + 2:].split()
+
+
+def tree(root):
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            ppid = int(_stat(d)[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_us(root):
+    total = 0
+    for p in tree(root):
+        try:
+            st = _stat(p)
+            total += int(st[11]) + int(st[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total * 1_000_000 // HZ
+
+
+def sysload(root, target=None):
+    now = time.time()
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy, steal = v[0] + v[1] + v[2], v[7] if len(v) > 7 else 0
+    own = cpu_us(root) * HZ // 1_000_000
+    try:
+        st = _stat(root)
+        own += int(st[13]) + int(st[14])
+    except (OSError, IndexError, ValueError):
+        pass
+    k = 1_000_000 // HZ
+    extra = f" {cpu_us(target)}" if target else ""
+    print(f"{int(now * 1_000_000)} {busy * k} {steal * k} {own * k}{extra}")
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _vmrss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_kib(root):
+    procs = tree(root)
+    workers = [p for p in procs if "worker" in _cmdline(p)]
+    return sum(_vmrss(p) for p in (workers or [root]))
+
+
+UNITS = {"us": 1, "ms": 1000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
+
+
+def _time_us(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+
+def parse_wrk(path):
+    with open(path, errors="replace") as f:
+        out = f.read()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    reqs = re.search(r"(\d+) requests in", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    if not (rps and reqs):
+        print("0 nan nan -1 0")
+        return
+    print(rps.group(1), _time_us(p50.group(1)) if p50 else "nan",
+          _time_us(p99.group(1)) if p99 else "nan", errors, reqs.group(1))
+
+
+def idle(port, n, readyfile):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, n + 64) if hard != resource.RLIM_INFINITY else n + 64
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    socks, ok = [], 0
+    req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("closed")
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            need = int(m.group(1)) if m else 0
+            while len(body) < need:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("closed")
+                body += chunk
+            if head.startswith(b"HTTP/1.1 200"):
+                ok += 1
+            socks.append(s)
+        except OSError:
+            pass
+    # Count the ones still open (a server that closed them makes them readable with EOF).
+    time.sleep(0.3)
+    import select
+    still = 0
+    for s in socks:
+        r, _, _ = select.select([s], [], [], 0)
+        if not r:
+            still += 1
+    ok = min(ok, still)
+    with open(readyfile + ".tmp", "w") as f:
+        f.write(f"{ok}\n")
+    os.rename(readyfile + ".tmp", readyfile)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        signal.pause()
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_us(us):
+    if us != us:  # nan
+        return "-"
+    if us >= 1000:
+        return f"{us / 1000:.2f}ms"
+    return f"{us:.0f}us"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b and a == a and b == b else "-"
+
+
+def report(path):
+    rows = []     # run rows
+    mems = []     # memory rows
+    notes = {}    # section -> title
+    extra = []
+    with open(path) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if p[0] == "run":
+                _, sec, target, method, rnd, rps, p50, p99, err, reqs, cpu, other, steal = p
+                rows.append(dict(sec=sec, target=target, method=method, rps=float(rps),
+                                 p50=float(p50), p99=float(p99), err=int(err),
+                                 reqs=int(reqs), cpu=float(cpu), other=float(other),
+                                 steal=float(steal)))
+            elif p[0] == "section":
+                notes[p[1]] = p[2]
+            elif p[0] == "mem":
+                mems.append(p[1:])
+            elif p[0] == "note":
+                extra.append((p[1], p[2]))
+    order = []
+    for r in rows:
+        if r["sec"] not in order:
+            order.append(r["sec"])
+    for sec in order:
+        print()
+        print(f"== {notes.get(sec, sec)}")
+        srows = [r for r in rows if r["sec"] == sec]
+        targets, methods = [], []
+        for r in srows:
+            if r["target"] not in targets:
+                targets.append(r["target"])
+            if r["method"] not in methods:
+                methods.append(r["method"])
+        print(f"{'target':<19}{'method':<7}{'n':>2}  {'req/s median [min-max]':<28}"
+              f"{'p50':>9}{'p99':>9}{'errors':>8}{'CPU us/req':>12}{'CPU busy':>10}{'other CPU':>11}")
+        med = {}
+        for m in methods:
+            for t in targets:
+                rr = [r for r in srows if r["target"] == t and r["method"] == m]
+                if not rr:
+                    continue
+                rps = [r["rps"] for r in rr]
+                good = [r for r in rr if r["reqs"] > 0]
+                mr = statistics.median(rps)
+                p50 = statistics.median([r["p50"] for r in good]) if good else float("nan")
+                p99 = statistics.median([r["p99"] for r in good]) if good else float("nan")
+                cpu = statistics.median([r["cpu"] for r in good]) if good else float("nan")
+                other = max(r["other"] + r["steal"] for r in rr)
+                err = sum(r["err"] for r in rr)
+                med[(t, m)] = (mr, cpu, p99)
+                rng = f"{mr:.0f} [{min(rps):.0f}-{max(rps):.0f}]"
+                print(f"{t:<19}{m:<7}{len(rr):>2}  {rng:<28}{fmt_us(p50):>9}{fmt_us(p99):>9}"
+                      f"{err:>8}{cpu:>12.2f}{cpu * mr / 1e6:>10.2f}{other:>11.2f}")
+        # ratios of the first "roundguard*" target to each other target
+        rg = [t for t in targets if t.startswith("roundguard")]
+        if rg:
+            me = rg[0]
+            for t in targets:
+                for m in methods:
+                    if t == me or (me, m) not in med or (t, m) not in med:
+                        continue
+                    a, b = med[(me, m)], med[(t, m)]
+                    print(f"  {me + ' / ' + t:<38} {m:<5} req/s {ratio(a[0], b[0]):>5}   "
+                          f"CPU/req {ratio(a[1], b[1]):>5}   p99 {ratio(a[2], b[2]):>5}")
+        for nsec, text in extra:
+            if nsec == sec:
+                print(text)
+    if mems:
+        print()
+        print("== memory: worker RSS with idle keep-alive connections held open (one GET / each)")
+        print(f"{'target':<14}{'conns':>7}{'RSS before':>12}{'RSS open':>12}{'RSS/conn':>12}"
+              f"{'delta/conn':>12}")
+        for t, conns, before, during in mems:
+            c, b, d = int(conns), int(before), int(during)
+            per = f"{d * 1024 / c / 1024:.1f}KiB" if c else "-"
+            delta = f"{(d - b) * 1024 / c / 1024:.2f}KiB" if c else "-"
+            print(f"{t:<14}{c:>7}{b:>9}KiB{d:>9}KiB{per:>12}{delta:>12}")
+    for nsec, text in extra:
+        if nsec not in order:
+            print(text)
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "freeports":
+        freeports(int(args[0]), int(args[1]))
+    elif cmd == "tree":
+        print(" ".join(map(str, tree(int(args[0])))))
+    elif cmd == "cpu":
+        print(cpu_us(int(args[0])))
+    elif cmd == "rss":
+        print(rss_kib(int(args[0])))
+    elif cmd == "sys":
+        sysload(int(args[0]), int(args[1]) if len(args) > 1 else None)
+    elif cmd == "wrk":
+        parse_wrk(args[0])
+    elif cmd == "idle":
+        idle(int(args[0]), int(args[1]), args[2])
+    elif cmd == "report":
+        report(args[0])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
