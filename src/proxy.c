@@ -509,7 +509,10 @@ exchange_done(struct client *c)
 	c->resp = RESP_NONE;
 	c->ntried = 0;
 	c->retried_after_send = false;
+	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
 	evbuffer_drain(c->held, evbuffer_get_length(c->held));
+	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
+	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
 	if (client_flush(c) == -1)
 		return -1;
 	client_set_reading(c, true);
@@ -619,6 +622,18 @@ no_backend(struct client *c, int status)
 	return client_error(c, status, NULL, NULL);
 }
 
+/*
+ * Write the queued request: body bytes already received join the head first,
+ * so that a small POST leaves in one writev, not two.
+ */
+static int
+send_request(struct client *c)
+{
+	if (c->req == REQ_BODY)
+		return client_process(c);	/* forwards the body, then flushes */
+	return up_flush(c);
+}
+
 static int
 start_attempt(struct client *c)
 {
@@ -667,9 +682,7 @@ start_attempt(struct client *c)
 		return 0;
 	}
 	event_add(&u->rev, &px.proxy_tv);
-	if (up_flush(c) == -1 || c->up == NULL)
-		return 0;
-	return client_process(c);
+	return send_request(c);
 }
 
 /*
@@ -762,9 +775,7 @@ up_write_cb(struct upconn *u, short what)
 		event_del(&u->wev);
 		event_add(&u->rev, &px.proxy_tv);
 	}
-	if (up_flush(c) == -1 || c->up == NULL)
-		return;
-	client_process(c);
+	send_request(c);
 }
 
 /* ---- the response ---- */

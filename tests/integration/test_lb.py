@@ -1239,10 +1239,16 @@ class PrivilegeDropTests(LBTestCase):
         lb.start()
         kids = lb.children()
         self.assertEqual(len(kids), 3, kids)
-        for pid in kids:
+
+        def uids(pid):
             with open("/proc/%d/status" % pid) as f:
-                uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
-            self.assertEqual(set(uids), {str(nobody.pw_uid)}, (pid, uids))
+                return set([line.split()[1:] for line in f if line.startswith("Uid:")][0])
+
+        # "ready" comes right after the fork: a child drops privileges before it
+        # serves anything, but may not have done so yet at that moment.
+        rgtest.wait_until(lambda: all(uids(p) == {str(nobody.pw_uid)} for p in kids), timeout=3)
+        for pid in kids:
+            self.assertEqual(uids(pid), {str(nobody.pw_uid)}, pid)
         self.assertEqual(os.stat("/proc/%d" % lb.pid).st_uid, 0)
         st = os.stat(shm_path(lb.pid))
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (nobody.pw_uid, 0o600))
