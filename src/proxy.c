@@ -28,6 +28,8 @@
 #define PROXY_HOLD_MAX		(64 * 1024)	/* request body kept for an idempotent retry */
 #define PROXY_TRIES_MAX		8
 #define PROXY_SPARE_HEADS	64
+/* A request body slower than this (bytes per second) runs into client_timeout. */
+#define PROXY_BODY_MIN_RATE	500
 /* On drain, how long a just-accepted connection may take to send its request. */
 #define PROXY_DRAIN_GRACE_MS	1000
 
@@ -52,6 +54,8 @@ struct parse_ctx {
 	size_t off;		/* its offset from the start of the message */
 	uint64_t body_len;
 	uint64_t body_max;	/* 0 = no limit */
+	uint64_t extra_len;	/* chunk extensions and trailers, held to the head limit */
+	uint64_t extra_max;	/* 0 = no limit */
 	struct evbuffer *dechunk_to;	/* response body goes here when de-chunking */
 	int error_status;
 	bool field_open;
@@ -102,6 +106,8 @@ struct client {
 	uint64_t resp_bytes;		/* queued for the client */
 	bool in_exchange;		/* a request is between head and recorded end */
 	uint32_t served;		/* requests answered on this connection */
+	int64_t head_started_ns;	/* first byte of the request head */
+	int64_t body_started_ns;	/* end of the head */
 	bool metrics_only;		/* accepted on metrics.listen */
 
 	bool close_after;		/* close once out is flushed */
@@ -201,11 +207,32 @@ on_status(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
+/* Chunk extensions and trailers are head-like bytes inside a body: same limit. */
+static int
+count_extra(struct parse_ctx *pc, size_t len)
+{
+	pc->extra_len += len;
+	if (pc->extra_max != 0 && pc->extra_len > pc->extra_max) {
+		pc->error_status = 431;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+	return count_extra(p->data, len);
+}
+
 static int
 on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *pc = p->data;
 	struct http_field *f;
+
+	if (pc->head_done)
+		return count_extra(pc, len);	/* a trailer: passed on raw, not recorded */
 
 	if (!pc->field_open) {
 		if (pc->head->nfields == HTTP_FIELDS_MAX) {
@@ -226,9 +253,18 @@ static int
 on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *pc = p->data;
+	struct http_span *v;
+	uint32_t off;
 
-	struct http_span *v = &pc->head->fields[pc->head->nfields - 1].value;
-	uint32_t off = span_off(pc, at);
+	if (pc->head_done)
+		return count_extra(pc, len);
+	if (pc->head->nfields == 0) {
+		/* A value with no name before it (": value"). */
+		pc->error_status = 400;
+		return -1;
+	}
+	v = &pc->head->fields[pc->head->nfields - 1].value;
+	off = span_off(pc, at);
 
 	/*
 	 * llhttp hands over an obs-fold continuation as another piece of the same
@@ -623,6 +659,21 @@ no_backend(struct client *c, int status)
 }
 
 /*
+ * proxy.timeout counts from the moment the whole request is with the backend:
+ * while a client is still uploading, the backend is waiting on us.
+ */
+static void
+up_arm_timeout(struct client *c)
+{
+	if (c->req == REQ_DONE)
+		event_add(&c->up->rev, &px.proxy_tv);
+	else if (event_pending(&c->up->rev, EV_READ, NULL))
+		event_remove_timer(&c->up->rev);
+	else
+		event_add(&c->up->rev, NULL);
+}
+
+/*
  * Write the queued request: body bytes already received join the head first,
  * so that a small POST leaves in one writev, not two.
  */
@@ -681,7 +732,7 @@ start_attempt(struct client *c)
 		event_add(&u->wev, &px.connect_tv);
 		return 0;
 	}
-	event_add(&u->rev, &px.proxy_tv);
+	up_arm_timeout(c);
 	return send_request(c);
 }
 
@@ -773,7 +824,7 @@ up_write_cb(struct upconn *u, short what)
 		}
 		u->connecting = false;
 		event_del(&u->wev);
-		event_add(&u->rev, &px.proxy_tv);
+		up_arm_timeout(c);
 	}
 	send_request(c);
 }
@@ -1023,16 +1074,53 @@ serve_metrics(struct client *c, const char *target, size_t len)
 	return exchange_done(c);
 }
 
-/* More than one Host could route differently here and at the backend (RFC 9112 3.2). */
-static bool
-single_host(const char *base, const struct http_head *h, bool *has_host)
+/*
+ * What llhttp lets through but a proxy must not pass on, since the backend
+ * could read the head differently (RFC 9112 3.2, 6.1, 2.2): NULL when the head
+ * is fine, else why not. Also tells whether there is a Host.
+ */
+static const char *
+head_ambiguity(const char *base, size_t len, const struct http_head *h, bool http10,
+    bool *has_host)
 {
-	int n = 0;
+	const char *lf;
+	int hosts = 0, tes = 0;
 
-	for (uint16_t i = 0; i < h->nfields; i++)
-		n += http_name_is(base + h->fields[i].name.off, h->fields[i].name.len, "host");
-	*has_host = n > 0;
-	return n <= 1;
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+		const char *v = base + f->value.off;
+		size_t vlen = f->value.len;
+
+		if (f->name.len == 0)
+			return "A header line has no name";
+		if (http_name_is(base + f->name.off, f->name.len, "host"))
+			hosts++;
+		if (!http_name_is(base + f->name.off, f->name.len, "transfer-encoding"))
+			continue;
+		/* Only exactly "chunked", once: any other coding is framed differently elsewhere. */
+		while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+			vlen--;
+		if (++tes > 1 || vlen != 7 || strncasecmp(v, "chunked", 7) != 0)
+			return "Transfer-Encoding other than a single \"chunked\" is not supported";
+	}
+	*has_host = hosts > 0;
+	if (hosts > 1)
+		return "The request has more than one Host header";
+	if (hosts == 0 && !http10)
+		return "An HTTP/1.1 request needs a Host header";
+	/*
+	 * Every line must end in CRLF (a bare LF is a line end to some parsers
+	 * only) and none may start with white space (obs-fold, which llhttp joins
+	 * silently when the folded value's first line is empty).
+	 */
+	for (lf = memchr(base, '\n', len); lf != NULL;
+	    lf = memchr(lf + 1, '\n', len - (size_t)(lf + 1 - base))) {
+		if (lf == base || lf[-1] != '\r')
+			return "A line of the request head ends in a bare LF";
+		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
+			return "Folded header lines (obs-fold) are not accepted";
+	}
+	return NULL;
 }
 
 static int
@@ -1040,7 +1128,7 @@ request_head(struct client *c)
 {
 	struct http_head *h = c->req_pc.head;
 	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
-	const char *line;
+	const char *line, *why;
 	int method = c->parser.method;
 
 	c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
@@ -1052,6 +1140,7 @@ request_head(struct client *c)
 	c->req = REQ_BODY;
 	h->major = c->parser.http_major;
 	h->minor = c->parser.http_minor;
+	c->body_started_ns = proc_now_ns();
 	exchange_begin(c);
 	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
 	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
@@ -1069,9 +1158,15 @@ request_head(struct client *c)
 		c->keep_alive = false;
 		return client_error(c, 413, NULL, NULL);
 	}
-	if (!single_host(base, h, &c->has_host)) {
+	if (c->parser.http_major != 1) {
 		c->keep_alive = false;
-		return client_error(c, 400, NULL, "The request has more than one Host header");
+		return client_error(c, c->parser.http_major > 1 ? 505 : 400, NULL,
+		    c->parser.http_major > 1 ? "Only HTTP/1.0 and HTTP/1.1 are spoken here" :
+		    "The request line has no HTTP version");
+	}
+	if ((why = head_ambiguity(base, c->fed, h, c->http10, &c->has_host)) != NULL) {
+		c->keep_alive = false;
+		return client_error(c, 400, NULL, why);
 	}
 	if (http_write_request_fields(c->req_fields, base, h, c->ip, NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
@@ -1130,8 +1225,10 @@ client_process(struct client *c)
 		if (c->req_pc.head == NULL) {
 			if ((c->req_pc.head = head_get()) == NULL)
 				return client_error(c, 500, NULL, NULL);
+			c->head_started_ns = proc_now_ns();
 			parse_reset(&c->parser, &c->req_pc, c->req_pc.head);
 			c->req_pc.body_max = px.cfg->proxy.max_body_size;
+			c->req_pc.extra_max = px.cfg->proxy.max_header_size;
 			c->fed = 0;
 		}
 		e = feed(&c->parser, &c->req_pc, c->in, &c->fed);
@@ -1164,8 +1261,10 @@ client_process(struct client *c)
 		    NULL, NULL);
 	}
 	forward_body(c);
-	if (c->req_pc.msg_done)
+	if (c->req_pc.msg_done) {
 		c->req = REQ_DONE;
+		up_arm_timeout(c);
+	}
 	return up_flush(c);
 }
 
@@ -1217,6 +1316,27 @@ client_write_cb(evutil_socket_t fd, short what, void *arg)
 		response_process(c);
 }
 
+/*
+ * client_timeout is a deadline for the whole head, however it trickles in
+ * (slowloris), and for the body too, extended by a second for every
+ * PROXY_BODY_MIN_RATE bytes received (Apache mod_reqtimeout's MinRate), so a
+ * large upload at a sane rate is never cut while a trickle is.
+ */
+static bool
+request_overdue(const struct client *c)
+{
+	int64_t limit = px.cfg->proxy.client_timeout_ns;
+
+	if (c->resp != RESP_NONE)
+		return false;
+	if (c->req == REQ_HEAD && c->req_pc.head != NULL)
+		return proc_now_ns() - c->head_started_ns > limit;
+	if (c->req == REQ_BODY)
+		return proc_now_ns() - c->body_started_ns >
+		    limit + (int64_t)(c->req_pc.body_len * 1000000000 / PROXY_BODY_MIN_RATE);
+	return false;
+}
+
 static void
 client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1254,6 +1374,11 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (got < PROXY_READ_CHUNK)
 			break;
 	}
+	if (request_overdue(c)) {
+		c->keep_alive = false;
+		client_error(c, 408, NULL, NULL);
+		return;
+	}
 	/*
 	 * Reading stays on while a request is served (switching it off and on
 	 * costs two epoll_ctl calls per request); what comes early waits in c->in,
@@ -1266,8 +1391,16 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (!eof)
 		return;
 	if (c->req != REQ_DONE) {
-		/* The client went away mid-request: whatever it was doing is abandoned. */
-		client_close(c);
+		/*
+		 * The client stopped sending mid-request. If it only half-closed it
+		 * can still read why the request failed; if it is gone, the write fails.
+		 */
+		if (c->resp == RESP_NONE && (c->req == REQ_BODY || evbuffer_get_length(c->in) > 0)) {
+			c->keep_alive = false;
+			client_error(c, 400, NULL, "The connection ended before the request did");
+		} else {
+			client_close(c);
+		}
 		return;
 	}
 	/* Half-closed after a whole request: answer it, then close. */
@@ -1302,6 +1435,8 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	px.req_settings.on_header_value_complete = on_header_value_complete;
 	px.req_settings.on_headers_complete = on_headers_complete;
 	px.req_settings.on_body = on_body;
+	px.req_settings.on_chunk_extension_name = on_chunk_extension;
+	px.req_settings.on_chunk_extension_value = on_chunk_extension;
 	px.req_settings.on_message_complete = on_message_complete;
 	px.resp_settings = px.req_settings;
 	px.resp_settings.on_method = NULL;

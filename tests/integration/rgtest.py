@@ -260,8 +260,10 @@ class Daemon:
     processes it forks can be found and killed by PID afterwards.
     """
 
-    def __init__(self, binary, args=(), env=None, host=DEFAULT_HOST, port=None):
+    def __init__(self, binary, args=(), env=None, host=DEFAULT_HOST, port=None,
+                 preexec_fn=None):
         self.binary = binary
+        self.preexec_fn = preexec_fn    # run in the child before exec (e.g. setrlimit)
         self.args = list(args)
         self.env = dict(env or {})
         self.host = host
@@ -289,7 +291,8 @@ class Daemon:
     def _spawn(self):
         self.proc = subprocess.Popen(
             self.argv(), env=clean_env(self.env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            preexec_fn=self.preexec_fn)
         self.known_pids = {self.proc.pid}
         self._out = _Drain(self.proc.stdout, self._cond)
         self._err = _Drain(self.proc.stderr, self._cond)

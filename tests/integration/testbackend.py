@@ -27,12 +27,26 @@ Paths (the query string selects options):
                       100 Continue first when the request asks for it
   /status?code=N      answers status N with a small JSON body
   /hop                200 with hop-by-hop headers in the response
+  /badhead?kind=K     200 whose head is broken on purpose (K: cr, lf, nul,
+                      fold, reason-cr, name-space); the broken header carries
+                      the word "evil" and smuggles an "X-Injected" header
   /_ctl?live=S&live_delay_ms=N&mode=M
                       changes the health answer / mode; 200 "ok"
 
 Every request head received is written to stdout as one JSON line
-{"method", "target", "version"} (flushed before the answer or the close), so
-tests can count what reached which backend.
+{"method", "target", "version", "raw_head"} (flushed before the answer or
+the close), so tests can count what reached which backend. Other events are
+JSON lines with an "event" key and no "target" key:
+  {"event": "malformed", "raw_head"}          a head whose request line does not
+                                              have three parts (not answered)
+  {"event": "body", "body_target", "body_len"} a request body (Content-Length or
+                                              chunked) was read completely
+  {"event": "truncated", "body_target", "body_len", "error"}
+                                              the connection ended, or the framing
+                                              was bad, in the middle of a body
+  {"event": "leftover", "bytes"}              the connection ended with bytes
+                                              received but not consumed (a partial
+                                              head, say), as latin-1 text
 """
 
 import hashlib
@@ -60,12 +74,33 @@ def pattern_bytes(offset, n):
     return b"".join(out)
 
 
+# Response heads for /badhead: each breaks the header syntax so that a
+# lenient reader would see an extra "X-Injected" header or a raw control byte.
+BAD_HEADS = {
+    "cr": b"HTTP/1.1 200 OK\r\nX-Bad: evil\rX-Injected: cr\r\n",
+    "lf": b"HTTP/1.1 200 OK\r\nX-Bad: evil\nX-Injected: lf\r\n",
+    "nul": b"HTTP/1.1 200 OK\r\nX-Bad: evil\x00X-Injected: nul\r\n",
+    "fold": b"HTTP/1.1 200 OK\r\nX-Bad: evil\r\n X-Injected: fold\r\n",
+    "reason-cr": b"HTTP/1.1 200 OK evil\rX-Injected: reason\r\n",
+    "name-space": b"HTTP/1.1 200 OK\r\nX-Bad : evil\r\nX-Injected: name-space\r\n",
+}
+
 STATE = {"mode": "ok", "live": 200, "live_delay_ms": 0}
 _out_lock = threading.Lock()
 
 
-def log_request(method, target, version):
-    line = json.dumps({"method": method, "target": target, "version": version})
+def log_event(obj):
+    line = json.dumps(obj)
+    with _out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def log_request(method, target, version, raw_head=None):
+    obj = {"method": method, "target": target, "version": version}
+    if raw_head is not None:
+        obj["raw_head"] = raw_head
+    line = json.dumps(obj)
     with _out_lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
@@ -79,6 +114,7 @@ class Conn:
     def __init__(self, sock):
         self.sock = sock
         self.buf = b""
+        self.target = None       # target of the request being read (for log events)
 
     def fill(self):
         data = self.sock.recv(262144)
@@ -121,7 +157,29 @@ def header(headers, name):
 
 
 def read_body(conn, headers, sink):
-    """Read the request body (Content-Length or chunked) into sink(bytes)."""
+    """Read the request body (Content-Length or chunked) into sink(bytes).
+    A body is logged as a "body" event once read whole, as "truncated" when
+    the connection ends (or the framing breaks) in its middle."""
+    te = (header(headers, "Transfer-Encoding") or "").lower()
+    cl = header(headers, "Content-Length")
+    if "chunked" not in te and (cl is None or cl.strip() in ("", "0")):
+        _read_body(conn, headers, sink)
+        return
+    got = [0]
+
+    def counting(b):
+        got[0] += len(b)
+        sink(b)
+    try:
+        _read_body(conn, headers, counting)
+    except (Closed, OSError, ValueError) as e:
+        log_event({"event": "truncated", "body_target": conn.target, "body_len": got[0],
+                   "error": type(e).__name__})
+        raise
+    log_event({"event": "body", "body_target": conn.target, "body_len": got[0]})
+
+
+def _read_body(conn, headers, sink):
     te = (header(headers, "Transfer-Encoding") or "").lower()
     if "chunked" in te:
         while True:
@@ -157,13 +215,15 @@ def handle(sock):
             request_line = lines[0]
             parts = request_line.split(" ")
             if len(parts) != 3:
+                log_event({"event": "malformed", "raw_head": head})
                 return
             method, target, version = parts
+            conn.target = target
             headers = []
             for line in lines[1:]:
                 k, _, v = line.partition(":")
                 headers.append((k.strip(), v.strip()))
-            log_request(method, target, version)
+            log_request(method, target, version, head)
             conn_tokens = [t.strip().lower() for t in (header(headers, "Connection") or "").split(",")]
             keep = ("close" not in conn_tokens) if version == "HTTP/1.1" else ("keep-alive" in conn_tokens)
             u = urlsplit(target)
@@ -241,6 +301,12 @@ def handle(sock):
                 code = qint("code", 200)
                 respond(conn, code, json.dumps({"code": code}).encode(),
                         [("Content-Type", "application/json")], keep=keep)
+            elif path == "/badhead":
+                read_body(conn, headers, lambda b: None)
+                bad = BAD_HEADS.get(q.get("kind", ["cr"])[0], BAD_HEADS["cr"])
+                body = b"badhead"
+                conn.send(bad + b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(body), body))
             elif path == "/hop":
                 read_body(conn, headers, lambda b: None)
                 hh = [("Content-Type", "text/plain"),
@@ -275,6 +341,8 @@ def handle(sock):
     except (Closed, OSError, ValueError):
         pass
     finally:
+        if conn.buf:
+            log_event({"event": "leftover", "bytes": conn.buf.decode("latin-1")})
         try:
             sock.close()
         except OSError:
