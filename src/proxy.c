@@ -707,7 +707,8 @@ start_attempt(struct client *c)
 		if (rc == -2) {
 			log_error("cannot open a backend connection", "error", strerror(errno), NULL);
 			upconn_free(u);
-			return client_error(c, 503, NULL, NULL);
+			return client_error(c, 503, NULL,
+			    "The proxy is out of resources (file descriptors) for a backend connection");
 		}
 		record_upstream_error((uint32_t)b, errno == ECONNREFUSED ?
 		    METRICS_ERR_CONNECT_REFUSED : METRICS_ERR_CONNECT_FAILED);

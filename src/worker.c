@@ -9,6 +9,7 @@
 #include <event2/event_struct.h>
 
 #include "roundguard/log.h"
+#include "roundguard/proc.h"
 #include "roundguard/proxy.h"
 #include "roundguard/worker.h"
 
@@ -16,6 +17,8 @@
 #define WORKER_ACCEPT_BATCH	64
 /* Pause after running out of descriptors, so the loop does not spin on EMFILE. */
 #define WORKER_EMFILE_PAUSE_MS	100
+/* While out of descriptors, say so at most this often (it retries every 100 ms). */
+#define WORKER_WARN_EVERY_NS	(10 * INT64_C(1000000000))
 /* Access-log lines wait at most this long in the buffer. */
 #define WORKER_LOG_FLUSH_MS	100
 
@@ -31,6 +34,7 @@ static struct {
 	struct event *resume_ev;
 	struct event *sigterm, *sigint, *deadline;
 	bool stopping;
+	int64_t warned_ns;
 } wk;
 
 static void
@@ -52,7 +56,10 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			struct timeval tv = { 0, WORKER_EMFILE_PAUSE_MS * 1000 };
 
 			/* Leave the connection queued: it is served once descriptors free up. */
-			log_warn("cannot accept, pausing", "error", strerror(errno), NULL);
+			if (proc_now_ns() - wk.warned_ns > WORKER_WARN_EVERY_NS) {
+				log_warn("cannot accept, pausing", "error", strerror(errno), NULL);
+				wk.warned_ns = proc_now_ns();
+			}
 			event_del(&wk.accept_ev);
 			if (wk.metrics_fd != -1)
 				event_del(&wk.metrics_ev);
