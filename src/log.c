@@ -23,6 +23,13 @@
 
 #define LOG_COLOR_RESET "\033[0m"
 
+/*
+ * The pid for access lines, which come once per request: set by
+ * log_set_proc() (each process names itself after fork) to spare a getpid()
+ * system call per request. Other lines call getpid() each time.
+ */
+static pid_t log_access_pid;
+
 /* Processes are single-threaded (one per role), so plain globals need no locking. */
 static struct {
 	enum log_level level;
@@ -634,6 +641,8 @@ log_set_proc(const char *proc)
 	if (proc == NULL || *proc == '\0')
 		proc = LOG_PROC_DEFAULT;
 	strlcpy(log_state.proc, proc, sizeof(log_state.proc));
+	/* Children name themselves right after fork: the moment to learn their pid. */
+	log_access_pid = getpid();
 }
 
 bool
@@ -763,7 +772,8 @@ log_access(const char *key, ...)
 		ts.tv_sec = ts.tv_nsec = 0;
 	log_format_line_len(line, sizeof(line), log_state.format,
 	    log_state.color && log_state.format == LOG_FORMAT_TEXT, &ts, LOG_LEVEL_INFO,
-	    log_state.proc, getpid(), "request", fields, n / 2, &len);
+	    log_state.proc, log_access_pid != 0 ? log_access_pid : getpid(), "request", fields,
+	    n / 2, &len);
 	if (log_access_state.len + len > sizeof(log_access_state.buf))
 		log_flush();
 	memcpy(log_access_state.buf + log_access_state.len, line, len);
