@@ -233,9 +233,9 @@ path_problem(const char *s)
 
 /* Hosts compare case-insensitively (DNS); IPv6 literals by address, so "::1" equals "0::1". */
 static bool
-backend_same(const struct backend_url *a, const struct backend_url *b)
+backend_same_server(const struct backend_url *a, const struct backend_url *b)
 {
-	if (a->port != b->port || a->is_ipv6 != b->is_ipv6 || strcmp(a->prefix, b->prefix) != 0)
+	if (a->port != b->port || a->is_ipv6 != b->is_ipv6)
 		return false;
 	if (a->is_ipv6) {
 		unsigned char x[16], y[16];
@@ -244,6 +244,12 @@ backend_same(const struct backend_url *a, const struct backend_url *b)
 			return memcmp(x, y, sizeof(x)) == 0;
 	}
 	return strcasecmp(a->host, b->host) == 0;
+}
+
+static bool
+backend_same(const struct backend_url *a, const struct backend_url *b)
+{
+	return strcmp(a->prefix, b->prefix) == 0 && backend_same_server(a, b);
 }
 
 void
@@ -1046,6 +1052,13 @@ validate_backends(const struct config *cfg, const char *name, struct problems *p
 		for (j = 0; j < i; j++) {
 			if (backend_same(&cfg->backends[i].addr, &cfg->backends[j].addr)) {
 				problem(pr, "%s: backends[%zu]: %s: duplicate of backends[%zu]", name, i,
+				    quote(q, cfg->backends[i].url), j);
+				break;
+			}
+			/* Metrics labels and X-Backend-Server name a backend by host:port. */
+			if (backend_same_server(&cfg->backends[i].addr, &cfg->backends[j].addr)) {
+				problem(pr, "%s: backends[%zu]: %s: same host and port as backends[%zu] "
+				    "(backends are told apart by host:port)", name, i,
 				    quote(q, cfg->backends[i].url), j);
 				break;
 			}

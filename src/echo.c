@@ -79,7 +79,7 @@ echo_json_init(struct echo_json *ej)
 	json_tokener_set_flags(ej->tok, JSON_TOKENER_STRICT);
 	ej->state = ECHO_JSON_PARTIAL;
 	ej->in_string = ej->escaped = false;
-	ej->prev = 0;
+	ej->num = ECHO_NUM_NONE;
 	return 0;
 }
 
@@ -89,7 +89,7 @@ echo_json_reset(struct echo_json *ej)
 	json_tokener_reset(ej->tok);
 	ej->state = ECHO_JSON_PARTIAL;
 	ej->in_string = ej->escaped = false;
-	ej->prev = 0;
+	ej->num = ECHO_NUM_NONE;
 }
 
 static bool
@@ -103,14 +103,17 @@ all_space(const char *buf, size_t len)
 
 /*
  * json-c 0.16 in strict mode still lets through things that are not JSON:
- * single-quoted keys, "Infinity", "1.", raw control bytes inside strings.
- * This lexical pass rejects them; json-c checks everything else.
+ * single-quoted keys, "Infinity", "1.", "00", raw control bytes inside
+ * strings, and, since its number state restarts with each piece it is fed,
+ * "[1-]" split before the "-". This lexical pass rejects them, following the
+ * RFC 8259 number grammar; json-c checks the structure.
  */
 static bool
 lexically_invalid(struct echo_json *ej, const char *buf, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)buf[i];
+		bool digit = c >= '0' && c <= '9';
 
 		if (ej->in_string) {
 			if (ej->escaped)
@@ -123,15 +126,64 @@ lexically_invalid(struct echo_json *ej, const char *buf, size_t len)
 				return true;
 			continue;
 		}
-		if (ej->prev == '.' && !isdigit(c))
+		switch (ej->num) {
+		case ECHO_NUM_SIGN:
+			if (!digit)
+				return true;
+			ej->num = c == '0' ? ECHO_NUM_ZERO : ECHO_NUM_INT;
+			continue;
+		case ECHO_NUM_ZERO:
+		case ECHO_NUM_INT:
+		case ECHO_NUM_FRAC:
+			if (digit && ej->num == ECHO_NUM_ZERO)
+				return true;		/* leading zero */
+			if (digit)
+				continue;
+			if (c == '.' && ej->num != ECHO_NUM_FRAC) {
+				ej->num = ECHO_NUM_DOT;
+				continue;
+			}
+			if (c == 'e' || c == 'E') {
+				ej->num = ECHO_NUM_E;
+				continue;
+			}
+			break;				/* the number ended; c is looked at below */
+		case ECHO_NUM_DOT:
+			if (!digit)
+				return true;
+			ej->num = ECHO_NUM_FRAC;
+			continue;
+		case ECHO_NUM_E:
+			if (c == '+' || c == '-') {
+				ej->num = ECHO_NUM_ESIGN;
+				continue;
+			}
+			/* FALLTHROUGH */
+		case ECHO_NUM_ESIGN:
+			if (!digit)
+				return true;
+			ej->num = ECHO_NUM_EXP;
+			continue;
+		case ECHO_NUM_EXP:
+			if (digit)
+				continue;
+			break;
+		case ECHO_NUM_NONE:
+			break;
+		}
+		/* A number cannot run straight into another ("2-3"). */
+		if (c == '-' && ej->num != ECHO_NUM_NONE)
 			return true;
-		if (c == '.' && !isdigit(ej->prev))
+		ej->num = ECHO_NUM_NONE;
+		if (c == '-')
+			ej->num = ECHO_NUM_SIGN;
+		else if (digit)
+			ej->num = c == '0' ? ECHO_NUM_ZERO : ECHO_NUM_INT;
+		else if (c == '.' || c == '+' || c == '\'' ||
+		    (isalpha(c) && strchr("truefalsn", c) == NULL))
 			return true;
-		if (c == '\'' || (isalpha(c) && strchr("truefalsnE", c) == NULL))
-			return true;
-		if (c == '"')
+		else if (c == '"')
 			ej->in_string = true;
-		ej->prev = c;
 	}
 	return false;
 }
@@ -181,11 +233,12 @@ echo_json_feed(struct echo_json *ej, const char *buf, size_t len)
 bool
 echo_json_finish(struct echo_json *ej)
 {
-	if (ej->state != ECHO_JSON_PARTIAL || ej->prev == '.') {
-		if (ej->prev == '.')
-			ej->state = ECHO_JSON_INVALID;
+	/* A number cut off after "-", ".", "e" or "e+" is no number. */
+	if (ej->num == ECHO_NUM_SIGN || ej->num == ECHO_NUM_DOT || ej->num == ECHO_NUM_E ||
+	    ej->num == ECHO_NUM_ESIGN)
+		ej->state = ECHO_JSON_INVALID;
+	if (ej->state != ECHO_JSON_PARTIAL)
 		return ej->state == ECHO_JSON_DONE;
-	}
 	/* A top-level number or literal is complete only once the input ends. */
 	json_object_put(json_tokener_parse_ex(ej->tok, "", 1));
 	ej->state = json_tokener_get_error(ej->tok) == json_tokener_success ?

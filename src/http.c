@@ -368,3 +368,59 @@ http_write_response_head(struct evbuffer *out, const char *base, const struct ht
 		rc |= evbuffer_add(out, LIT("\r\n\r\n"));
 	return rc != 0 ? -1 : 0;
 }
+
+const char *
+http_request_refusal(const char *base, size_t len, const struct http_head *h, bool http10,
+    bool *has_host)
+{
+	const char *lf;
+	int hosts = 0, tes = 0;
+
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+		const char *v = base + f->value.off;
+		size_t vlen = f->value.len;
+
+		if (f->name.len == 0)
+			return "A header line has no name";
+		if (http_name_is(base + f->name.off, f->name.len, "host"))
+			hosts++;
+		if (!http_name_is(base + f->name.off, f->name.len, "transfer-encoding"))
+			continue;
+		/* Only exactly "chunked", once: any other coding is framed differently elsewhere. */
+		while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+			vlen--;
+		if (++tes > 1 || vlen != 7 || strncasecmp(v, "chunked", 7) != 0)
+			return "Transfer-Encoding other than a single \"chunked\" is not supported";
+	}
+	*has_host = hosts > 0;
+	if (hosts > 1)
+		return "The request has more than one Host header";
+	if (hosts == 0 && !http10)
+		return "An HTTP/1.1 request needs a Host header";
+	/*
+	 * Every line must end in CRLF (a bare LF is a line end to some parsers
+	 * only) and none may start with white space (obs-fold, which llhttp joins
+	 * silently when the folded value's first line is empty).
+	 */
+	for (lf = memchr(base, '\n', len); lf != NULL;
+	    lf = memchr(lf + 1, '\n', len - (size_t)(lf + 1 - base))) {
+		if (lf == base || lf[-1] != '\r')
+			return "A line of the request head ends in a bare LF";
+		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
+			return "Folded header lines (obs-fold) are not accepted";
+	}
+	return NULL;
+}
+
+bool
+http_reason_valid(const char *reason, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)reason[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return false;
+	}
+	return true;
+}

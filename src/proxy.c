@@ -17,6 +17,7 @@
 #include "roundguard/balance.h"
 #include "roundguard/http.h"
 #include "roundguard/log.h"
+#include "roundguard/message.h"
 #include "roundguard/metrics.h"
 #include "roundguard/net.h"
 #include "roundguard/pool.h"
@@ -47,22 +48,6 @@ enum resp_state {
 	RESP_DONE,
 };
 
-/* What llhttp callbacks need: where the bytes they see sit in the stream. */
-struct parse_ctx {
-	struct http_head *head;
-	const char *ptr;	/* start of the piece being parsed */
-	size_t off;		/* its offset from the start of the message */
-	uint64_t body_len;
-	uint64_t body_max;	/* 0 = no limit */
-	uint64_t extra_len;	/* chunk extensions and trailers, held to the head limit */
-	uint64_t extra_max;	/* 0 = no limit */
-	struct evbuffer *dechunk_to;	/* response body goes here when de-chunking */
-	int error_status;
-	bool field_open;
-	bool head_done;
-	bool msg_done;
-};
-
 struct client {
 	LIST_ENTRY(client) entry;
 	int fd;
@@ -71,8 +56,8 @@ struct client {
 	struct evbuffer *in;
 	struct evbuffer *out;
 	llhttp_t parser;
-	struct parse_ctx req_pc;
-	struct parse_ctx resp_pc;
+	struct message_parse req_pc;
+	struct message_parse resp_pc;
 	size_t fed;
 
 	enum req_state req;
@@ -170,206 +155,6 @@ head_put(struct http_head *h)
 		px.spare[px.nspare++] = h;
 	else
 		free(h);
-}
-
-/* ---- llhttp callbacks: record spans, count body bytes, pause at boundaries ---- */
-
-static uint32_t
-span_off(const struct parse_ctx *pc, const char *at)
-{
-	return (uint32_t)(pc->off + (size_t)(at - pc->ptr));
-}
-
-static int
-on_method(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *pc = p->data;
-
-	http_span_extend(&pc->head->method, span_off(pc, at), (uint32_t)len);
-	return 0;
-}
-
-static int
-on_url(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *pc = p->data;
-
-	http_span_extend(&pc->head->target, span_off(pc, at), (uint32_t)len);
-	return 0;
-}
-
-static int
-on_status(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *pc = p->data;
-
-	http_span_extend(&pc->head->reason, span_off(pc, at), (uint32_t)len);
-	return 0;
-}
-
-/* Chunk extensions and trailers are head-like bytes inside a body: same limit. */
-static int
-count_extra(struct parse_ctx *pc, size_t len)
-{
-	pc->extra_len += len;
-	if (pc->extra_max != 0 && pc->extra_len > pc->extra_max) {
-		pc->error_status = 431;
-		return -1;
-	}
-	return 0;
-}
-
-static int
-on_chunk_extension(llhttp_t *p, const char *at, size_t len)
-{
-	return count_extra(p->data, len);
-}
-
-static int
-on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *pc = p->data;
-	struct http_field *f;
-
-	if (pc->head_done)
-		return count_extra(pc, len);	/* a trailer: passed on raw, not recorded */
-
-	if (!pc->field_open) {
-		if (pc->head->nfields == HTTP_FIELDS_MAX) {
-			pc->error_status = 431;
-			return -1;
-		}
-		f = &pc->head->fields[pc->head->nfields++];
-		f->name.len = f->value.len = 0;
-		f->value.off = 0;
-		pc->field_open = true;
-	}
-	f = &pc->head->fields[pc->head->nfields - 1];
-	http_span_extend(&f->name, span_off(pc, at), (uint32_t)len);
-	return 0;
-}
-
-static int
-on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *pc = p->data;
-	struct http_span *v;
-	uint32_t off;
-
-	if (pc->head_done)
-		return count_extra(pc, len);
-	if (pc->head->nfields == 0) {
-		/* A value with no name before it (": value"). */
-		pc->error_status = 400;
-		return -1;
-	}
-	v = &pc->head->fields[pc->head->nfields - 1].value;
-	off = span_off(pc, at);
-
-	/*
-	 * llhttp hands over an obs-fold continuation as another piece of the same
-	 * value, after a line break: a gap between pieces. RFC 9112 5.2 lets a
-	 * proxy reject it, and passing the line break on would be worse.
-	 */
-	if ((v->len > 0 && off != v->off + v->len) || memchr(at, '\r', len) != NULL ||
-	    memchr(at, '\n', len) != NULL || memchr(at, '\0', len) != NULL) {
-		pc->error_status = 400;
-		return -1;
-	}
-
-	http_span_extend(v, off, (uint32_t)len);
-	return 0;
-}
-
-static int
-on_header_value_complete(llhttp_t *p)
-{
-	struct parse_ctx *pc = p->data;
-
-	pc->field_open = false;
-	return 0;
-}
-
-static int
-on_headers_complete(llhttp_t *p)
-{
-	struct parse_ctx *pc = p->data;
-
-	pc->head_done = true;
-	return HPE_PAUSED;
-}
-
-static int
-on_body(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *pc = p->data;
-
-	pc->body_len += len;
-	if (pc->body_max != 0 && pc->body_len > pc->body_max) {
-		pc->error_status = 413;
-		return -1;
-	}
-	if (pc->dechunk_to != NULL && evbuffer_add(pc->dechunk_to, at, len) != 0)
-		return -1;
-	return 0;
-}
-
-static int
-on_message_complete(llhttp_t *p)
-{
-	struct parse_ctx *pc = p->data;
-
-	pc->msg_done = true;
-	return HPE_PAUSED;
-}
-
-/*
- * Give llhttp the bytes of buf past *fed. It stops early at a pause (head or
- * message complete); *fed then says how far it got.
- */
-static llhttp_errno_t
-feed(llhttp_t *p, struct parse_ctx *pc, struct evbuffer *buf, size_t *fed)
-{
-	struct evbuffer_iovec v[8];
-	struct evbuffer_ptr pos;
-	llhttp_errno_t e;
-	int n;
-
-	if (*fed == evbuffer_get_length(buf)) {
-		/* No new bytes, but a resumed parser may still complete a bodiless message. */
-		pc->ptr = "";
-		pc->off = *fed;
-		return llhttp_execute(p, pc->ptr, 0);
-	}
-	while (*fed < evbuffer_get_length(buf)) {
-		evbuffer_ptr_set(buf, &pos, *fed, EVBUFFER_PTR_SET);
-		n = evbuffer_peek(buf, -1, &pos, v, 8);
-		for (int i = 0; i < n && i < 8; i++) {
-			pc->ptr = v[i].iov_base;
-			pc->off = *fed;
-			e = llhttp_execute(p, v[i].iov_base, v[i].iov_len);
-			if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-				*fed += (size_t)(llhttp_get_error_pos(p) - (const char *)v[i].iov_base);
-				return e;
-			}
-			if (e != HPE_OK)
-				return e;
-			*fed += v[i].iov_len;
-		}
-	}
-	return HPE_OK;
-}
-
-/* Ready p for the next message, recording its head into head. */
-static void
-parse_reset(llhttp_t *p, struct parse_ctx *pc, struct http_head *head)
-{
-	llhttp_reset(p);
-	memset(pc, 0, sizeof(*pc));
-	head->nfields = 0;
-	head->method.len = head->target.len = head->reason.len = 0;
-	pc->head = head;
-	p->data = pc;
 }
 
 /* ---- metrics and access log ---- */
@@ -726,7 +511,7 @@ start_attempt(struct client *c)
 	if (c->resp_pc.head == NULL)
 		return client_error(c, 500, NULL, NULL);
 	llhttp_init(&u->parser, HTTP_RESPONSE, &px.resp_settings);
-	parse_reset(&u->parser, &c->resp_pc, c->resp_pc.head);
+	message_reset(&u->parser, &c->resp_pc, c->resp_pc.head);
 	if (queue_request(c, (uint32_t)b) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (u->connecting) {
@@ -845,6 +630,9 @@ response_head(struct client *c)
 
 	h->status = status;
 	base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
+	/* llhttp takes "HTTP/1.1 2 OK" and control bytes in the reason: neither goes on. */
+	if (status < 100 || status > 999 || !http_reason_valid(base + h->reason.off, h->reason.len))
+		return attempt_failed(c, "invalid status line", METRICS_ERR_BAD_RESPONSE);
 	if (status >= 100 && status < 200) {
 		/* Interim answers (100 Continue) go to HTTP/1.1 clients; the final one follows. */
 		if (status == 101) {
@@ -857,7 +645,7 @@ response_head(struct client *c)
 			    (int)h->reason.len, base + h->reason.off);
 		evbuffer_drain(u->in, u->fed);
 		u->fed = 0;
-		parse_reset(&u->parser, &c->resp_pc, h);
+		message_reset(&u->parser, &c->resp_pc, h);
 		return client_flush(c);
 	}
 	c->mode = c->keep_alive && !px.draining ?
@@ -912,7 +700,7 @@ response_process(struct client *c)
 
 	while ((u = c->up) != NULL) {
 		if (!c->resp_pc.head_done) {
-			e = feed(&u->parser, &c->resp_pc, u->in, &u->fed);
+			e = message_feed(&u->parser, &c->resp_pc, u->in, &u->fed);
 			if (!c->resp_pc.head_done) {
 				if (e != HPE_OK && e != HPE_PAUSED)
 					return attempt_failed(c, "invalid response",
@@ -928,7 +716,7 @@ response_process(struct client *c)
 			continue;
 		}
 		if (!c->resp_pc.msg_done) {
-			e = feed(&u->parser, &c->resp_pc, u->in, &u->fed);
+			e = message_feed(&u->parser, &c->resp_pc, u->in, &u->fed);
 			if (e != HPE_OK && e != HPE_PAUSED) {
 				log_warn("invalid response body", "backend",
 				    px.cfg->backends[u->backend].addr.hostport,
@@ -1075,55 +863,6 @@ serve_metrics(struct client *c, const char *target, size_t len)
 	return exchange_done(c);
 }
 
-/*
- * What llhttp lets through but a proxy must not pass on, since the backend
- * could read the head differently (RFC 9112 3.2, 6.1, 2.2): NULL when the head
- * is fine, else why not. Also tells whether there is a Host.
- */
-static const char *
-head_ambiguity(const char *base, size_t len, const struct http_head *h, bool http10,
-    bool *has_host)
-{
-	const char *lf;
-	int hosts = 0, tes = 0;
-
-	for (uint16_t i = 0; i < h->nfields; i++) {
-		const struct http_field *f = &h->fields[i];
-		const char *v = base + f->value.off;
-		size_t vlen = f->value.len;
-
-		if (f->name.len == 0)
-			return "A header line has no name";
-		if (http_name_is(base + f->name.off, f->name.len, "host"))
-			hosts++;
-		if (!http_name_is(base + f->name.off, f->name.len, "transfer-encoding"))
-			continue;
-		/* Only exactly "chunked", once: any other coding is framed differently elsewhere. */
-		while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-			vlen--;
-		if (++tes > 1 || vlen != 7 || strncasecmp(v, "chunked", 7) != 0)
-			return "Transfer-Encoding other than a single \"chunked\" is not supported";
-	}
-	*has_host = hosts > 0;
-	if (hosts > 1)
-		return "The request has more than one Host header";
-	if (hosts == 0 && !http10)
-		return "An HTTP/1.1 request needs a Host header";
-	/*
-	 * Every line must end in CRLF (a bare LF is a line end to some parsers
-	 * only) and none may start with white space (obs-fold, which llhttp joins
-	 * silently when the folded value's first line is empty).
-	 */
-	for (lf = memchr(base, '\n', len); lf != NULL;
-	    lf = memchr(lf + 1, '\n', len - (size_t)(lf + 1 - base))) {
-		if (lf == base || lf[-1] != '\r')
-			return "A line of the request head ends in a bare LF";
-		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
-			return "Folded header lines (obs-fold) are not accepted";
-	}
-	return NULL;
-}
-
 static int
 request_head(struct client *c)
 {
@@ -1165,7 +904,7 @@ request_head(struct client *c)
 		    c->parser.http_major > 1 ? "Only HTTP/1.0 and HTTP/1.1 are spoken here" :
 		    "The request line has no HTTP version");
 	}
-	if ((why = head_ambiguity(base, c->fed, h, c->http10, &c->has_host)) != NULL) {
+	if ((why = http_request_refusal(base, c->fed, h, c->http10, &c->has_host)) != NULL) {
 		c->keep_alive = false;
 		return client_error(c, 400, NULL, why);
 	}
@@ -1177,7 +916,7 @@ request_head(struct client *c)
 	llhttp_resume(&c->parser);
 	if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length == 0) {
 		/* No body: let llhttp finish the message now (it reads no byte for that). */
-		feed(&c->parser, &c->req_pc, c->in, &c->fed);
+		message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
 		if (c->req_pc.msg_done)
 			c->req = REQ_DONE;
 	}
@@ -1227,12 +966,12 @@ client_process(struct client *c)
 			if ((c->req_pc.head = head_get()) == NULL)
 				return client_error(c, 500, NULL, NULL);
 			c->head_started_ns = proc_now_ns();
-			parse_reset(&c->parser, &c->req_pc, c->req_pc.head);
+			message_reset(&c->parser, &c->req_pc, c->req_pc.head);
 			c->req_pc.body_max = px.cfg->proxy.max_body_size;
 			c->req_pc.extra_max = px.cfg->proxy.max_header_size;
 			c->fed = 0;
 		}
-		e = feed(&c->parser, &c->req_pc, c->in, &c->fed);
+		e = message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
 		if (!c->req_pc.head_done) {
 			if (e != HPE_OK && e != HPE_PAUSED) {
 				c->keep_alive = false;
@@ -1255,7 +994,7 @@ client_process(struct client *c)
 	}
 	if (c->req != REQ_BODY || c->up == NULL || c->up->connecting)
 		return 0;
-	e = feed(&c->parser, &c->req_pc, c->in, &c->fed);
+	e = message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
 	if (e != HPE_OK && e != HPE_PAUSED) {
 		c->keep_alive = false;
 		return client_error(c, c->req_pc.error_status != 0 ? c->req_pc.error_status : 400,
@@ -1428,21 +1167,8 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	if (px.pool == NULL)
 		return -1;
 
-	llhttp_settings_init(&px.req_settings);
-	px.req_settings.on_method = on_method;
-	px.req_settings.on_url = on_url;
-	px.req_settings.on_header_field = on_header_field;
-	px.req_settings.on_header_value = on_header_value;
-	px.req_settings.on_header_value_complete = on_header_value_complete;
-	px.req_settings.on_headers_complete = on_headers_complete;
-	px.req_settings.on_body = on_body;
-	px.req_settings.on_chunk_extension_name = on_chunk_extension;
-	px.req_settings.on_chunk_extension_value = on_chunk_extension;
-	px.req_settings.on_message_complete = on_message_complete;
-	px.resp_settings = px.req_settings;
-	px.resp_settings.on_method = NULL;
-	px.resp_settings.on_url = NULL;
-	px.resp_settings.on_status = on_status;
+	message_settings(&px.req_settings, false);
+	message_settings(&px.resp_settings, true);
 	return 0;
 }
 
@@ -1507,27 +1233,21 @@ void
 proxy_drain(void (*done)(void))
 {
 	struct timeval grace = { PROXY_DRAIN_GRACE_MS / 1000, PROXY_DRAIN_GRACE_MS % 1000 * 1000 };
-	struct client *c, *next;
-	char peek;
+	struct client *c;
 	bool wait_some = false;
 
 	px.draining = true;
 	px.drained = done;
-	for (c = LIST_FIRST(&px.clients); c != NULL; c = next) {
-		next = LIST_NEXT(c, entry);
+	/*
+	 * Closing an idle keep-alive connection races with a request the client
+	 * may be sending on it that very moment, and a just-accepted one may not
+	 * have sent its request yet. So nothing is closed now: every connection
+	 * answers what comes next with "Connection: close", and those still idle
+	 * when the grace is over are closed then.
+	 */
+	LIST_FOREACH(c, &px.clients, entry) {
 		c->close_after = true;
-		if (!client_idle(c))
-			continue;
-		/*
-		 * An idle keep-alive connection goes now, unless its next request is
-		 * already in the socket. A fresh one was accepted for a request that
-		 * may still be on its way: it gets a short grace to arrive.
-		 */
-		if (c->served > 0 && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == -1 &&
-		    (errno == EAGAIN || errno == EWOULDBLOCK))
-			client_close(c);
-		else
-			wait_some = true;
+		wait_some = wait_some || client_idle(c);
 	}
 	if (wait_some) {
 		px.drain_ev = evtimer_new(px.base, drain_idle_cb, NULL);

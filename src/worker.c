@@ -37,10 +37,10 @@ static struct {
 	int64_t warned_ns;
 } wk;
 
-static void
-accept_cb(evutil_socket_t lfd, short what, void *arg)
+/* Accept up to a batch; true when the batch was full (more may be queued). */
+static bool
+accept_batch(evutil_socket_t lfd, bool metrics_only)
 {
-	bool metrics_only = arg != NULL;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int fd;
@@ -67,8 +67,15 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 			log_warn("accept failed", "error", strerror(errno), NULL);
 		}
-		return;
+		return false;
 	}
+	return true;
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	accept_batch(lfd, arg != NULL);
 }
 
 static void
@@ -108,7 +115,13 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	if (wk.stopping)
 		return;
 	wk.stopping = true;
-	/* The master keeps the socket open: what is queued goes to the next worker. */
+	/*
+	 * Take what the kernel already queued on this socket, then let go of it:
+	 * closing a listener resets the connections still in its queue. The
+	 * master keeps the socket itself for a worker of the next generation.
+	 */
+	while (accept_batch(wk.listen_fd, false))
+		;
 	event_del(&wk.accept_ev);
 	close(wk.listen_fd);
 	wk.listen_fd = -1;

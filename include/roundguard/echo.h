@@ -36,6 +36,19 @@ enum echo_json_state {
 	ECHO_JSON_INVALID,
 };
 
+/* Position in a JSON number, for the checks json-c leaves out. */
+enum echo_num_state {
+	ECHO_NUM_NONE,		/* not in a number */
+	ECHO_NUM_SIGN,		/* after "-" */
+	ECHO_NUM_ZERO,		/* integer part is "0": no digit may follow */
+	ECHO_NUM_INT,
+	ECHO_NUM_DOT,		/* after "." */
+	ECHO_NUM_FRAC,
+	ECHO_NUM_E,		/* after "e" */
+	ECHO_NUM_ESIGN,		/* after "e+" or "e-" */
+	ECHO_NUM_EXP,
+};
+
 /*
  * Streaming JSON validation, fed the body piece by piece as it arrives so
  * that it is never copied into one block. Exactly one JSON value (any type)
@@ -46,7 +59,7 @@ struct echo_json {
 	enum echo_json_state state;
 	bool in_string;		/* lexical state of the checks json-c omits */
 	bool escaped;
-	unsigned char prev;	/* last byte outside strings */
+	enum echo_num_state num;	/* where in a number (RFC 8259 grammar) */
 };
 
 int echo_json_init(struct echo_json *ej);

@@ -47,6 +47,20 @@ bool http_is_hop_by_hop(const char *base, const struct http_head *h, const char 
 /* Case-insensitive name comparison with a NUL-terminated lower-case name. */
 bool http_name_is(const char *name, size_t len, const char *lower);
 
+/*
+ * What llhttp (strict) lets through but a proxy must not pass on, because a
+ * backend could read the head differently (RFC 9112 2.2, 3.2, 5.2, 6.1):
+ * Transfer-Encoding other than one exact "chunked", an empty header name,
+ * two Hosts, an HTTP/1.1 request without Host, a bare LF, obs-fold. base and
+ * len hold the whole head. NULL when the head is fine, else the reason for
+ * the 400 body; *has_host says whether a Host header was there.
+ */
+const char *http_request_refusal(const char *base, size_t len, const struct http_head *h,
+    bool http10, bool *has_host);
+
+/* A reason phrase is HTAB, SP, VCHAR and obs-text only (RFC 9112 4). */
+bool http_reason_valid(const char *reason, size_t len);
+
 /* Request line for the backend: "METHOD <prefix><target> HTTP/1.1\r\n". */
 int http_write_request_line(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *prefix);

@@ -768,12 +768,15 @@ START_TEST(validate_duplicates)
 	ck_assert_int_eq(parse(&cfg, "{\"backends\": [\"http://a:1\", \"http://b:1\", \"http://a:2\","
 	    " \"http://A:1/\", \"http://a:1/p\", \"http://[::1]:5\", \"http://[0::1]:5\", \"http://a:80\","
 	    " \"http://a\", \"http://a:1/p/\"]}"), 0);
-	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 4);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 5);
 	ck_assert_str_eq(err,
 	    NAME ": backends[3]: \"http://A:1/\": duplicate of backends[0]\n"
+	    NAME ": backends[4]: \"http://a:1/p\": same host and port as backends[0] "
+	    "(backends are told apart by host:port)\n"
 	    NAME ": backends[6]: \"http://[0::1]:5\": duplicate of backends[5]\n"
 	    NAME ": backends[8]: \"http://a\": duplicate of backends[7]\n"
-	    NAME ": backends[9]: \"http://a:1/p/\": duplicate of backends[4]");
+	    NAME ": backends[9]: \"http://a:1/p/\": same host and port as backends[0] "
+	    "(backends are told apart by host:port)");
 	config_free(&cfg);
 }
 END_TEST

@@ -40,6 +40,7 @@ START_TEST(json_accepts_any_value)
 	ck_assert(valid("123"));
 	ck_assert(valid("-1.5e3"));
 	ck_assert(valid("[0.25, 1E+2, -0.0e-1]"));
+	ck_assert(valid("[0, -0, 0.5, 1e05, 10, 100.001]"));
 	ck_assert(valid("\"str\""));
 	ck_assert(valid("true"));
 	ck_assert(valid("null"));
@@ -65,6 +66,17 @@ START_TEST(json_rejects_invalid)
 	ck_assert(!valid(".5"));
 	ck_assert(!valid("[Infinity]"));
 	ck_assert(!valid("[NaN]"));
+	/* Leading zeros, and a minus that json-c takes when it starts a new piece. */
+	ck_assert(!valid("[00]"));
+	ck_assert(!valid("-00"));
+	ck_assert(!valid("[-01]"));
+	ck_assert(!valid("{\"a\":00}"));
+	ck_assert(!valid("[1-]"));
+	ck_assert(!valid("2-3"));
+	ck_assert(!valid("[1e]"));
+	ck_assert(!valid("[1e+]"));
+	ck_assert(!valid("-"));
+	ck_assert(!valid("[+1]"));
 	ck_assert(!valid("\"tab\tinside\""));
 	ck_assert(!valid("\"ctrl \x01\""));
 	ck_assert(!valid("[\"x\\\"\", 'y']"));
