@@ -401,15 +401,25 @@ count_head(struct echo_conn *c, size_t len)
 	return 0;
 }
 
+/* Keep the first bytes of a header name or value: only "Expect: 100-continue" matters here. */
+static void
+append_capped(char *dst, size_t cap, size_t *used, const char *at, size_t len)
+{
+	size_t room = cap - 1 - *used;
+
+	if (len > room)
+		len = room;
+	memcpy(dst + *used, at, len);
+	*used += len;
+	dst[*used] = '\0';
+}
+
 static int
 on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct echo_conn *c = p->data;
-	size_t room = sizeof(c->field) - 1 - c->field_len;
 
-	memcpy(c->field + c->field_len, at, len < room ? len : room);
-	c->field_len += len < room ? len : room;
-	c->field[c->field_len] = '\0';
+	append_capped(c->field, sizeof(c->field), &c->field_len, at, len);
 	return count_head(c, len);
 }
 
@@ -417,11 +427,8 @@ static int
 on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct echo_conn *c = p->data;
-	size_t room = sizeof(c->value) - 1 - c->value_len;
 
-	memcpy(c->value + c->value_len, at, len < room ? len : room);
-	c->value_len += len < room ? len : room;
-	c->value[c->value_len] = '\0';
+	append_capped(c->value, sizeof(c->value), &c->value_len, at, len);
 	return count_head(c, len);
 }
 
