@@ -94,6 +94,11 @@ shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworker
 		snprintf(err, errlen, "mmap(\"%s\") failed: %s", name, strerror(errno));
 		goto fail;
 	}
+	/*
+	 * Counters of every worker and backend: nothing a core dump of one
+	 * process needs, and with many backends the largest mapping there is.
+	 */
+	(void)madvise(base, size, MADV_DONTDUMP);
 	shm_layout_init(base, size, nbackends, nworkers);
 	shm_attach(s, base, size);
 	s->fd = fd;
