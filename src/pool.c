@@ -16,6 +16,7 @@ struct pool {
 	struct event_base *base;
 	pool_io_cb on_read;
 	pool_io_cb on_write;
+	struct timeval idle_tv;		/* a libevent common timeout: cheap to re-arm */
 	uint32_t nbackends;
 	int max_idle;
 	uint32_t total;
@@ -30,6 +31,7 @@ pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb o
     pool_io_cb on_write)
 {
 	struct pool *p = calloc(1, sizeof(*p));
+	const struct timeval *common;
 
 	if (p == NULL)
 		return NULL;
@@ -39,6 +41,9 @@ pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb o
 		return NULL;
 	}
 	p->base = base;
+	p->idle_tv.tv_sec = POOL_IDLE_SEC;
+	if ((common = event_base_init_common_timeout(base, &p->idle_tv)) != NULL)
+		p->idle_tv = *common;
 	p->on_read = on_read;
 	p->on_write = on_write;
 	p->nbackends = nbackends;
@@ -153,8 +158,6 @@ pool_get(struct pool *p, uint32_t backend)
 void
 pool_put(struct pool *p, struct upconn *u)
 {
-	struct timeval tv = { POOL_IDLE_SEC, 0 };
-
 	if (p->idle[u->backend].n >= p->max_idle || u->fd == -1) {
 		upconn_free(u);
 		return;
@@ -166,7 +169,7 @@ pool_put(struct pool *p, struct upconn *u)
 	u->owner = NULL;
 	u->pooled = true;
 	/* Still registered for reading: only its timeout changes, no system call. */
-	event_add(&u->rev, &tv);
+	event_add(&u->rev, &p->idle_tv);
 	LIST_INSERT_HEAD(&p->idle[u->backend].conns, u, idle);
 	p->idle[u->backend].n++;
 	p->total++;
