@@ -688,3 +688,26 @@ parse_listen_addr(const char *s, struct listen_addr *out, char *err, size_t errl
 	*out = a;
 	return 0;
 }
+
+int
+parse_listen_flag(const char *s, uint16_t default_port, struct listen_addr *out,
+    char *err, size_t errlen)
+{
+	char buf[PARSE_HOST_MAX + 16];
+	const char *colon = strchr(s, ':');
+	size_t len = strlen(s);
+
+	if (len == 0) {
+		snprintf(err, errlen, "\"\": an address is needed (\"*\" for all addresses)");
+		return -1;
+	}
+	if (s[0] == '[' && s[len - 1] == ']')
+		snprintf(buf, sizeof(buf), "%s:%u", s, default_port);	/* "[::1]" */
+	else if (colon != NULL && strchr(colon + 1, ':') != NULL && s[0] != '[')
+		snprintf(buf, sizeof(buf), "[%s]:%u", s, default_port);	/* "::1" */
+	else if (colon == NULL)
+		snprintf(buf, sizeof(buf), "%s:%u", s, default_port);	/* "127.0.0.1" */
+	else
+		return parse_listen_addr(s, out, err, errlen);
+	return parse_listen_addr(buf, out, err, errlen);
+}

@@ -183,20 +183,11 @@ main(int argc, char **argv)
 	if (optind < argc)
 		usage_error("unexpected argument \"%s\"", argv[optind]);
 
-	if (listen_arg != NULL) {
-		/* -l takes an address, or an address with a port that -p may override. */
-		if (parse_listen_addr(listen_arg, &la, err, sizeof(err)) == -1) {
-			snprintf(shown, sizeof(shown), strchr(listen_arg, ':') != NULL ?
-			    "[%s]:%u" : "%s:%u", listen_arg, port);
-			if (parse_listen_addr(shown, &la, err, sizeof(err)) == -1)
-				usage_error("--listen: %s", err);
-			la.port = port;
-		} else if (port_set) {
-			la.port = port;
-		}
-	} else {
+	/* -l takes an address, or an address with a port that -p may override. */
+	if (listen_arg != NULL && parse_listen_flag(listen_arg, port, &la, err, sizeof(err)) == -1)
+		usage_error("--listen: %s", err);
+	if (listen_arg == NULL || port_set)
 		la.port = port;
-	}
 
 	if (log_init_env(err, sizeof(err)) == -1) {
 		fprintf(stderr, "roundguard-echo: %s\n", err);

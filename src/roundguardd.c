@@ -148,21 +148,15 @@ static int
 apply_listen_flags(struct config *cfg, char *err, size_t errlen)
 {
 	struct listen_addr la = cfg->listen;
-	char buf[PARSE_HOST_MAX + 16], msg[512];
+	char msg[512];
 	uint16_t port;
 
-	if (m.cli.listen != NULL) {
-		if (parse_listen_addr(m.cli.listen, &la, msg, sizeof(msg)) == -1 ||
-		    strchr(m.cli.listen, ':') == NULL) {
-			snprintf(buf, sizeof(buf), strchr(m.cli.listen, ':') != NULL ?
-			    "[%s]:%u" : "%s:%u", m.cli.listen, cfg->listen.port);
-			if (parse_listen_addr(buf, &la, msg, sizeof(msg)) == -1) {
-				size_t used = strlen(err);
+	if (m.cli.listen != NULL &&
+	    parse_listen_flag(m.cli.listen, cfg->listen.port, &la, msg, sizeof(msg)) == -1) {
+		size_t used = strlen(err);
 
-				snprintf(err + used, errlen - used, "--listen: %s\n", msg);
-				return 1;
-			}
-		}
+		snprintf(err + used, errlen - used, "--listen: %s\n", msg);
+		return 1;
 	}
 	if (m.cli.port != NULL) {
 		if (parse_port(m.cli.port, &port, msg, sizeof(msg)) == -1) {

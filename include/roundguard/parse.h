@@ -58,6 +58,14 @@ struct listen_addr {
 /* "host:port", ":port", "*:port", "[::1]:port" or a bare "port". */
 int parse_listen_addr(const char *s, struct listen_addr *out, char *err, size_t errlen);
 
+/*
+ * The -l/--listen flag: an address alone ("127.0.0.1", "::1", "[::1]", "*")
+ * listens on default_port; with a port ("127.0.0.1:8080", "[::1]:8080",
+ * ":8080") it is parse_listen_addr().
+ */
+int parse_listen_flag(const char *s, uint16_t default_port, struct listen_addr *out,
+    char *err, size_t errlen);
+
 /* Port number 1-65535 from a decimal string. */
 int parse_port(const char *s, uint16_t *port, char *err, size_t errlen);
 

@@ -651,6 +651,40 @@ START_TEST(port_messages)
 }
 END_TEST
 
+START_TEST(listen_flag_forms)
+{
+	struct listen_addr la;
+	char err[256];
+
+	ck_assert_int_eq(parse_listen_flag("127.0.0.1", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "127.0.0.1");
+	ck_assert_uint_eq(la.port, 3000);
+	ck_assert_int_eq(parse_listen_flag("::1", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "::1");
+	ck_assert_int_eq(la.is_ipv6, 1);
+	ck_assert_uint_eq(la.port, 3000);
+	ck_assert_int_eq(parse_listen_flag("[::1]", 8000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "::1");
+	ck_assert_uint_eq(la.port, 8000);
+	ck_assert_int_eq(parse_listen_flag("[::1]:8080", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_uint_eq(la.port, 8080);
+	ck_assert_int_eq(parse_listen_flag("127.0.0.1:8080", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "127.0.0.1");
+	ck_assert_uint_eq(la.port, 8080);
+	ck_assert_int_eq(parse_listen_flag(":8080", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "");
+	ck_assert_uint_eq(la.port, 8080);
+	ck_assert_int_eq(parse_listen_flag("*", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "");
+	ck_assert_uint_eq(la.port, 3000);
+	ck_assert_int_eq(parse_listen_flag("localhost", 3000, &la, err, sizeof(err)), 0);
+	ck_assert_str_eq(la.host, "localhost");
+	ck_assert_int_eq(parse_listen_flag("127.0.0.1:0", 3000, &la, err, sizeof(err)), -1);
+	ck_assert_int_eq(parse_listen_flag("256.1.1.1", 3000, &la, err, sizeof(err)), -1);
+	ck_assert_int_eq(parse_listen_flag("", 3000, &la, err, sizeof(err)), -1);
+}
+END_TEST
+
 static Suite *
 parse_suite(void)
 {
@@ -686,6 +720,7 @@ parse_suite(void)
 	tc = tcase_create("listen_addr");
 	tcase_add_loop_test(tc, listen_parses, 0, COUNT(listen_ok_cases));
 	tcase_add_loop_test(tc, listen_rejects, 0, COUNT(listen_bad_cases));
+	tcase_add_test(tc, listen_flag_forms);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("port");
