@@ -11,6 +11,14 @@
 
 /* An idle connection unused this long is closed (backends close theirs too). */
 #define POOL_IDLE_SEC 60
+/*
+ * Connections come back in bursts (many answers in one loop turn) and are
+ * taken again in the next: closing everything past max_idle at once meant a
+ * connect per request under high concurrency. Past max_idle they are kept up
+ * to this many times the bound and trimmed back, oldest first, after a while.
+ */
+#define POOL_BURST_FACTOR 4
+#define POOL_TRIM_MS 1000
 
 struct pool {
 	struct event_base *base;
@@ -20,11 +28,30 @@ struct pool {
 	uint32_t nbackends;
 	int max_idle;
 	uint32_t total;
+	struct event *trim_ev;
 	struct {
-		LIST_HEAD(, upconn) conns;
+		TAILQ_HEAD(upconn_list, upconn) conns;	/* most recently used first */
 		int n;
 	} *idle;
 };
+
+/* Close the idle connections past max_idle, least recently used first. */
+static void
+pool_trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+
+	for (uint32_t b = 0; b < p->nbackends; b++) {
+		while (p->idle[b].n > p->max_idle) {
+			struct upconn *u = TAILQ_LAST(&p->idle[b].conns, upconn_list);
+
+			TAILQ_REMOVE(&p->idle[b].conns, u, idle);
+			p->idle[b].n--;
+			p->total--;
+			upconn_free(u);
+		}
+	}
+}
 
 struct pool *
 pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb on_read,
@@ -48,8 +75,13 @@ pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb o
 	p->on_write = on_write;
 	p->nbackends = nbackends;
 	p->max_idle = max_idle;
+	if ((p->trim_ev = evtimer_new(base, pool_trim_cb, p)) == NULL) {
+		free(p->idle);
+		free(p);
+		return NULL;
+	}
 	for (uint32_t i = 0; i < nbackends; i++)
-		LIST_INIT(&p->idle[i].conns);
+		TAILQ_INIT(&p->idle[i].conns);
 	return p;
 }
 
@@ -61,11 +93,12 @@ pool_free(struct pool *p)
 	if (p == NULL)
 		return;
 	for (uint32_t i = 0; i < p->nbackends; i++) {
-		while ((u = LIST_FIRST(&p->idle[i].conns)) != NULL) {
-			LIST_REMOVE(u, idle);
+		while ((u = TAILQ_FIRST(&p->idle[i].conns)) != NULL) {
+			TAILQ_REMOVE(&p->idle[i].conns, u, idle);
 			upconn_free(u);
 		}
 	}
+	event_free(p->trim_ev);
 	free(p->idle);
 	free(p);
 }
@@ -107,7 +140,7 @@ upconn_free(struct upconn *u)
 static void
 pool_drop(struct pool *p, struct upconn *u)
 {
-	LIST_REMOVE(u, idle);
+	TAILQ_REMOVE(&p->idle[u->backend].conns, u, idle);
 	p->idle[u->backend].n--;
 	p->total--;
 	upconn_free(u);
@@ -144,11 +177,11 @@ upconn_track(struct upconn *u)
 struct upconn *
 pool_get(struct pool *p, uint32_t backend)
 {
-	struct upconn *u = LIST_FIRST(&p->idle[backend].conns);
+	struct upconn *u = TAILQ_FIRST(&p->idle[backend].conns);
 
 	if (u == NULL)
 		return NULL;
-	LIST_REMOVE(u, idle);
+	TAILQ_REMOVE(&p->idle[backend].conns, u, idle);
 	p->idle[backend].n--;
 	p->total--;
 	u->pooled = false;
@@ -158,7 +191,7 @@ pool_get(struct pool *p, uint32_t backend)
 void
 pool_put(struct pool *p, struct upconn *u)
 {
-	if (p->idle[u->backend].n >= p->max_idle || u->fd == -1) {
+	if (p->idle[u->backend].n >= p->max_idle * POOL_BURST_FACTOR || u->fd == -1) {
 		upconn_free(u);
 		return;
 	}
@@ -170,9 +203,14 @@ pool_put(struct pool *p, struct upconn *u)
 	u->pooled = true;
 	/* Still registered for reading: only its timeout changes, no system call. */
 	event_add(&u->rev, &p->idle_tv);
-	LIST_INSERT_HEAD(&p->idle[u->backend].conns, u, idle);
+	TAILQ_INSERT_HEAD(&p->idle[u->backend].conns, u, idle);
 	p->idle[u->backend].n++;
 	p->total++;
+	if (p->idle[u->backend].n > p->max_idle && !evtimer_pending(p->trim_ev, NULL)) {
+		struct timeval tv = { POOL_TRIM_MS / 1000, POOL_TRIM_MS % 1000 * 1000 };
+
+		evtimer_add(p->trim_ev, &tv);
+	}
 }
 
 uint32_t

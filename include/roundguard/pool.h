@@ -15,7 +15,7 @@ struct http_head;
 
 /* One connection to a backend, either lent to a client or idle in the pool. */
 struct upconn {
-	LIST_ENTRY(upconn) idle;	/* in the pool while idle */
+	TAILQ_ENTRY(upconn) idle;	/* in the pool while idle */
 	int fd;
 	uint32_t backend;
 	struct event rev;
