@@ -106,6 +106,7 @@ static struct {
 	struct shm *shm;
 	struct pool *pool;
 	int worker;
+	char worker_str[12];		/* for the access log */
 	struct timeval client_tv;
 	struct timeval connect_tv;
 	struct timeval proxy_tv;
@@ -165,6 +166,20 @@ head_put(struct http_head *h)
 
 /* ---- metrics and access log ---- */
 
+/* Decimal digits of v at the end of buf (no printf on the per-request path). */
+static const char *
+format_u64(char *buf, size_t buflen, uint64_t v)
+{
+	char *p = buf + buflen - 1;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0 && p > buf);
+	return p;
+}
+
 /* Count the finished request once, in this worker's slot, and log it if asked to. */
 static void
 exchange_record(struct client *c)
@@ -181,22 +196,25 @@ exchange_record(struct client *c)
 		    c->parser.method, c->status, ns);
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
 	if (px.cfg->log.access && log_enabled(LOG_LEVEL_INFO)) {
-		const char *line = (const char *)evbuffer_pullup(c->req_line, -1);
-		size_t len = evbuffer_get_length(c->req_line);
-		char path[2048], status[8], bytes[24], dur[32], worker[8];
+		char status[4], bytes[24], dur[32];
+		const char *line, *path = "-";
 
-		snprintf(path, sizeof(path), "%.*s",
-		    len > c->method_len ? (int)(len - c->method_len - 1) : 0,
-		    line != NULL && len > c->method_len ? line + c->method_len + 1 : "");
-		snprintf(status, sizeof(status), "%d", c->status);
-		snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)c->resp_bytes);
+		/* This is the request's last use of req_line: terminate it in place. */
+		evbuffer_add(c->req_line, "", 1);
+		line = (const char *)evbuffer_pullup(c->req_line, -1);
+		if (line != NULL && evbuffer_get_length(c->req_line) >= c->method_len + 2)
+			path = line + c->method_len + 1;
+		status[0] = (char)('0' + c->status / 100 % 10);
+		status[1] = (char)('0' + c->status / 10 % 10);
+		status[2] = (char)('0' + c->status % 10);
+		status[3] = '\0';
 		format_duration(dur, sizeof(dur), ns);
-		snprintf(worker, sizeof(worker), "%d", px.worker);
 		log_access("client", c->ip,
 		    "method", llhttp_method_name((llhttp_method_t)c->parser.method),
-		    "path", path, "status", status, "bytes", bytes, "duration", dur,
+		    "path", path, "status", status,
+		    "bytes", format_u64(bytes, sizeof(bytes), c->resp_bytes), "duration", dur,
 		    "backend", c->backend >= 0 ? px.cfg->backends[c->backend].addr.hostport : "-",
-		    "worker", worker, NULL);
+		    "worker", px.worker_str, NULL);
 	}
 }
 
@@ -1164,6 +1182,7 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	px.cfg = cfg;
 	px.shm = shm;
 	px.worker = worker;
+	snprintf(px.worker_str, sizeof(px.worker_str), "%d", worker);
 	px.client_tv = common_timeout(base, cfg->proxy.client_timeout_ns);
 	px.connect_tv = common_timeout(base, cfg->proxy.connect_timeout_ns);
 	px.proxy_tv = common_timeout(base, cfg->proxy.timeout_ns);
