@@ -220,11 +220,10 @@ token_listed(const char *value, size_t vlen, const char *name, size_t len)
 	return false;
 }
 
-bool
-http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name, size_t len)
+/* Whether a Connection header of the head lists name. */
+static bool
+connection_lists(const char *base, const struct http_head *h, const char *name, size_t len)
 {
-	if (static_hop_by_hop(name, len))
-		return true;
 	for (uint16_t i = 0; i < h->nfields; i++) {
 		const struct http_field *f = &h->fields[i];
 
@@ -233,6 +232,12 @@ http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name
 			return true;
 	}
 	return false;
+}
+
+bool
+http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name, size_t len)
+{
+	return static_hop_by_hop(name, len) || connection_lists(base, h, name, len);
 }
 
 int
@@ -279,7 +284,7 @@ forwardable(const char *base, const struct http_head *h, bool has_connection,
 
 	if (static_hop_by_hop(name, f->name.len))
 		return false;
-	return !has_connection || !http_is_hop_by_hop(base, h, name, f->name.len);
+	return !has_connection || !connection_lists(base, h, name, f->name.len);
 }
 
 int

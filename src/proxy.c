@@ -456,7 +456,7 @@ connect_backend(struct upconn *u)
 
 /* No (more) backend to try: 503 when none is live, 502 when the live ones failed. */
 static int
-no_backend(struct client *c, int status)
+no_backend(struct client *c)
 {
 	if (c->ntried == 0 || !any_live()) {
 		atomic_fetch_add_explicit(&px.shm->workers[px.worker].no_backend, 1,
@@ -464,7 +464,7 @@ no_backend(struct client *c, int status)
 		c->backend = -1;
 		return client_error(c, 503, NO_UPSTREAM_TITLE, NULL);
 	}
-	return client_error(c, status, NULL, NULL);
+	return client_error(c, 502, NULL, NULL);
 }
 
 /*
@@ -502,7 +502,7 @@ start_attempt(struct client *c)
 
 	for (;;) {
 		if ((b = pick(c)) < 0)
-			return no_backend(c, 502);
+			return no_backend(c);
 		c->tried[c->ntried++] = b;
 		c->backend = b;
 		c->up_reused = true;
@@ -524,7 +524,7 @@ start_attempt(struct client *c)
 		passive_down((uint32_t)b, strerror(errno));
 		upconn_free(u);
 		if (!px.cfg->proxy.retry_unsent)
-			return no_backend(c, 502);
+			return no_backend(c);
 	}
 	c->up = u;
 	c->up_sent = 0;
