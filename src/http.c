@@ -197,26 +197,40 @@ static_hop_by_hop(const char *name, size_t len)
 	}
 }
 
+/*
+ * The next token of a comma-separated list value[*i..vlen), without the
+ * white space around it; false when there is none left.
+ */
+static bool
+next_token(const char *value, size_t vlen, size_t *i, const char **tok, size_t *tlen)
+{
+	size_t start, end;
+
+	while (*i < vlen && (value[*i] == ' ' || value[*i] == '\t' || value[*i] == ','))
+		(*i)++;
+	if (*i >= vlen)
+		return false;
+	start = *i;
+	while (*i < vlen && value[*i] != ',')
+		(*i)++;
+	end = *i;
+	while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+		end--;
+	*tok = value + start;
+	*tlen = end - start;
+	return true;
+}
+
 /* Whether name appears as a token of the comma-separated value. */
 static bool
 token_listed(const char *value, size_t vlen, const char *name, size_t len)
 {
-	size_t i = 0;
+	const char *tok;
+	size_t i = 0, tlen;
 
-	while (i < vlen) {
-		size_t start, end;
-
-		while (i < vlen && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
-			i++;
-		start = i;
-		while (i < vlen && value[i] != ',')
-			i++;
-		end = i;
-		while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-			end--;
-		if (end - start == len && strncasecmp(value + start, name, len) == 0)
+	while (next_token(value, vlen, &i, &tok, &tlen))
+		if (tlen == len && strncasecmp(tok, name, len) == 0)
 			return true;
-	}
 	return false;
 }
 
@@ -240,6 +254,72 @@ http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name
 	return static_hop_by_hop(name, len) || connection_lists(base, h, name, len);
 }
 
+/* The kind of a header name; *hop when the name alone makes it hop-by-hop. */
+static uint8_t
+name_kind(const char *name, size_t len, bool *hop)
+{
+	*hop = static_hop_by_hop(name, len);
+	switch (len) {
+	case 4:
+		return http_name_is(name, len, "host") ? HTTP_FIELD_HOST : HTTP_FIELD_OTHER;
+	case 10:
+		return http_name_is(name, len, "connection") ?
+		    HTTP_FIELD_CONNECTION : HTTP_FIELD_OTHER;
+	case 15:
+		return http_name_is(name, len, "x-forwarded-for") ?
+		    HTTP_FIELD_X_FORWARDED_FOR : HTTP_FIELD_OTHER;
+	case 16:
+		return http_name_is(name, len, "x-forwarded-host") ?
+		    HTTP_FIELD_X_FORWARDED_HOST : HTTP_FIELD_OTHER;
+	case 17:
+		if (http_name_is(name, len, "transfer-encoding"))
+			return HTTP_FIELD_TRANSFER_ENCODING;
+		return http_name_is(name, len, "x-forwarded-proto") ?
+		    HTTP_FIELD_X_FORWARDED_PROTO : HTTP_FIELD_OTHER;
+	default:
+		return HTTP_FIELD_OTHER;
+	}
+}
+
+/* Whether a Connection value lists a token other than keep-alive (already hop-by-hop). */
+static bool
+lists_names(const char *value, size_t vlen)
+{
+	const char *tok;
+	size_t i = 0, tlen;
+
+	while (next_token(value, vlen, &i, &tok, &tlen))
+		if (tlen != 10 || strncasecmp(tok, "keep-alive", 10) != 0)
+			return true;
+	return false;
+}
+
+void
+http_head_classify(const char *base, struct http_head *h)
+{
+	bool listing = false;
+	uint32_t size = 0;
+
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		struct http_field *f = &h->fields[i];
+
+		f->kind = name_kind(base + f->name.off, f->name.len, &f->hop);
+		size += f->name.len + f->value.len + 4;
+		if (f->kind == HTTP_FIELD_CONNECTION)
+			listing = listing || lists_names(base + f->value.off, f->value.len);
+	}
+	h->fields_size = size;
+	/* "Connection: keep-alive", what most heads carry, names nothing more to drop. */
+	if (!listing)
+		return;
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		struct http_field *f = &h->fields[i];
+
+		if (!f->hop)
+			f->hop = connection_lists(base, h, base + f->name.off, f->name.len);
+	}
+}
+
 int
 http_write_request_line(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *prefix)
@@ -255,123 +335,166 @@ http_write_request_line(struct evbuffer *out, const char *base, const struct htt
 	return 0;
 }
 
+/*
+ * A head is written into one region reserved in the evbuffer for its largest
+ * possible size, then committed: one allocation at most, instead of four
+ * evbuffer_add() calls per header line.
+ */
+struct head_writer {
+	struct evbuffer *out;
+	struct evbuffer_iovec v;
+	char *p;
+	char *end;
+};
+
 static int
-add_field(struct evbuffer *out, const char *base, const struct http_field *f)
+writer_open(struct head_writer *w, struct evbuffer *out, size_t size_max)
 {
-	if (evbuffer_add(out, base + f->name.off, f->name.len) != 0 ||
-	    evbuffer_add(out, ": ", 2) != 0 ||
-	    evbuffer_add(out, base + f->value.off, f->value.len) != 0 ||
-	    evbuffer_add(out, "\r\n", 2) != 0)
+	w->out = out;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)size_max, &w->v, 1) < 1 ||
+	    w->v.iov_len < size_max)
 		return -1;
+	w->p = w->v.iov_base;
+	w->end = w->p + size_max;
 	return 0;
 }
 
-/* Whether the head has a Connection header: only then can a name be listed in one. */
-static bool
-has_connection_field(const char *base, const struct http_head *h)
+static void
+put(struct head_writer *w, const void *s, size_t n)
 {
-	for (uint16_t i = 0; i < h->nfields; i++)
-		if (http_name_is(base + h->fields[i].name.off, h->fields[i].name.len, "connection"))
-			return true;
-	return false;
+	/* Past the reserved worst case is a sizing bug: writer_close() refuses the head. */
+	if (w->p == NULL || (size_t)(w->end - w->p) < n) {
+		w->p = NULL;
+		return;
+	}
+	memcpy(w->p, s, n);
+	w->p += n;
 }
 
-static bool
-forwardable(const char *base, const struct http_head *h, bool has_connection,
-    const struct http_field *f)
+static void
+put_str(struct head_writer *w, const char *s)
 {
-	const char *name = base + f->name.off;
-
-	if (static_hop_by_hop(name, f->name.len))
-		return false;
-	return !has_connection || !connection_lists(base, h, name, f->name.len);
+	put(w, s, strlen(s));
 }
+
+static void
+put_field(struct head_writer *w, const char *base, const struct http_field *f)
+{
+	put(w, base + f->name.off, f->name.len);
+	put(w, ": ", 2);
+	put(w, base + f->value.off, f->value.len);
+	put(w, "\r\n", 2);
+}
+
+static int
+writer_close(struct head_writer *w)
+{
+	int rc = w->p != NULL ? 0 : -1;
+
+	w->v.iov_len = w->p != NULL ? (size_t)(w->p - (char *)w->v.iov_base) : 0;
+	if (evbuffer_commit_space(w->out, &w->v, 1) != 0)
+		rc = -1;
+	return rc;
+}
+
+/* Room for what the writers add besides the head's own fields. */
+#define HEAD_EXTRA 128
 
 int
 http_write_request_fields(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *client_ip, const char *fallback_host)
 {
-	bool has_conn = has_connection_field(base, h);
 	const struct http_field *host = NULL;
+	struct head_writer w;
+	size_t ip_len = strlen(client_ip);
+	size_t fb_len = fallback_host != NULL ? strlen(fallback_host) : 0;
+	size_t host_len = 0;
 	bool xff = false;
-	int rc = 0;
 
 	for (uint16_t i = 0; i < h->nfields; i++) {
+		if (h->fields[i].kind == HTTP_FIELD_HOST && !h->fields[i].hop) {
+			host = &h->fields[i];
+			host_len = host->value.len;
+			break;
+		}
+	}
+	/* The fields go out at most as they came, plus the forwarding headers. */
+	if (writer_open(&w, out, h->fields_size + host_len + ip_len + fb_len + HEAD_EXTRA) == -1)
+		return -1;
+	for (uint16_t i = 0; i < h->nfields; i++) {
 		const struct http_field *f = &h->fields[i];
-		const char *name = base + f->name.off;
 
-		if (!forwardable(base, h, has_conn, f))
+		if (f->hop)
 			continue;
-		if (http_name_is(name, f->name.len, "x-forwarded-for")) {
-			/* Joined into one line below, with the client appended. */
-			xff = true;
+		switch (f->kind) {
+		case HTTP_FIELD_X_FORWARDED_FOR:
+			xff = true;	/* joined into one line below, with the client appended */
 			continue;
-		}
-		if (http_name_is(name, f->name.len, "x-forwarded-proto") ||
-		    http_name_is(name, f->name.len, "x-forwarded-host"))
+		case HTTP_FIELD_X_FORWARDED_PROTO:
+		case HTTP_FIELD_X_FORWARDED_HOST:
 			continue;
-		if (host == NULL && http_name_is(name, f->name.len, "host"))
-			host = f;
-		rc |= add_field(out, base, f);
-	}
-	if (host == NULL && fallback_host != NULL)
-		rc |= evbuffer_add_printf(out, "Host: %s\r\n", fallback_host) < 0;
-	rc |= evbuffer_add(out, "X-Forwarded-For: ", 17);
-	if (xff) {
-		for (uint16_t i = 0; i < h->nfields; i++) {
-			const struct http_field *f = &h->fields[i];
-
-			if (!http_name_is(base + f->name.off, f->name.len, "x-forwarded-for") ||
-			    f->value.len == 0)
-				continue;
-			rc |= evbuffer_add(out, base + f->value.off, f->value.len);
-			rc |= evbuffer_add(out, ", ", 2);
+		default:
+			put_field(&w, base, f);
 		}
 	}
-	rc |= evbuffer_add(out, client_ip, strlen(client_ip));
-	rc |= evbuffer_add(out, LIT("\r\nX-Forwarded-Proto: http\r\n"));
+	if (host == NULL && fallback_host != NULL) {
+		put(&w, LIT("Host: "));
+		put(&w, fallback_host, fb_len);
+		put(&w, "\r\n", 2);
+	}
+	put(&w, LIT("X-Forwarded-For: "));
+	for (uint16_t i = 0; xff && i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+
+		if (f->kind != HTTP_FIELD_X_FORWARDED_FOR || f->hop || f->value.len == 0)
+			continue;
+		put(&w, base + f->value.off, f->value.len);
+		put(&w, ", ", 2);
+	}
+	put(&w, client_ip, ip_len);
+	put(&w, LIT("\r\nX-Forwarded-Proto: http\r\n"));
 	if (host != NULL) {
-		rc |= evbuffer_add(out, "X-Forwarded-Host: ", 18);
-		rc |= evbuffer_add(out, base + host->value.off, host->value.len);
-		rc |= evbuffer_add(out, "\r\n", 2);
+		put(&w, LIT("X-Forwarded-Host: "));
+		put(&w, base + host->value.off, host->value.len);
+		put(&w, "\r\n", 2);
 	}
-	rc |= evbuffer_add(out, "\r\n", 2);
-	return rc != 0 ? -1 : 0;
+	put(&w, "\r\n", 2);
+	return writer_close(&w);
 }
 
 int
 http_write_response_head(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *backend, enum http_conn_mode mode, bool dechunk)
 {
-	bool has_conn = has_connection_field(base, h);
 	char line[16] = "HTTP/1.1 000 ";
-	int rc = 0;
+	struct head_writer w;
+	size_t backend_len = strlen(backend);
 
+	if (writer_open(&w, out, h->reason.len + h->fields_size + backend_len + HEAD_EXTRA) == -1)
+		return -1;
 	/* A status is three digits (llhttp guarantees it); no printf on the hot path. */
 	line[9] = (char)('0' + h->status / 100 % 10);
 	line[10] = (char)('0' + h->status / 10 % 10);
 	line[11] = (char)('0' + h->status % 10);
-	rc |= evbuffer_add(out, line, 13);
-	rc |= evbuffer_add(out, base + h->reason.off, h->reason.len);
-	rc |= evbuffer_add(out, "\r\n", 2);
+	put(&w, line, 13);
+	put(&w, base + h->reason.off, h->reason.len);
+	put(&w, "\r\n", 2);
 	for (uint16_t i = 0; i < h->nfields; i++) {
 		const struct http_field *f = &h->fields[i];
 
-		if (!forwardable(base, h, has_conn, f))
+		if (f->hop || (dechunk && f->kind == HTTP_FIELD_TRANSFER_ENCODING))
 			continue;
-		if (dechunk && http_name_is(base + f->name.off, f->name.len, "transfer-encoding"))
-			continue;
-		rc |= add_field(out, base, f);
+		put_field(&w, base, f);
 	}
-	rc |= evbuffer_add(out, LIT("X-Backend-Server: "));
-	rc |= evbuffer_add(out, backend, strlen(backend));
+	put(&w, LIT("X-Backend-Server: "));
+	put(&w, backend, backend_len);
 	if (mode == HTTP_CONN_CLOSE)
-		rc |= evbuffer_add(out, LIT("\r\nConnection: close\r\n\r\n"));
+		put_str(&w, "\r\nConnection: close\r\n\r\n");
 	else if (mode == HTTP_CONN_KEEP_10)
-		rc |= evbuffer_add(out, LIT("\r\nConnection: keep-alive\r\n\r\n"));
+		put_str(&w, "\r\nConnection: keep-alive\r\n\r\n");
 	else
-		rc |= evbuffer_add(out, LIT("\r\n\r\n"));
-	return rc != 0 ? -1 : 0;
+		put(&w, LIT("\r\n\r\n"));
+	return writer_close(&w);
 }
 
 const char *
@@ -388,9 +511,9 @@ http_request_refusal(const char *base, size_t len, const struct http_head *h, bo
 
 		if (f->name.len == 0)
 			return "A header line has no name";
-		if (http_name_is(base + f->name.off, f->name.len, "host"))
+		if (f->kind == HTTP_FIELD_HOST)
 			hosts++;
-		if (!http_name_is(base + f->name.off, f->name.len, "transfer-encoding"))
+		if (f->kind != HTTP_FIELD_TRANSFER_ENCODING)
 			continue;
 		/* Only exactly "chunked", once: any other coding is framed differently elsewhere. */
 		while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))

@@ -69,9 +69,13 @@ struct client {
 	bool has_host;
 
 	/* Kept to build the request again for another backend. */
-	struct evbuffer *req_line;	/* "METHOD target", without a backend prefix */
+	/*
+	 * "METHOD target\0" (no backend prefix; the NUL ends the path for the
+	 * access log), then the rewritten header block.
+	 */
+	struct evbuffer *req_head;
 	size_t method_len;
-	struct evbuffer *req_fields;
+	size_t line_len;		/* of "METHOD target" */
 	struct evbuffer *held;		/* body bytes sent, while they fit */
 	bool held_ok;
 	bool retried_after_send;
@@ -199,10 +203,9 @@ exchange_record(struct client *c)
 		char status[4], bytes[24], dur[32];
 		const char *line, *path = "-";
 
-		/* This is the request's last use of req_line: terminate it in place. */
-		evbuffer_add(c->req_line, "", 1);
-		line = (const char *)evbuffer_pullup(c->req_line, -1);
-		if (line != NULL && evbuffer_get_length(c->req_line) >= c->method_len + 2)
+		if (evbuffer_get_length(c->req_head) > c->line_len &&
+		    (line = (const char *)evbuffer_pullup(c->req_head,
+		    (ev_ssize_t)c->line_len + 1)) != NULL)
 			path = line + c->method_len + 1;
 		status[0] = (char)('0' + c->status / 100 % 10);
 		status[1] = (char)('0' + c->status / 10 % 10);
@@ -255,8 +258,7 @@ client_close(struct client *c)
 	head_put(c->resp_pc.head);
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
-	evbuffer_free(c->req_line);
-	evbuffer_free(c->req_fields);
+	evbuffer_free(c->req_head);
 	evbuffer_free(c->held);
 	LIST_REMOVE(c, entry);
 	free(c);
@@ -356,8 +358,7 @@ exchange_done(struct client *c)
 	c->retried_after_send = false;
 	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
 	evbuffer_drain(c->held, evbuffer_get_length(c->held));
-	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
-	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
+	evbuffer_drain(c->req_head, evbuffer_get_length(c->req_head));
 	if (client_flush(c) == -1)
 		return -1;
 	client_set_reading(c, true);
@@ -414,23 +415,45 @@ static int
 queue_request(struct client *c, uint32_t b)
 {
 	const struct backend_url *addr = &px.cfg->backends[b].addr;
-	struct evbuffer *out = c->up->out;
-	size_t line_len = evbuffer_get_length(c->req_line);
-	const char *line = (const char *)evbuffer_pullup(c->req_line, -1);
-	const char *fields = (const char *)evbuffer_pullup(c->req_fields, -1);
-	int rc = 0;
+	size_t total = evbuffer_get_length(c->req_head);
+	const char *head = (const char *)evbuffer_pullup(c->req_head, -1);
+	size_t plen = strlen(addr->prefix);
+	size_t hlen = c->has_host ? 0 : strlen(addr->hostport);
+	size_t target_len = c->line_len - c->method_len - 1;
+	size_t fields_len = total - c->line_len - 1;
+	struct evbuffer_iovec v;
+	char *p;
 
-	rc |= evbuffer_add(out, line, c->method_len + 1);
-	if (addr->prefix[0] != '\0')
-		rc |= evbuffer_add(out, addr->prefix, strlen(addr->prefix));
-	rc |= evbuffer_add(out, line + c->method_len + 1, line_len - c->method_len - 1);
-	rc |= evbuffer_add(out, " HTTP/1.1\r\n", 11);
-	if (!c->has_host)
-		rc |= evbuffer_add_printf(out, "Host: %s\r\n", addr->hostport) < 0;
-	rc |= evbuffer_add(out, fields, evbuffer_get_length(c->req_fields));
-	if (c->retried_after_send && evbuffer_get_length(c->held) > 0)
-		rc |= evbuffer_add(out, evbuffer_pullup(c->held, -1), evbuffer_get_length(c->held));
-	return rc != 0 ? -1 : 0;
+	/* One reserved region, not an evbuffer_add() per piece. */
+	if (head == NULL || total <= c->line_len ||
+	    evbuffer_reserve_space(c->up->out, (ev_ssize_t)(total + plen + 11 + hlen + 8), &v,
+	    1) < 1)
+		return -1;
+	p = v.iov_base;
+	memcpy(p, head, c->method_len + 1);
+	p += c->method_len + 1;
+	memcpy(p, addr->prefix, plen);
+	p += plen;
+	memcpy(p, head + c->method_len + 1, target_len);
+	p += target_len;
+	memcpy(p, " HTTP/1.1\r\n", 11);
+	p += 11;
+	if (!c->has_host) {
+		memcpy(p, "Host: ", 6);
+		memcpy(p + 6, addr->hostport, hlen);
+		memcpy(p + 6 + hlen, "\r\n", 2);
+		p += hlen + 8;
+	}
+	memcpy(p, head + c->line_len + 1, fields_len);
+	p += fields_len;
+	v.iov_len = (size_t)(p - (char *)v.iov_base);
+	if (evbuffer_commit_space(c->up->out, &v, 1) != 0)
+		return -1;
+	if (c->retried_after_send && evbuffer_get_length(c->held) > 0 &&
+	    evbuffer_add(c->up->out, evbuffer_pullup(c->held, -1),
+	    evbuffer_get_length(c->held)) != 0)
+		return -1;
+	return 0;
 }
 
 static int
@@ -654,6 +677,7 @@ response_head(struct client *c)
 
 	h->status = status;
 	base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
+	http_head_classify(base, h);
 	/* llhttp takes "HTTP/1.1 2 OK" and control bytes in the reason: neither goes on. */
 	if (status < 100 || status > 999 || !http_reason_valid(base + h->reason.off, h->reason.len))
 		return attempt_failed(c, "invalid status line", METRICS_ERR_BAD_RESPONSE);
@@ -763,11 +787,26 @@ response_process(struct client *c)
 	return 0;
 }
 
+/*
+ * A read into an empty evbuffer goes through this buffer and is copied in:
+ * evbuffer_reserve_space() of PROXY_READ_CHUNK on an empty evbuffer is a
+ * 16 KiB malloc (and free once drained) per read, while a copied small
+ * request or answer gets a chain from malloc's per-thread cache. Reads into
+ * a buffer that already holds data (a body streaming in) go straight in.
+ */
+static char read_scratch[PROXY_READ_CHUNK];
+
 static int
 read_into(int fd, struct evbuffer *buf, ssize_t *got)
 {
 	struct evbuffer_iovec v;
 
+	if (evbuffer_get_length(buf) == 0) {
+		*got = recv(fd, read_scratch, sizeof(read_scratch), 0);
+		if (*got > 0)
+			return evbuffer_add(buf, read_scratch, (size_t)*got) == 0 ? 1 : -1;
+		return *got == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 1 : -1);
+	}
 	if (evbuffer_reserve_space(buf, PROXY_READ_CHUNK, &v, 1) < 1)
 		return -1;
 	*got = recv(fd, v.iov_base, v.iov_len, 0);
@@ -887,6 +926,24 @@ serve_metrics(struct client *c, const char *target, size_t len)
 	return exchange_done(c);
 }
 
+/* Keep "METHOD target\0" at the start of req_head, for another attempt and the log. */
+static int
+request_line_keep(struct client *c, const char *base, const struct http_head *h)
+{
+	struct evbuffer_iovec v;
+	char *p;
+
+	if (evbuffer_reserve_space(c->req_head, (ev_ssize_t)c->line_len + 1, &v, 1) < 1)
+		return -1;
+	p = v.iov_base;
+	memcpy(p, base + h->method.off, h->method.len);
+	p[h->method.len] = ' ';
+	memcpy(p + h->method.len + 1, base + h->target.off, h->target.len);
+	p[c->line_len] = '\0';
+	v.iov_len = c->line_len + 1;
+	return evbuffer_commit_space(c->req_head, &v, 1);
+}
+
 static int
 request_head(struct client *c)
 {
@@ -906,12 +963,10 @@ request_head(struct client *c)
 	h->minor = c->parser.http_minor;
 	c->body_started_ns = proc_now_ns();
 	exchange_begin(c);
-	evbuffer_drain(c->req_line, evbuffer_get_length(c->req_line));
-	evbuffer_drain(c->req_fields, evbuffer_get_length(c->req_fields));
+	evbuffer_drain(c->req_head, evbuffer_get_length(c->req_head));
 	c->method_len = h->method.len;
-	if (evbuffer_add(c->req_line, base + h->method.off, h->method.len) != 0 ||
-	    evbuffer_add(c->req_line, " ", 1) != 0 ||
-	    evbuffer_add(c->req_line, base + h->target.off, h->target.len) != 0)
+	c->line_len = h->method.len + 1 + h->target.len;
+	if (request_line_keep(c, base, h) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (method == HTTP_CONNECT) {
 		c->keep_alive = false;
@@ -928,13 +983,14 @@ request_head(struct client *c)
 		    c->parser.http_major > 1 ? "Only HTTP/1.0 and HTTP/1.1 are spoken here" :
 		    "The request line has no HTTP version");
 	}
+	http_head_classify(base, h);
 	if ((why = http_request_refusal(base, c->fed, h, c->http10, &c->has_host)) != NULL) {
 		c->keep_alive = false;
 		return client_error(c, 400, NULL, why);
 	}
-	if (http_write_request_fields(c->req_fields, base, h, c->ip, NULL) == -1)
+	if (http_write_request_fields(c->req_head, base, h, c->ip, NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
-	/* The head is copied out: from here on only req_line and req_fields hold it. */
+	/* The head is copied out: from here on only req_head holds it. */
 	evbuffer_drain(c->in, c->fed);
 	c->fed = 0;
 	llhttp_resume(&c->parser);
@@ -944,7 +1000,7 @@ request_head(struct client *c)
 		if (c->req_pc.msg_done)
 			c->req = REQ_DONE;
 	}
-	line = (const char *)evbuffer_pullup(c->req_line, -1);
+	line = (const char *)evbuffer_pullup(c->req_head, (ev_ssize_t)c->line_len);
 	if (c->metrics_only || (!px.cfg->metrics.listen_set &&
 	    target_is(line + c->method_len + 1, h->target.len, px.cfg->metrics.path)))
 		return serve_metrics(c, line + c->method_len + 1, h->target.len);
@@ -1203,12 +1259,11 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	struct client *c = calloc(1, sizeof(*c));
 
 	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL ||
-	    (c->req_line = evbuffer_new()) == NULL || (c->req_fields = evbuffer_new()) == NULL ||
+	    (c->req_head = evbuffer_new()) == NULL ||
 	    (c->held = evbuffer_new()) == NULL) {
 		log_error("out of memory for a new connection", NULL);
 		if (c != NULL) {
-			struct evbuffer *bufs[] = { c->in, c->out, c->req_line, c->req_fields,
-			    c->held };
+			struct evbuffer *bufs[] = { c->in, c->out, c->req_head, c->held };
 
 			for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
 				if (bufs[i] != NULL)

@@ -17,9 +17,22 @@ struct http_span {
 	uint32_t len;
 };
 
+/* What a header is to the proxy, by name (http_head_classify). */
+enum http_field_kind {
+	HTTP_FIELD_OTHER,
+	HTTP_FIELD_HOST,
+	HTTP_FIELD_CONNECTION,
+	HTTP_FIELD_TRANSFER_ENCODING,
+	HTTP_FIELD_X_FORWARDED_FOR,
+	HTTP_FIELD_X_FORWARDED_PROTO,
+	HTTP_FIELD_X_FORWARDED_HOST,
+};
+
 struct http_field {
 	struct http_span name;
 	struct http_span value;
+	uint8_t kind;		/* enum http_field_kind */
+	bool hop;		/* hop-by-hop: never forwarded */
 };
 
 /* A parsed request or response head; the bytes stay where llhttp found them. */
@@ -30,11 +43,20 @@ struct http_head {
 	int status;			/* responses */
 	uint8_t major, minor;
 	uint16_t nfields;
+	uint32_t fields_size;		/* of all fields as "name: value\r\n" lines */
 	struct http_field fields[HTTP_FIELDS_MAX];
 };
 
 /* Grow span s by a piece found at off (llhttp hands over pieces as they arrive). */
 void http_span_extend(struct http_span *s, uint32_t off, uint32_t len);
+
+/*
+ * Set every field's kind and hop flag, and fields_size, in one pass over the
+ * head's names (base holds the head). The functions below that take a parsed
+ * head need this done first: the proxy looks at each name once, not once
+ * per question it asks of it.
+ */
+void http_head_classify(const char *base, struct http_head *h);
 
 /*
  * Whether a header is hop-by-hop and so never forwarded: Connection,
@@ -53,7 +75,8 @@ bool http_name_is(const char *name, size_t len, const char *lower);
  * Transfer-Encoding other than one exact "chunked", an empty header name,
  * two Hosts, an HTTP/1.1 request without Host, a bare LF, obs-fold. base and
  * len hold the whole head. NULL when the head is fine, else the reason for
- * the 400 body; *has_host says whether a Host header was there.
+ * the 400 body; *has_host says whether a Host header was there. h must be
+ * classified.
  */
 const char *http_request_refusal(const char *base, size_t len, const struct http_head *h,
     bool http10, bool *has_host);

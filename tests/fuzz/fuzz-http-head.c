@@ -408,6 +408,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (unsigned)i);
 	}
 
+	/* As request_head() and response_head() in src/proxy.c do before anything else. */
+	http_head_classify(buf, &head);
 	if (response) {
 		enum http_conn_mode mode;
 		bool dechunk = false;

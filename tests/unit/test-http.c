@@ -159,6 +159,7 @@ scan_head(const char *buf, struct http_head *h, bool response)
 			;
 		set_span(&f->value, buf, vs, ve);
 	}
+	http_head_classify(buf, h);
 }
 
 /* Rewritten request header block for the request head in buf. */
@@ -758,6 +759,67 @@ START_TEST(error_response_keepalive_head)
 }
 END_TEST
 
+START_TEST(classify_kinds_and_size)
+{
+	static struct http_head h;
+	const char *b = "GET / HTTP/1.1\r\n"
+	    "HOST: a\r\n"
+	    "x-forwarded-for: 1.2.3.4\r\n"
+	    "X-Forwarded-Proto: https\r\n"
+	    "X-Forwarded-Host: b\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "Connection: keep-alive\r\n"
+	    "Keep-Alive: timeout=5\r\n"
+	    "Hosts: c\r\n"
+	    "\r\n";
+	static const struct { uint8_t kind; bool hop; } want[] = {
+		{ HTTP_FIELD_HOST, false },
+		{ HTTP_FIELD_X_FORWARDED_FOR, false },
+		{ HTTP_FIELD_X_FORWARDED_PROTO, false },
+		{ HTTP_FIELD_X_FORWARDED_HOST, false },
+		{ HTTP_FIELD_TRANSFER_ENCODING, false },
+		{ HTTP_FIELD_CONNECTION, true },
+		{ HTTP_FIELD_OTHER, true },
+		{ HTTP_FIELD_OTHER, false },
+	};
+	uint32_t size = 0;
+
+	scan_head(b, &h, false);
+	ck_assert_uint_eq(h.nfields, sizeof(want) / sizeof(want[0]));
+	for (uint16_t i = 0; i < h.nfields; i++) {
+		ck_assert_msg(h.fields[i].kind == want[i].kind, "field %u kind %u", i,
+		    h.fields[i].kind);
+		ck_assert_msg(h.fields[i].hop == want[i].hop, "field %u hop", i);
+		size += h.fields[i].name.len + h.fields[i].value.len + 4;
+	}
+	ck_assert_uint_eq(h.fields_size, size);
+}
+END_TEST
+
+START_TEST(classify_connection_listing)
+{
+	static struct http_head h;
+
+	/* keep-alive alone names nothing else: a header called "Close" stays. */
+	scan_head("HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nClose: 1\r\nX-A: 2\r\n\r\n",
+	    &h, true);
+	ck_assert(h.fields[0].hop && !h.fields[1].hop && !h.fields[2].hop);
+	/* "close" is a token like any other: a field of that name is hop-by-hop. */
+	scan_head("HTTP/1.1 200 OK\r\nConnection: close\r\nClose: 1\r\nX-A: 2\r\n\r\n",
+	    &h, true);
+	ck_assert(h.fields[0].hop && h.fields[1].hop && !h.fields[2].hop);
+	/* Listed in a second Connection line, any case, among white space. */
+	scan_head("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n"
+	    "connection: ,  x-a ,\r\nX-A: 2\r\nX-AB: 3\r\n\r\n", &h, false);
+	ck_assert(!h.fields[0].hop && h.fields[1].hop && h.fields[2].hop);
+	ck_assert(h.fields[3].hop && !h.fields[4].hop);
+	/* A listed Host is still counted as a Host by the refusal rules. */
+	scan_head("GET / HTTP/1.1\r\nHost: h\r\nConnection: Host\r\n\r\n", &h, false);
+	ck_assert(h.fields[0].hop);
+	ck_assert_uint_eq(h.fields[0].kind, HTTP_FIELD_HOST);
+}
+END_TEST
+
 START_TEST(date_format)
 {
 	const char *d = http_date_now();
@@ -783,6 +845,8 @@ main(void)
 	tcase_add_test(tc, error_response_close);
 	tcase_add_test(tc, error_response_keepalive_head);
 	tcase_add_test(tc, date_format);
+	tcase_add_test(tc, classify_kinds_and_size);
+	tcase_add_test(tc, classify_connection_listing);
 	tcase_add_test(tc, scan_head_helper);
 	tcase_add_test(tc, span_extend_pieces);
 	tcase_add_test(tc, span_extend_from_zero);
