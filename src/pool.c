@@ -8,9 +8,10 @@
 #include <event2/event.h>
 
 #include "roundguard/pool.h"
+#include "roundguard/proc.h"
 
 /* An idle connection unused this long is closed (backends close theirs too). */
-#define POOL_IDLE_SEC 60
+#define POOL_IDLE_NS (INT64_C(60) * 1000000000)
 /*
  * Connections come back in bursts (many answers in one loop turn) and are
  * taken again in the next: closing everything past max_idle at once meant a
@@ -24,7 +25,7 @@ struct pool {
 	struct event_base *base;
 	pool_io_cb on_read;
 	pool_io_cb on_write;
-	struct timeval idle_tv;		/* a libevent common timeout: cheap to re-arm */
+	pool_io_cb on_timer;
 	uint32_t nbackends;
 	int max_idle;
 	uint32_t total;
@@ -55,10 +56,9 @@ pool_trim_cb(evutil_socket_t fd, short what, void *arg)
 
 struct pool *
 pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb on_read,
-    pool_io_cb on_write)
+    pool_io_cb on_write, pool_io_cb on_timer)
 {
 	struct pool *p = calloc(1, sizeof(*p));
-	const struct timeval *common;
 
 	if (p == NULL)
 		return NULL;
@@ -68,11 +68,9 @@ pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb o
 		return NULL;
 	}
 	p->base = base;
-	p->idle_tv.tv_sec = POOL_IDLE_SEC;
-	if ((common = event_base_init_common_timeout(base, &p->idle_tv)) != NULL)
-		p->idle_tv = *common;
 	p->on_read = on_read;
 	p->on_write = on_write;
+	p->on_timer = on_timer;
 	p->nbackends = nbackends;
 	p->max_idle = max_idle;
 	if ((p->trim_ev = evtimer_new(base, pool_trim_cb, p)) == NULL) {
@@ -128,6 +126,7 @@ upconn_free(struct upconn *u)
 	if (u->fd != -1) {
 		event_del(&u->rev);
 		event_del(&u->wev);
+		deadline_cancel(&u->timer);
 		close(u->fd);
 	}
 	if (u->in != NULL)
@@ -155,7 +154,7 @@ upconn_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (u->pooled)
 		pool_drop(u->pool, u);
 	else
-		u->pool->on_read(u, what);
+		u->pool->on_read(u);
 }
 
 static void
@@ -164,7 +163,25 @@ upconn_write_cb(evutil_socket_t fd, short what, void *arg)
 	struct upconn *u = arg;
 
 	if (!u->pooled)
-		u->pool->on_write(u, what);
+		u->pool->on_write(u);
+}
+
+static void
+upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upconn *u = arg;
+	int64_t now;
+
+	deadline_fired(&u->timer);
+	if (!u->pooled) {
+		u->pool->on_timer(u);
+		return;
+	}
+	now = proc_now_ns();
+	if (now - u->last_io_ns >= POOL_IDLE_NS)
+		pool_drop(u->pool, u);
+	else
+		deadline_ensure(&u->timer, u->last_io_ns + POOL_IDLE_NS, now);
 }
 
 void
@@ -172,6 +189,7 @@ upconn_track(struct upconn *u)
 {
 	event_assign(&u->rev, u->pool->base, u->fd, EV_READ | EV_PERSIST, upconn_read_cb, u);
 	event_assign(&u->wev, u->pool->base, u->fd, EV_WRITE | EV_PERSIST, upconn_write_cb, u);
+	deadline_assign(&u->timer, u->pool->base, upconn_timer_cb, u);
 }
 
 struct upconn *
@@ -189,7 +207,7 @@ pool_get(struct pool *p, uint32_t backend)
 }
 
 void
-pool_put(struct pool *p, struct upconn *u)
+pool_put(struct pool *p, struct upconn *u, int64_t now_ns)
 {
 	if (p->idle[u->backend].n >= p->max_idle * POOL_BURST_FACTOR || u->fd == -1) {
 		upconn_free(u);
@@ -201,8 +219,14 @@ pool_put(struct pool *p, struct upconn *u)
 	u->fed = 0;
 	u->owner = NULL;
 	u->pooled = true;
-	/* Still registered for reading: only its timeout changes, no system call. */
-	event_add(&u->rev, &p->idle_tv);
+	/*
+	 * Registered for reading (unless the client paused it): a close by the
+	 * backend drops it from the pool.
+	 */
+	if (!event_pending(&u->rev, EV_READ, NULL))
+		event_add(&u->rev, NULL);
+	u->last_io_ns = now_ns;
+	deadline_ensure(&u->timer, now_ns + POOL_IDLE_NS, now_ns);
 	TAILQ_INSERT_HEAD(&p->idle[u->backend].conns, u, idle);
 	p->idle[u->backend].n++;
 	p->total++;

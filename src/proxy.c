@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "roundguard/balance.h"
+#include "roundguard/deadline.h"
 #include "roundguard/http.h"
 #include "roundguard/log.h"
 #include "roundguard/message.h"
@@ -101,6 +102,10 @@ struct client {
 
 	bool close_after;		/* close once out is flushed */
 	bool reading;			/* client read event armed */
+	bool writing;			/* client write event armed: out is blocked */
+	/* Armed from accept to close; client_timeout counts from last_io_ns. */
+	struct deadline timer;
+	int64_t last_io_ns;		/* last byte read or written, or reading resumed */
 	char ip[INET6_ADDRSTRLEN];
 };
 
@@ -111,9 +116,8 @@ static struct {
 	struct pool *pool;
 	int worker;
 	char worker_str[12];		/* for the access log */
-	struct timeval client_tv;
-	struct timeval connect_tv;
-	struct timeval proxy_tv;
+	/* proc_now_ns() at the start of the current callback. */
+	int64_t now;
 	LIST_HEAD(, client) clients;
 	uint32_t nclients;
 	bool draining;
@@ -130,20 +134,6 @@ static int client_flush(struct client *c);
 static int up_flush(struct client *c);
 static int start_attempt(struct client *c);
 static int response_process(struct client *c);
-
-/*
- * Thousands of connections re-arm the same few timeouts on every read; as
- * libevent "common timeouts" they sit in FIFO queues instead of the heap, so
- * re-arming costs O(1) rather than O(log n).
- */
-static struct timeval
-common_timeout(struct event_base *base, int64_t ns)
-{
-	struct timeval tv = { (time_t)(ns / 1000000000), (suseconds_t)(ns % 1000000000 / 1000) };
-	const struct timeval *common = event_base_init_common_timeout(base, &tv);
-
-	return common != NULL ? *common : tv;
-}
 
 static struct http_head *
 head_get(void)
@@ -224,8 +214,7 @@ exchange_record(struct client *c)
 static void
 exchange_begin(struct client *c)
 {
-	/* CLOCK_MONOTONIC through the vDSO: no system call, unlike libevent's clock. */
-	c->started_ns = proc_now_ns();
+	c->started_ns = px.now;
 	c->status = 0;
 	c->backend = -1;
 	c->resp_bytes = 0;
@@ -253,6 +242,7 @@ client_close(struct client *c)
 		upconn_free(c->up);
 	event_del(&c->rev);
 	event_del(&c->wev);
+	deadline_cancel(&c->timer);
 	close(c->fd);
 	head_put(c->req_pc.head);
 	head_put(c->resp_pc.head);
@@ -273,10 +263,13 @@ client_set_reading(struct client *c, bool on)
 	if (on == c->reading)
 		return;
 	c->reading = on;
-	if (on)
-		event_add(&c->rev, &px.client_tv);
-	else
+	if (on) {
+		/* The client's time to send starts now, not when reading stopped. */
+		c->last_io_ns = px.now;
+		event_add(&c->rev, NULL);
+	} else {
 		event_del(&c->rev);
+	}
 }
 
 static void
@@ -291,7 +284,7 @@ up_release(struct client *c, bool reusable)
 	c->resp_pc.head = NULL;
 	u->requests++;
 	if (reusable)
-		pool_put(px.pool, u);
+		pool_put(px.pool, u, px.now);
 	else
 		upconn_free(u);
 }
@@ -407,8 +400,8 @@ any_live(void)
 	return shm_live_count(px.shm) > 0;
 }
 
-static void up_read_cb(struct upconn *u, short what);
-static void up_write_cb(struct upconn *u, short what);
+static void up_read_cb(struct upconn *u);
+static void up_write_cb(struct upconn *u);
 
 /* Queue the request line (with this backend's prefix), the header block and held body. */
 static int
@@ -490,19 +483,26 @@ no_backend(struct client *c)
 	return client_error(c, 502, NULL, NULL);
 }
 
+/* Start the wait for the backend: proxy.timeout (or connect_timeout) from now. */
+static void
+up_wait(struct upconn *u, int64_t limit)
+{
+	u->last_io_ns = px.now;
+	deadline_ensure(&u->timer, px.now + limit, px.now);
+}
+
 /*
- * proxy.timeout counts from the moment the whole request is with the backend:
- * while a client is still uploading, the backend is waiting on us.
+ * Read the backend. proxy.timeout counts from the moment the whole request is
+ * with the backend: while a client is still uploading, the backend is
+ * waiting on us.
  */
 static void
 up_arm_timeout(struct client *c)
 {
-	if (c->req == REQ_DONE)
-		event_add(&c->up->rev, &px.proxy_tv);
-	else if (event_pending(&c->up->rev, EV_READ, NULL))
-		event_remove_timer(&c->up->rev);
-	else
+	if (!c->up_paused && !event_pending(&c->up->rev, EV_READ, NULL))
 		event_add(&c->up->rev, NULL);
+	if (c->req == REQ_DONE)
+		up_wait(c->up, px.cfg->proxy.timeout_ns);
 }
 
 /*
@@ -562,7 +562,8 @@ start_attempt(struct client *c)
 	if (queue_request(c, (uint32_t)b) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (u->connecting) {
-		event_add(&u->wev, &px.connect_tv);
+		event_add(&u->wev, NULL);
+		up_wait(u, px.cfg->proxy.connect_timeout_ns);
 		return 0;
 	}
 	up_arm_timeout(c);
@@ -620,7 +621,9 @@ up_flush(struct client *c)
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			event_add(&u->wev, &px.proxy_tv);
+			/* proxy.timeout for the backend to take more, from the last progress. */
+			event_add(&u->wev, NULL);
+			up_wait(u, px.cfg->proxy.timeout_ns);
 			if (evbuffer_get_length(u->out) > PROXY_BUF_HIGH)
 				client_set_reading(c, false);
 			return 0;
@@ -635,18 +638,14 @@ up_flush(struct client *c)
 }
 
 static void
-up_write_cb(struct upconn *u, short what)
+up_write_cb(struct upconn *u)
 {
 	struct client *c = u->owner;
 	int fd = u->fd;
 	int err = 0;
 	socklen_t len = sizeof(err);
 
-	if (what & EV_TIMEOUT) {
-		attempt_failed(c, u->connecting ? "connect timeout" : "send timeout",
-		    u->connecting ? METRICS_ERR_CONNECT_TIMEOUT : METRICS_ERR_TIMEOUT);
-		return;
-	}
+	px.now = proc_now_ns();
 	if (u->connecting) {
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 			err = errno;
@@ -820,21 +819,47 @@ read_into(int fd, struct evbuffer *buf, ssize_t *got)
 	return 1;
 }
 
+/*
+ * The backend connection's timer: a connect, a blocked send or the answer
+ * may have taken too long (see deadline.h: it may also just be early).
+ */
 static void
-up_read_cb(struct upconn *u, short what)
+up_timer_cb(struct upconn *u)
+{
+	struct client *c = u->owner;
+	int64_t limit;
+
+	px.now = proc_now_ns();
+	if (u->connecting)
+		limit = px.cfg->proxy.connect_timeout_ns;
+	else if (event_pending(&u->wev, EV_WRITE, NULL) ||
+	    (c->req == REQ_DONE && !c->up_paused))
+		limit = px.cfg->proxy.timeout_ns;
+	else
+		return;		/* waiting on the client: no backend timeout runs */
+	if (px.now - u->last_io_ns < limit) {
+		deadline_ensure(&u->timer, u->last_io_ns + limit, px.now);
+		return;
+	}
+	if (u->connecting)
+		attempt_failed(c, "connect timeout", METRICS_ERR_CONNECT_TIMEOUT);
+	else if (event_pending(&u->wev, EV_WRITE, NULL))
+		attempt_failed(c, "send timeout", METRICS_ERR_TIMEOUT);
+	else if (c->resp == RESP_NONE)
+		attempt_failed(c, "timeout", METRICS_ERR_TIMEOUT);
+	else
+		client_close(c);
+}
+
+static void
+up_read_cb(struct upconn *u)
 {
 	struct client *c = u->owner;
 	int fd = u->fd;
 	ssize_t got = 0;
 	int rc;
 
-	if (what & EV_TIMEOUT) {
-		if (c->resp == RESP_NONE)
-			attempt_failed(c, "timeout", METRICS_ERR_TIMEOUT);
-		else
-			client_close(c);
-		return;
-	}
+	px.now = proc_now_ns();
 	rc = read_into(fd, u->in, &got);
 	if (rc == 0 || rc == -1) {
 		const char *why = rc == 0 ? "connection closed" : strerror(errno);
@@ -861,8 +886,9 @@ up_read_cb(struct upconn *u, short what)
 		client_close(c);
 		return;
 	}
-	if (got == 0)
+	if (got <= 0)
 		return;
+	u->last_io_ns = px.now;
 	response_process(c);
 }
 
@@ -961,7 +987,7 @@ request_head(struct client *c)
 	c->req = REQ_BODY;
 	h->major = c->parser.http_major;
 	h->minor = c->parser.http_minor;
-	c->body_started_ns = proc_now_ns();
+	c->body_started_ns = px.now;
 	exchange_begin(c);
 	evbuffer_drain(c->req_head, evbuffer_get_length(c->req_head));
 	c->method_len = h->method.len;
@@ -1045,7 +1071,7 @@ client_process(struct client *c)
 		if (c->req_pc.head == NULL) {
 			if ((c->req_pc.head = head_get()) == NULL)
 				return client_error(c, 500, NULL, NULL);
-			c->head_started_ns = proc_now_ns();
+			c->head_started_ns = px.now;
 			message_reset(&c->parser, &c->req_pc, c->req_pc.head);
 			c->req_pc.body_max = px.cfg->proxy.max_body_size;
 			c->req_pc.extra_max = px.cfg->proxy.max_header_size;
@@ -1095,10 +1121,15 @@ client_flush(struct client *c)
 
 	while (evbuffer_get_length(c->out) > 0) {
 		n = evbuffer_write(c->out, c->fd);
-		if (n > 0)
+		if (n > 0) {
+			c->last_io_ns = px.now;
 			continue;
+		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			event_add(&c->wev, &px.client_tv);
+			if (!c->writing) {
+				c->writing = true;
+				event_add(&c->wev, NULL);
+			}
 			if (c->up != NULL && !c->up_paused &&
 			    evbuffer_get_length(c->out) > PROXY_BUF_HIGH) {
 				c->up_paused = true;
@@ -1109,10 +1140,14 @@ client_flush(struct client *c)
 		client_close(c);
 		return -1;
 	}
-	event_del(&c->wev);
+	if (c->writing) {
+		c->writing = false;
+		event_del(&c->wev);
+	}
 	if (c->up != NULL && c->up_paused) {
 		c->up_paused = false;
-		event_add(&c->up->rev, &px.proxy_tv);
+		event_add(&c->up->rev, NULL);
+		up_wait(c->up, px.cfg->proxy.timeout_ns);
 	}
 	if (c->close_after && c->up == NULL) {
 		client_close(c);
@@ -1126,10 +1161,7 @@ client_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
-	if (what & EV_TIMEOUT) {
-		client_close(c);
-		return;
-	}
+	px.now = proc_now_ns();
 	if (client_flush(c) == -1)
 		return;
 	if (c->up != NULL && evbuffer_get_length(c->up->in) > 0)
@@ -1150,11 +1182,50 @@ request_overdue(const struct client *c)
 	if (c->resp != RESP_NONE)
 		return false;
 	if (c->req == REQ_HEAD && c->req_pc.head != NULL)
-		return proc_now_ns() - c->head_started_ns > limit;
+		return px.now - c->head_started_ns > limit;
 	if (c->req == REQ_BODY)
-		return proc_now_ns() - c->body_started_ns >
+		return px.now - c->body_started_ns >
 		    limit + (int64_t)(c->req_pc.body_len * 1000000000 / PROXY_BODY_MIN_RATE);
 	return false;
+}
+
+/*
+ * client_timeout: no byte taken by a blocked client for that long closes the
+ * connection; no byte sent while it is read closes an idle one and answers a
+ * partial request with 408. The timer fires at least once per client_timeout
+ * for the connection's whole life (see deadline.h).
+ */
+static void
+client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	int64_t limit = px.cfg->proxy.client_timeout_ns;
+	bool partial;
+
+	px.now = proc_now_ns();
+	deadline_fired(&c->timer);
+	if (px.now - c->last_io_ns < limit) {
+		deadline_ensure(&c->timer, c->last_io_ns + limit, px.now);
+		return;
+	}
+	if (c->writing) {
+		client_close(c);
+		return;
+	}
+	/* Waiting for the backend is proxy.timeout's business, not the client's. */
+	if (!c->reading || c->req == REQ_DONE) {
+		deadline_ensure(&c->timer, px.now + limit, px.now);
+		return;
+	}
+	partial = c->req == REQ_BODY || (c->req == REQ_HEAD && evbuffer_get_length(c->in) > 0);
+	if (partial && c->resp == RESP_NONE) {
+		c->keep_alive = false;
+		/* Still open while the 408 goes out: the timer keeps watching. */
+		if (client_error(c, 408, NULL, NULL) == 0)
+			deadline_ensure(&c->timer, px.now + limit, px.now);
+	} else {
+		client_close(c);
+	}
 }
 
 static void
@@ -1166,21 +1237,7 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	bool eof = false;
 	int rc;
 
-	if (what & EV_TIMEOUT) {
-		bool partial = c->req == REQ_BODY ||
-		    (c->req == REQ_HEAD && evbuffer_get_length(c->in) > 0);
-
-		/* Waiting for the backend is proxy.timeout's business, not the client's. */
-		if (c->req == REQ_DONE)
-			return;
-		if (partial && c->resp == RESP_NONE) {
-			c->keep_alive = false;
-			client_error(c, 408, NULL, NULL);
-		} else {
-			client_close(c);
-		}
-		return;
-	}
+	px.now = proc_now_ns();
 	for (int i = 0; i < 4; i++) {
 		rc = read_into(fd, c->in, &got);
 		if (rc == -1) {
@@ -1194,6 +1251,8 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (got < PROXY_READ_CHUNK)
 			break;
 	}
+	if (evbuffer_get_length(c->in) > before)
+		c->last_io_ns = px.now;
 	if (request_overdue(c)) {
 		c->keep_alive = false;
 		client_error(c, 408, NULL, NULL);
@@ -1239,12 +1298,9 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	px.shm = shm;
 	px.worker = worker;
 	snprintf(px.worker_str, sizeof(px.worker_str), "%d", worker);
-	px.client_tv = common_timeout(base, cfg->proxy.client_timeout_ns);
-	px.connect_tv = common_timeout(base, cfg->proxy.connect_timeout_ns);
-	px.proxy_tv = common_timeout(base, cfg->proxy.timeout_ns);
 	LIST_INIT(&px.clients);
 	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive, up_read_cb,
-	    up_write_cb);
+	    up_write_cb, up_timer_cb);
 	if (px.pool == NULL)
 		return -1;
 
@@ -1281,6 +1337,10 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	c->parser.data = &c->req_pc;
 	event_assign(&c->rev, px.base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
 	event_assign(&c->wev, px.base, fd, EV_WRITE | EV_PERSIST, client_write_cb, c);
+	deadline_assign(&c->timer, px.base, client_timer_cb, c);
+	px.now = proc_now_ns();
+	c->last_io_ns = px.now;
+	deadline_ensure(&c->timer, px.now + px.cfg->proxy.client_timeout_ns, px.now);
 	LIST_INSERT_HEAD(&px.clients, c, entry);
 	px.nclients++;
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].connections, 1,

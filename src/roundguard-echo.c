@@ -11,6 +11,7 @@
 #include "config.h"
 #include "roundguard/echo.h"
 #include "roundguard/log.h"
+#include "roundguard/memcache.h"
 #include "roundguard/net.h"
 #include "roundguard/parse.h"
 
@@ -145,6 +146,7 @@ main(int argc, char **argv)
 	const char *errstr = NULL;
 	int ch, nworkers = 1;
 
+	memcache_install();
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":p:l:w:Vh", longopts, NULL)) != -1) {
 		switch (ch) {

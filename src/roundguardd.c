@@ -17,6 +17,7 @@
 #include "roundguard/checker.h"
 #include "roundguard/config.h"
 #include "roundguard/log.h"
+#include "roundguard/memcache.h"
 #include "roundguard/metrics.h"
 #include "roundguard/net.h"
 #include "roundguard/proc.h"
@@ -940,6 +941,7 @@ main(int argc, char **argv, char **envp)
 	static char err[ERRBUF_SIZE];
 	char msg[512];
 
+	memcache_install();
 	setproctitle_init(argc, argv, envp);
 	parse_cli(argc, argv);
 	if (log_init_env(msg, sizeof(msg)) == -1) {

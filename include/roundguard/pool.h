@@ -9,6 +9,8 @@
 #include <event2/event_struct.h>
 #include <llhttp.h>
 
+#include "roundguard/deadline.h"
+
 struct event_base;
 struct evbuffer;
 struct http_head;
@@ -20,6 +22,8 @@ struct upconn {
 	uint32_t backend;
 	struct event rev;
 	struct event wev;
+	struct deadline timer;		/* connect, send, answer and idle timeouts */
+	int64_t last_io_ns;		/* start of the current wait: the timeouts count from it */
 	struct evbuffer *in;		/* response bytes not yet passed on */
 	struct evbuffer *out;		/* request bytes not yet written */
 	llhttp_t parser;
@@ -34,15 +38,17 @@ struct upconn {
 
 struct pool;
 
-/* What a busy connection's read or write readiness (or timeout) is handed to. */
-typedef void (*pool_io_cb)(struct upconn *u, short what);
+/* What a busy connection's read or write readiness, or its timer, is handed to. */
+typedef void (*pool_io_cb)(struct upconn *u);
 
 /*
  * A pool for nbackends backends keeping at most max_idle idle connections
- * each. Busy connections' events go to on_read/on_write.
+ * each. Busy connections' events go to on_read/on_write, their timer to
+ * on_timer (which decides whether a timeout is due: see deadline.h). An idle
+ * connection's timer closes it after POOL_IDLE_SEC.
  */
 struct pool *pool_new(struct event_base *base, uint32_t nbackends, int max_idle,
-    pool_io_cb on_read, pool_io_cb on_write);
+    pool_io_cb on_read, pool_io_cb on_write, pool_io_cb on_timer);
 void pool_free(struct pool *p);
 
 /* A fresh connection object (not connected yet), or NULL. */
@@ -63,8 +69,8 @@ void upconn_free(struct upconn *u);
  */
 struct upconn *pool_get(struct pool *p, uint32_t backend);
 
-/* Give back a connection whose exchange ended cleanly; closed if the pool is full. */
-void pool_put(struct pool *p, struct upconn *u);
+/* Give back a connection whose exchange ended cleanly at now_ns; closed if the pool is full. */
+void pool_put(struct pool *p, struct upconn *u, int64_t now_ns);
 
 /* Idle connections across all backends. */
 uint32_t pool_idle_count(const struct pool *p);
