@@ -254,31 +254,59 @@ http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name
 	return static_hop_by_hop(name, len) || connection_lists(base, h, name, len);
 }
 
-/* The kind of a header name; *hop when the name alone makes it hop-by-hop. */
+/*
+ * The kind of a header name; *hop when the name alone makes it hop-by-hop
+ * (the names of static_hop_by_hop(), with which this must agree). One switch
+ * on the length: most names are compared with nothing, the rest with one or
+ * two candidates.
+ */
 static uint8_t
 name_kind(const char *name, size_t len, bool *hop)
 {
-	*hop = static_hop_by_hop(name, len);
+	*hop = false;
 	switch (len) {
+	case 2:
+		*hop = http_name_is(name, len, "te");
+		break;
 	case 4:
-		return http_name_is(name, len, "host") ? HTTP_FIELD_HOST : HTTP_FIELD_OTHER;
+		if (http_name_is(name, len, "host"))
+			return HTTP_FIELD_HOST;
+		break;
+	case 7:
+		*hop = http_name_is(name, len, "trailer") || http_name_is(name, len, "upgrade");
+		break;
 	case 10:
-		return http_name_is(name, len, "connection") ?
-		    HTTP_FIELD_CONNECTION : HTTP_FIELD_OTHER;
+		if (http_name_is(name, len, "connection")) {
+			*hop = true;
+			return HTTP_FIELD_CONNECTION;
+		}
+		*hop = http_name_is(name, len, "keep-alive");
+		break;
 	case 15:
-		return http_name_is(name, len, "x-forwarded-for") ?
-		    HTTP_FIELD_X_FORWARDED_FOR : HTTP_FIELD_OTHER;
+		if (http_name_is(name, len, "x-forwarded-for"))
+			return HTTP_FIELD_X_FORWARDED_FOR;
+		break;
 	case 16:
-		return http_name_is(name, len, "x-forwarded-host") ?
-		    HTTP_FIELD_X_FORWARDED_HOST : HTTP_FIELD_OTHER;
+		if (http_name_is(name, len, "x-forwarded-host"))
+			return HTTP_FIELD_X_FORWARDED_HOST;
+		*hop = http_name_is(name, len, "proxy-connection");
+		break;
 	case 17:
 		if (http_name_is(name, len, "transfer-encoding"))
 			return HTTP_FIELD_TRANSFER_ENCODING;
-		return http_name_is(name, len, "x-forwarded-proto") ?
-		    HTTP_FIELD_X_FORWARDED_PROTO : HTTP_FIELD_OTHER;
+		if (http_name_is(name, len, "x-forwarded-proto"))
+			return HTTP_FIELD_X_FORWARDED_PROTO;
+		break;
+	case 18:
+		*hop = http_name_is(name, len, "proxy-authenticate");
+		break;
+	case 19:
+		*hop = http_name_is(name, len, "proxy-authorization");
+		break;
 	default:
-		return HTTP_FIELD_OTHER;
+		break;
 	}
+	return HTTP_FIELD_OTHER;
 }
 
 /* Whether a Connection value lists a token other than keep-alive (already hop-by-hop). */
@@ -380,10 +408,22 @@ put_str(struct head_writer *w, const char *s)
 static void
 put_field(struct head_writer *w, const char *base, const struct http_field *f)
 {
-	put(w, base + f->name.off, f->name.len);
-	put(w, ": ", 2);
-	put(w, base + f->value.off, f->value.len);
-	put(w, "\r\n", 2);
+	char *p = w->p;
+
+	/* Two copies and four stores, not four copies: this runs for every header line. */
+	if (p == NULL || (size_t)(w->end - p) < (size_t)f->name.len + f->value.len + 4) {
+		w->p = NULL;
+		return;
+	}
+	memcpy(p, base + f->name.off, f->name.len);
+	p += f->name.len;
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, base + f->value.off, f->value.len);
+	p += f->value.len;
+	*p++ = '\r';
+	*p++ = '\n';
+	w->p = p;
 }
 
 static int

@@ -213,9 +213,15 @@ pool_put(struct pool *p, struct upconn *u, int64_t now_ns)
 		upconn_free(u);
 		return;
 	}
-	event_del(&u->wev);
-	evbuffer_drain(u->in, evbuffer_get_length(u->in));
-	evbuffer_drain(u->out, evbuffer_get_length(u->out));
+	if (u->writing) {
+		u->writing = false;
+		event_del(&u->wev);
+	}
+	/* Draining an empty evbuffer still runs its callbacks: skipped. */
+	if (evbuffer_get_length(u->in) > 0)
+		evbuffer_drain(u->in, evbuffer_get_length(u->in));
+	if (evbuffer_get_length(u->out) > 0)
+		evbuffer_drain(u->out, evbuffer_get_length(u->out));
 	u->fed = 0;
 	u->owner = NULL;
 	u->pooled = true;

@@ -135,6 +135,16 @@ static int up_flush(struct client *c);
 static int start_attempt(struct client *c);
 static int response_process(struct client *c);
 
+/* Draining an empty evbuffer still runs its callbacks: skipped on the hot path. */
+static void
+buffer_clear(struct evbuffer *b)
+{
+	size_t len = evbuffer_get_length(b);
+
+	if (len > 0)
+		evbuffer_drain(b, len);
+}
+
 static struct http_head *
 head_get(void)
 {
@@ -350,8 +360,8 @@ exchange_done(struct client *c)
 	c->ntried = 0;
 	c->retried_after_send = false;
 	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
-	evbuffer_drain(c->held, evbuffer_get_length(c->held));
-	evbuffer_drain(c->req_head, evbuffer_get_length(c->req_head));
+	buffer_clear(c->held);
+	buffer_clear(c->req_head);
 	if (client_flush(c) == -1)
 		return -1;
 	client_set_reading(c, true);
@@ -557,11 +567,14 @@ start_attempt(struct client *c)
 	c->resp_pc.head = head_get();
 	if (c->resp_pc.head == NULL)
 		return client_error(c, 500, NULL, NULL);
-	llhttp_init(&u->parser, HTTP_RESPONSE, &px.resp_settings);
+	/* A pooled connection's parser only needs the reset message_reset() does. */
+	if (!c->up_reused)
+		llhttp_init(&u->parser, HTTP_RESPONSE, &px.resp_settings);
 	message_reset(&u->parser, &c->resp_pc, c->resp_pc.head);
 	if (queue_request(c, (uint32_t)b) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (u->connecting) {
+		u->writing = true;
 		event_add(&u->wev, NULL);
 		up_wait(u, px.cfg->proxy.connect_timeout_ns);
 		return 0;
@@ -622,7 +635,10 @@ up_flush(struct client *c)
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
 			/* proxy.timeout for the backend to take more, from the last progress. */
-			event_add(&u->wev, NULL);
+			if (!u->writing) {
+				u->writing = true;
+				event_add(&u->wev, NULL);
+			}
 			up_wait(u, px.cfg->proxy.timeout_ns);
 			if (evbuffer_get_length(u->out) > PROXY_BUF_HIGH)
 				client_set_reading(c, false);
@@ -631,7 +647,10 @@ up_flush(struct client *c)
 		return attempt_failed(c, n == 0 ? "connection closed" : strerror(errno),
 		    METRICS_ERR_RESET);
 	}
-	event_del(&u->wev);
+	if (u->writing) {
+		u->writing = false;
+		event_del(&u->wev);
+	}
 	if (c->req == REQ_BODY)
 		client_set_reading(c, true);
 	return 0;
@@ -655,6 +674,7 @@ up_write_cb(struct upconn *u)
 			return;
 		}
 		u->connecting = false;
+		u->writing = false;
 		event_del(&u->wev);
 		up_arm_timeout(c);
 	}
@@ -832,8 +852,7 @@ up_timer_cb(struct upconn *u)
 	px.now = proc_now_ns();
 	if (u->connecting)
 		limit = px.cfg->proxy.connect_timeout_ns;
-	else if (event_pending(&u->wev, EV_WRITE, NULL) ||
-	    (c->req == REQ_DONE && !c->up_paused))
+	else if (u->writing || (c->req == REQ_DONE && !c->up_paused))
 		limit = px.cfg->proxy.timeout_ns;
 	else
 		return;		/* waiting on the client: no backend timeout runs */
@@ -843,7 +862,7 @@ up_timer_cb(struct upconn *u)
 	}
 	if (u->connecting)
 		attempt_failed(c, "connect timeout", METRICS_ERR_CONNECT_TIMEOUT);
-	else if (event_pending(&u->wev, EV_WRITE, NULL))
+	else if (u->writing)
 		attempt_failed(c, "send timeout", METRICS_ERR_TIMEOUT);
 	else if (c->resp == RESP_NONE)
 		attempt_failed(c, "timeout", METRICS_ERR_TIMEOUT);
@@ -989,7 +1008,7 @@ request_head(struct client *c)
 	h->minor = c->parser.http_minor;
 	c->body_started_ns = px.now;
 	exchange_begin(c);
-	evbuffer_drain(c->req_head, evbuffer_get_length(c->req_head));
+	buffer_clear(c->req_head);
 	c->method_len = h->method.len;
 	c->line_len = h->method.len + 1 + h->target.len;
 	if (request_line_keep(c, base, h) == -1)
@@ -1045,7 +1064,7 @@ forward_body(struct client *c)
 	if (c->held_ok && c->idempotent && px.cfg->proxy.retry_idempotent) {
 		if (evbuffer_get_length(c->held) + n > PROXY_HOLD_MAX) {
 			c->held_ok = false;
-			evbuffer_drain(c->held, evbuffer_get_length(c->held));
+			buffer_clear(c->held);
 		} else {
 			int k = evbuffer_peek(c->in, (ev_ssize_t)n, NULL, v, 8);
 

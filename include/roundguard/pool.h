@@ -33,6 +33,7 @@ struct upconn {
 	struct pool *pool;
 	uint32_t requests;		/* served on this connection */
 	bool connecting;
+	bool writing;		/* wev armed: connecting, or the backend is not taking more */
 	bool pooled;		/* idle in the pool */
 };
 
