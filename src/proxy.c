@@ -51,6 +51,10 @@ enum resp_state {
 
 struct client {
 	LIST_ENTRY(client) entry;
+	TAILQ_ENTRY(client) flush_entry;	/* on px.flushes while flush_pending */
+	TAILQ_ENTRY(client) send_entry;		/* on px.sends while send_pending */
+	bool flush_pending;
+	bool send_pending;
 	int fd;
 	struct event rev;
 	struct event wev;
@@ -119,6 +123,8 @@ static struct {
 	/* proc_now_ns() at the start of the current callback. */
 	int64_t now;
 	LIST_HEAD(, client) clients;
+	TAILQ_HEAD(, client) flushes;	/* answers written at the end of the loop turn */
+	TAILQ_HEAD(, client) sends;	/* whole requests written at the end of the loop turn */
 	uint32_t nclients;
 	bool draining;
 	void (*drained)(void);
@@ -250,6 +256,10 @@ client_close(struct client *c)
 	}
 	if (c->up != NULL)
 		upconn_free(c->up);
+	if (c->flush_pending)
+		TAILQ_REMOVE(&px.flushes, c, flush_entry);
+	if (c->send_pending)
+		TAILQ_REMOVE(&px.sends, c, send_entry);
 	event_del(&c->rev);
 	event_del(&c->wev);
 	deadline_cancel(&c->timer);
@@ -345,6 +355,20 @@ client_error_full(struct client *c, int status, const char *title, const char *d
 	return exchange_done(c);
 }
 
+/*
+ * Answers complete in this loop turn are written when it ends
+ * (proxy_end_turn()): the client's socket wakes its reader once for a burst
+ * of them, rather than once for each.
+ */
+static void
+client_flush_later(struct client *c)
+{
+	if (c->flush_pending || evbuffer_get_length(c->out) == 0)
+		return;
+	c->flush_pending = true;
+	TAILQ_INSERT_TAIL(&px.flushes, c, flush_entry);
+}
+
 /* The exchange is over on both sides: reuse or close, then take the next request. */
 static int
 exchange_done(struct client *c)
@@ -362,12 +386,27 @@ exchange_done(struct client *c)
 	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
 	buffer_clear(c->held);
 	buffer_clear(c->req_head);
-	if (client_flush(c) == -1)
-		return -1;
+	client_flush_later(c);
 	client_set_reading(c, true);
 	/* A pipelined request may already wait in c->in. */
 	if (evbuffer_get_length(c->in) > 0)
 		return client_process(c);
+	return 0;
+}
+
+/*
+ * A whole request waits for the end of the loop turn like an answer does
+ * (client_flush_later()); a body still streaming in goes out at once.
+ */
+static int
+up_flush_soon(struct client *c)
+{
+	if (c->req != REQ_DONE)
+		return up_flush(c);
+	if (!c->send_pending) {
+		c->send_pending = true;
+		TAILQ_INSERT_TAIL(&px.sends, c, send_entry);
+	}
 	return 0;
 }
 
@@ -524,7 +563,7 @@ send_request(struct client *c)
 {
 	if (c->req == REQ_BODY)
 		return client_process(c);	/* forwards the body, then flushes */
-	return up_flush(c);
+	return up_flush_soon(c);
 }
 
 static int
@@ -1130,7 +1169,7 @@ client_process(struct client *c)
 		c->req = REQ_DONE;
 		up_arm_timeout(c);
 	}
-	return up_flush(c);
+	return up_flush_soon(c);
 }
 
 static int
@@ -1318,6 +1357,8 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	px.worker = worker;
 	snprintf(px.worker_str, sizeof(px.worker_str), "%d", worker);
 	LIST_INIT(&px.clients);
+	TAILQ_INIT(&px.flushes);
+	TAILQ_INIT(&px.sends);
 	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive, up_read_cb,
 	    up_write_cb, up_timer_cb);
 	if (px.pool == NULL)
@@ -1415,6 +1456,24 @@ proxy_drain(void (*done)(void))
 	}
 	if (px.nclients == 0 && done != NULL)
 		done();
+}
+
+void
+proxy_end_turn(void)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&px.sends)) != NULL) {
+		TAILQ_REMOVE(&px.sends, c, send_entry);
+		c->send_pending = false;
+		if (c->up != NULL && !c->up->connecting)
+			up_flush(c);
+	}
+	while ((c = TAILQ_FIRST(&px.flushes)) != NULL) {
+		TAILQ_REMOVE(&px.flushes, c, flush_entry);
+		c->flush_pending = false;
+		client_flush(c);
+	}
 }
 
 uint32_t

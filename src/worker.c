@@ -190,7 +190,10 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd,
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
-	event_base_dispatch(wk.base);
+	/* One turn at a time: what the turn queued for clients goes out after it. */
+	while (!event_base_got_break(wk.base) &&
+	    event_base_loop(wk.base, EVLOOP_ONCE) == 0)
+		proxy_end_turn();
 	rc = 0;
 
 	proxy_free();

@@ -32,6 +32,9 @@ void proxy_drain(void (*done)(void));
 /* Connections still open. */
 uint32_t proxy_client_count(void);
 
+/* Write what the last loop turn queued for clients; call after each turn. */
+void proxy_end_turn(void);
+
 /* Close everything and free the proxy's state (at exit). */
 void proxy_free(void);
 
