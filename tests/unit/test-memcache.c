@@ -37,7 +37,7 @@ END_TEST
 
 START_TEST(freed_block_is_reused_last_in_first_out)
 {
-	char *a = memcache_malloc(1000), *b = memcache_malloc(1000);
+	char *a = memcache_malloc(1000), *b = memcache_malloc(1000), *c;
 
 	ck_assert_uint_eq(memcache_cached_bytes(), 0);
 	memcache_free(a);
@@ -48,8 +48,10 @@ START_TEST(freed_block_is_reused_last_in_first_out)
 	ck_assert_uint_eq(memcache_cached_bytes(), 0);
 	/* Another class does not take them. */
 	memcache_free(a);
-	ck_assert_ptr_ne(memcache_malloc(2000), a);
+	c = memcache_malloc(2000);
+	ck_assert_ptr_ne(c, a);
 	memcache_free(b);
+	memcache_free(c);
 }
 END_TEST
 
