@@ -154,7 +154,7 @@ upconn_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (u->pooled)
 		pool_drop(u->pool, u);
 	else
-		u->pool->on_read(u);
+		u->pool->on_read(u, what);
 }
 
 static void
@@ -163,7 +163,7 @@ upconn_write_cb(evutil_socket_t fd, short what, void *arg)
 	struct upconn *u = arg;
 
 	if (!u->pooled)
-		u->pool->on_write(u);
+		u->pool->on_write(u, what);
 }
 
 static void
@@ -174,7 +174,7 @@ upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	deadline_fired(&u->timer);
 	if (!u->pooled) {
-		u->pool->on_timer(u);
+		u->pool->on_timer(u, 0);
 		return;
 	}
 	now = proc_now_ns();
@@ -187,8 +187,10 @@ upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
 void
 upconn_track(struct upconn *u)
 {
-	event_assign(&u->rev, u->pool->base, u->fd, EV_READ | EV_PERSIST, upconn_read_cb, u);
-	event_assign(&u->wev, u->pool->base, u->fd, EV_WRITE | EV_PERSIST, upconn_write_cb, u);
+	event_assign(&u->rev, u->pool->base, u->fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET,
+	    upconn_read_cb, u);
+	event_assign(&u->wev, u->pool->base, u->fd, EV_WRITE | EV_PERSIST | EV_ET, upconn_write_cb,
+	    u);
 	deadline_assign(&u->timer, u->pool->base, upconn_timer_cb, u);
 }
 
@@ -225,12 +227,7 @@ pool_put(struct pool *p, struct upconn *u, int64_t now_ns)
 	u->fed = 0;
 	u->owner = NULL;
 	u->pooled = true;
-	/*
-	 * Registered for reading (unless the client paused it): a close by the
-	 * backend drops it from the pool.
-	 */
-	if (!event_pending(&u->rev, EV_READ, NULL))
-		event_add(&u->rev, NULL);
+	/* Still registered for reading: a close by the backend drops it from the pool. */
 	u->last_io_ns = now_ns;
 	deadline_ensure(&u->timer, now_ns + POOL_IDLE_NS, now_ns);
 	TAILQ_INSERT_HEAD(&p->idle[u->backend].conns, u, idle);

@@ -26,6 +26,7 @@
 #include "roundguard/proxy.h"
 
 #define PROXY_READ_CHUNK	16384
+#define PROXY_READS_MAX		4	/* per readiness, then other sockets get a turn */
 #define PROXY_BUF_HIGH		(256 * 1024)	/* stop reading a side while this much waits */
 #define PROXY_HOLD_MAX		(64 * 1024)	/* request body kept for an idempotent retry */
 #define PROXY_TRIES_MAX		8
@@ -287,6 +288,12 @@ client_set_reading(struct client *c, bool on)
 		/* The client's time to send starts now, not when reading stopped. */
 		c->last_io_ns = px.now;
 		event_add(&c->rev, NULL);
+		/*
+		 * Edge-triggered: what arrived while reading was off may have
+		 * brought no edge since (or the stop and restart cancelled out in
+		 * libevent's changelist), so look now.
+		 */
+		event_active(&c->rev, EV_READ, 0);
 	} else {
 		event_del(&c->rev);
 	}
@@ -449,8 +456,8 @@ any_live(void)
 	return shm_live_count(px.shm) > 0;
 }
 
-static void up_read_cb(struct upconn *u);
-static void up_write_cb(struct upconn *u);
+static void up_read_cb(struct upconn *u, short what);
+static void up_write_cb(struct upconn *u, short what);
 
 /* Queue the request line (with this backend's prefix), the header block and held body. */
 static int
@@ -696,7 +703,7 @@ up_flush(struct client *c)
 }
 
 static void
-up_write_cb(struct upconn *u)
+up_write_cb(struct upconn *u, short what)
 {
 	struct client *c = u->owner;
 	int fd = u->fd;
@@ -786,8 +793,14 @@ static int
 response_done(struct client *c)
 {
 	struct upconn *u = c->up;
+	/*
+	 * Not while reading it is paused (the client was slow to take the
+	 * answer): what the backend did meanwhile went unseen, and with
+	 * edge-triggered events it would stay unseen in the pool.
+	 */
 	bool reusable = llhttp_should_keep_alive(&u->parser) && c->req == REQ_DONE &&
-	    evbuffer_get_length(u->out) == 0 && evbuffer_get_length(u->in) == 0;
+	    !c->up_paused && evbuffer_get_length(u->out) == 0 &&
+	    evbuffer_get_length(u->in) == 0;
 
 	c->resp = RESP_DONE;
 	if (c->req != REQ_DONE)
@@ -883,7 +896,7 @@ read_into(int fd, struct evbuffer *buf, ssize_t *got)
  * may have taken too long (see deadline.h: it may also just be early).
  */
 static void
-up_timer_cb(struct upconn *u)
+up_timer_cb(struct upconn *u, short what)
 {
 	struct client *c = u->owner;
 	int64_t limit;
@@ -909,16 +922,58 @@ up_timer_cb(struct upconn *u)
 		client_close(c);
 }
 
+/*
+ * Read what the socket holds. Events are edge-triggered (as nginx's are: no
+ * re-check of every reported socket in the next epoll_wait), so the caller
+ * must come back on its own when *more says the reads stopped at
+ * PROXY_READS_MAX full buffers; and when the peer closed (closing: EV_CLOSED,
+ * EPOLLRDHUP) the reads go on to the end of file, which no further edge would
+ * report. 1 when the socket is drained (*got_data: bytes came), 0 at the end
+ * of file, -1 on an error (errno).
+ */
+static int
+read_socket(int fd, struct evbuffer *buf, bool closing, bool *more, bool *got_data)
+{
+	ssize_t got;
+	int rc;
+
+	*more = false;
+	*got_data = false;
+	for (int i = 0; i < PROXY_READS_MAX; i++) {
+		if ((rc = read_into(fd, buf, &got)) != 1)
+			return rc;
+		if (got <= 0)
+			return 1;
+		*got_data = true;
+		if (got < PROXY_READ_CHUNK && !closing)
+			return 1;
+	}
+	*more = true;
+	return 1;
+}
+
 static void
-up_read_cb(struct upconn *u)
+up_read_cb(struct upconn *u, short what)
 {
 	struct client *c = u->owner;
-	int fd = u->fd;
-	ssize_t got = 0;
+	bool more, got_data;
 	int rc;
 
 	px.now = proc_now_ns();
-	rc = read_into(fd, u->in, &got);
+	rc = read_socket(u->fd, u->in, (what & EV_CLOSED) != 0, &more, &got_data);
+	if (got_data) {
+		/*
+		 * The rest, or the end of file or error behind the bytes, is for
+		 * another turn of this callback, after these bytes are dealt with.
+		 * Should u be freed or pooled meanwhile, libevent drops the
+		 * activation with the event, or the pool drops the connection.
+		 */
+		if (more || rc != 1)
+			event_active(&u->rev, EV_READ, 0);
+		u->last_io_ns = px.now;
+		response_process(c);
+		return;
+	}
 	if (rc == 0 || rc == -1) {
 		const char *why = rc == 0 ? "connection closed" : strerror(errno);
 
@@ -944,10 +999,6 @@ up_read_cb(struct upconn *u)
 		client_close(c);
 		return;
 	}
-	if (got <= 0)
-		return;
-	u->last_io_ns = px.now;
-	response_process(c);
 }
 
 /* ---- the request ---- */
@@ -1205,6 +1256,7 @@ client_flush(struct client *c)
 	if (c->up != NULL && c->up_paused) {
 		c->up_paused = false;
 		event_add(&c->up->rev, NULL);
+		event_active(&c->up->rev, EV_READ, 0);	/* edge-triggered: see client_set_reading() */
 		up_wait(c->up, px.cfg->proxy.timeout_ns);
 	}
 	if (c->close_after && c->up == NULL) {
@@ -1290,26 +1342,21 @@ static void
 client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
-	ssize_t got = 0;
 	size_t before = evbuffer_get_length(c->in);
-	bool eof = false;
+	bool eof, more, got_data;
 	int rc;
 
 	px.now = proc_now_ns();
-	for (int i = 0; i < 4; i++) {
-		rc = read_into(fd, c->in, &got);
-		if (rc == -1) {
-			client_close(c);
-			return;
-		}
-		if (rc == 0) {
-			eof = true;
-			break;
-		}
-		if (got < PROXY_READ_CHUNK)
-			break;
+	rc = read_socket(fd, c->in, (what & EV_CLOSED) != 0, &more, &got_data);
+	if (rc == -1) {
+		client_close(c);
+		return;
 	}
-	if (evbuffer_get_length(c->in) > before)
+	eof = rc == 0;
+	/* Come back for the rest; dropped with the event if c closes or stops reading. */
+	if (more)
+		event_active(&c->rev, EV_READ, 0);
+	if (got_data)
 		c->last_io_ns = px.now;
 	if (request_overdue(c)) {
 		c->keep_alive = false;
@@ -1395,8 +1442,10 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	net_format_ip(c->ip, sizeof(c->ip), sa);
 	llhttp_init(&c->parser, HTTP_REQUEST, &px.req_settings);
 	c->parser.data = &c->req_pc;
-	event_assign(&c->rev, px.base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
-	event_assign(&c->wev, px.base, fd, EV_WRITE | EV_PERSIST, client_write_cb, c);
+	/* Edge-triggered, with the client's close reported: see read_socket(). */
+	event_assign(&c->rev, px.base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET,
+	    client_read_cb, c);
+	event_assign(&c->wev, px.base, fd, EV_WRITE | EV_PERSIST | EV_ET, client_write_cb, c);
 	deadline_assign(&c->timer, px.base, client_timer_cb, c);
 	px.now = proc_now_ns();
 	c->last_io_ns = px.now;
@@ -1405,7 +1454,9 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	px.nclients++;
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].connections, 1,
 	    memory_order_relaxed);
-	client_set_reading(c, true);
+	/* Registering looks at the socket: a request already there is reported at once. */
+	c->reading = true;
+	event_add(&c->rev, NULL);
 }
 
 /* Whether c waits for a request with nothing received, nothing pending and nothing to send. */

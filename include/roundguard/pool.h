@@ -39,8 +39,11 @@ struct upconn {
 
 struct pool;
 
-/* What a busy connection's read or write readiness, or its timer, is handed to. */
-typedef void (*pool_io_cb)(struct upconn *u);
+/*
+ * What a busy connection's read or write readiness (what: libevent's EV_*
+ * flags), or its timer (what 0), is handed to.
+ */
+typedef void (*pool_io_cb)(struct upconn *u, short what);
 
 /*
  * A pool for nbackends backends keeping at most max_idle idle connections
@@ -59,6 +62,8 @@ struct upconn *upconn_new(struct pool *p, uint32_t backend);
  * Register u's events once its socket exists. They stay registered for the
  * connection's life, busy or idle: switching callbacks would cost an
  * epoll_ctl call each time a connection goes to or comes from the pool.
+ * They are edge-triggered (EV_ET), and reading also reports the backend's
+ * close (EV_CLOSED): see read_socket() in proxy.c.
  */
 void upconn_track(struct upconn *u);
 void upconn_free(struct upconn *u);
@@ -70,7 +75,10 @@ void upconn_free(struct upconn *u);
  */
 struct upconn *pool_get(struct pool *p, uint32_t backend);
 
-/* Give back a connection whose exchange ended cleanly at now_ns; closed if the pool is full. */
+/*
+ * Give back a connection whose exchange ended cleanly at now_ns, with its read
+ * event registered; closed if the pool is full.
+ */
 void pool_put(struct pool *p, struct upconn *u, int64_t now_ns);
 
 /* Idle connections across all backends. */
