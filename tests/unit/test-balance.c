@@ -5,6 +5,7 @@
 #include <check.h>
 
 #include "roundguard/balance.h"
+#include "unit.h"
 
 static void
 set_bit(uint64_t *w, size_t i)
@@ -156,8 +157,6 @@ main(void)
 {
 	Suite *s = suite_create("balance");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, none_live);
 	tcase_add_test(tc, one_live);
@@ -170,9 +169,5 @@ main(void)
 	tcase_add_test(tc, next_skips_tried_and_dead);
 	tcase_add_test(tc, snapshot_copies);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(s, CK_NORMAL);
 }

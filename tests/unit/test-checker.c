@@ -21,6 +21,7 @@
 #include "roundguard/config.h"
 #include "roundguard/log.h"
 #include "roundguard/shm.h"
+#include "unit.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define NS_MS INT64_C(1000000)
@@ -760,11 +761,5 @@ checker_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(checker_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(checker_suite(), CK_NORMAL);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "roundguard/config.h"
+#include "unit.h"
 
 #define NS_MS INT64_C(1000000)
 #define NS_S INT64_C(1000000000)
@@ -1247,11 +1248,5 @@ config_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(config_suite(), CK_NORMAL);
 }

@@ -6,6 +6,7 @@
 #include <llhttp.h>
 
 #include "roundguard/echo.h"
+#include "unit.h"
 
 static bool
 valid_in_pieces(const char *s, size_t piece)
@@ -147,8 +148,6 @@ main(void)
 {
 	Suite *s = suite_create("echo");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, json_accepts_any_value);
 	tcase_add_test(tc, json_rejects_invalid);
@@ -157,9 +156,5 @@ main(void)
 	tcase_add_test(tc, routes);
 	tcase_add_test(tc, allowed_methods);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(s, CK_NORMAL);
 }

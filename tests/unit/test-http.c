@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "roundguard/http.h"
+#include "unit.h"
 
 START_TEST(reason_phrases)
 {
@@ -834,8 +835,6 @@ main(void)
 {
 	Suite *s = suite_create("http");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, reason_phrases);
 	tcase_add_test(tc, error_body_defaults);
@@ -869,9 +868,5 @@ main(void)
 	tcase_add_test(tc, response_head_connection_listed);
 	tcase_add_test(tc, error_response_503_exact);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(s, CK_NORMAL);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "roundguard/log.h"
+#include "unit.h"
 
 /* 2026-11-27T05:52:28.123456789Z: the nanoseconds check that ms are truncated. */
 static const struct timespec ts_fixed = { 1795758748, 123456789 };
@@ -1123,11 +1124,5 @@ log_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(log_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(log_suite(), CK_NORMAL);
 }

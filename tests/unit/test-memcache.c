@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "roundguard/memcache.h"
+#include "unit.h"
 
 static void
 setup(void)
@@ -133,8 +134,6 @@ main(void)
 {
 	Suite *s = suite_create("memcache");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	/* Straight to the cache's functions, whatever the build (install is off under ASan). */
 	event_set_mem_functions(memcache_malloc, memcache_realloc, memcache_free);
@@ -146,9 +145,5 @@ main(void)
 	tcase_add_test(tc, realloc_keeps_contents);
 	tcase_add_test(tc, evbuffers_run_on_it);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(s, CK_NORMAL);
 }

@@ -11,6 +11,7 @@
 #include "roundguard/config.h"
 #include "roundguard/metrics.h"
 #include "roundguard/shm.h"
+#include "unit.h"
 
 #define MS	INT64_C(1000000)
 
@@ -570,19 +571,13 @@ main(void)
 {
 	Suite *s;
 	TCase *tc;
-	SRunner *sr;
-	int failed;
 
 	s = suite_create("metrics");
 	tc = tcase_create("core");
 	if (getenv("ROUNDGUARD_RENDER_SAMPLE") != NULL) {
 		tcase_add_test(tc, render_sample);
 		suite_add_tcase(s, tc);
-		sr = srunner_create(s);
-		srunner_run_all(sr, CK_SILENT);
-		failed = srunner_ntests_failed(sr);
-		srunner_free(sr);
-		return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+		return unit_run(s, CK_SILENT);
 	}
 	tcase_add_test(tc, code_index_exact_and_classes);
 	tcase_add_test(tc, method_index_and_labels);
@@ -596,9 +591,5 @@ main(void)
 	tcase_add_test(tc, render_escapes_version_and_newline);
 	tcase_add_test(tc, render_format_lines);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(s, CK_NORMAL);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "roundguard/parse.h"
+#include "unit.h"
 
 #define NS_US INT64_C(1000)
 #define NS_MS INT64_C(1000000)
@@ -735,11 +736,5 @@ parse_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(parse_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(parse_suite(), CK_NORMAL);
 }

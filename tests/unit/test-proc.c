@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "roundguard/proc.h"
+#include "unit.h"
 
 #define NS_MS INT64_C(1000000)
 #define NS_S INT64_C(1000000000)
@@ -408,8 +409,6 @@ main(void)
 {
 	Suite *s = suite_create("proc");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, respawn_healthy_child_no_delay);
 	tcase_add_test(tc, respawn_backoff_doubles_and_caps);
@@ -429,9 +428,5 @@ main(void)
 	tcase_add_test(tc, drop_to_nobody_in_child);
 	tcase_add_test(tc, now_monotonic);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(s, CK_NORMAL);
 }
