@@ -8,9 +8,12 @@
  * slow way through _int_free and _int_malloc. Here a freed block waits on a
  * per-size list for the next allocation of that size.
  *
- * libevent sizes its chains in powers of two, so power-of-two classes cost
- * them nothing; a 16-byte header in front of each block (which keeps malloc's
- * alignment) records the class, since free() is not told the size.
+ * Classes go in 16-byte steps up to 512 bytes (evbuffers and other small
+ * structures: power-of-two classes would nearly double them, and an idle
+ * connection keeps three evbuffers), then in powers of two up to 32 KiB,
+ * which is how libevent sizes its chains. A 16-byte header in front of each
+ * block (which keeps malloc's alignment) records the class, since free() is
+ * not told the size.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,13 +25,21 @@
 #include "roundguard/memcache.h"
 
 #define MEMCACHE_HDR		16
-#define MEMCACHE_CLASS_MIN	5	/* 32 bytes */
-#define MEMCACHE_CLASS_MAX	15	/* 32 KiB: a 16 KiB read chain with its header */
+#define MEMCACHE_STEP		16
+#define MEMCACHE_STEP_MAX	512
+#define MEMCACHE_NSTEPS		(MEMCACHE_STEP_MAX / MEMCACHE_STEP)
+#define MEMCACHE_POW_MIN	10	/* 1 KiB, the first class past the steps */
+#define MEMCACHE_POW_MAX	15	/* 32 KiB: a 16 KiB read chain with its header */
+#define MEMCACHE_NCLASSES	(MEMCACHE_NSTEPS + MEMCACHE_POW_MAX - MEMCACHE_POW_MIN + 1)
 #define MEMCACHE_UNCACHED	0xffU
-/* Blocks kept per class: many small ones (chains, evbuffers), a few large. */
-#define MEMCACHE_KEEP_SMALL	64
-#define MEMCACHE_KEEP_LARGE	8
-#define MEMCACHE_SMALL_MAX	12	/* 4 KiB */
+/*
+ * What each class keeps. The chains churn: a loop turn of 64 answers frees
+ * 128 chains of 1 KiB at its end (client and backend side), so their classes
+ * keep up to 128 KiB each. The small structures only come and go with
+ * connections.
+ */
+#define MEMCACHE_KEEP_STEP	32
+#define MEMCACHE_KEEP_BYTES	(128 * 1024)
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MEMCACHE_SANITIZED 1
@@ -53,23 +64,36 @@ struct free_block {
 static struct {
 	struct free_block *head;
 	uint32_t n;
-} lists[MEMCACHE_CLASS_MAX + 1];
+} lists[MEMCACHE_NCLASSES];
 
 static uint32_t
 size_class(size_t size)
 {
-	uint32_t cls;
+	uint32_t pow;
 
-	if (size <= (size_t)1 << MEMCACHE_CLASS_MIN)
-		return MEMCACHE_CLASS_MIN;
-	cls = (uint32_t)(64 - __builtin_clzll((unsigned long long)size - 1));
-	return cls <= MEMCACHE_CLASS_MAX ? cls : MEMCACHE_UNCACHED;
+	if (size <= MEMCACHE_STEP_MAX)
+		return size == 0 ? 0 : (uint32_t)((size - 1) / MEMCACHE_STEP);
+	pow = (uint32_t)(64 - __builtin_clzll((unsigned long long)size - 1));
+	if (pow < MEMCACHE_POW_MIN)
+		pow = MEMCACHE_POW_MIN;
+	return pow <= MEMCACHE_POW_MAX ? MEMCACHE_NSTEPS + pow - MEMCACHE_POW_MIN :
+	    MEMCACHE_UNCACHED;
+}
+
+static size_t
+class_size(uint32_t cls)
+{
+	if (cls < MEMCACHE_NSTEPS)
+		return (size_t)(cls + 1) * MEMCACHE_STEP;
+	return (size_t)1 << (cls - MEMCACHE_NSTEPS + MEMCACHE_POW_MIN);
 }
 
 static uint32_t
 class_keep(uint32_t cls)
 {
-	return cls <= MEMCACHE_SMALL_MAX ? MEMCACHE_KEEP_SMALL : MEMCACHE_KEEP_LARGE;
+	if (cls < MEMCACHE_NSTEPS)
+		return MEMCACHE_KEEP_STEP;
+	return (uint32_t)(MEMCACHE_KEEP_BYTES / class_size(cls));
 }
 
 static struct block_hdr *
@@ -95,7 +119,7 @@ memcache_malloc(size_t size)
 		if (size > SIZE_MAX - MEMCACHE_HDR || (h = malloc(MEMCACHE_HDR + size)) == NULL)
 			return NULL;
 		h->size = size;
-	} else if ((h = malloc(MEMCACHE_HDR + ((size_t)1 << cls))) == NULL) {
+	} else if ((h = malloc(MEMCACHE_HDR + class_size(cls))) == NULL) {
 		return NULL;
 	}
 	h->cls = cls;
@@ -107,7 +131,7 @@ memcache_block_size(const void *ptr)
 {
 	const struct block_hdr *h = hdr_of(ptr);
 
-	return h->cls == MEMCACHE_UNCACHED ? (size_t)h->size : (size_t)1 << h->cls;
+	return h->cls == MEMCACHE_UNCACHED ? (size_t)h->size : class_size(h->cls);
 }
 
 void
@@ -156,15 +180,15 @@ memcache_cached_bytes(void)
 {
 	size_t total = 0;
 
-	for (uint32_t cls = MEMCACHE_CLASS_MIN; cls <= MEMCACHE_CLASS_MAX; cls++)
-		total += (size_t)lists[cls].n << cls;
+	for (uint32_t cls = 0; cls < MEMCACHE_NCLASSES; cls++)
+		total += lists[cls].n * class_size(cls);
 	return total;
 }
 
 void
 memcache_trim(void)
 {
-	for (uint32_t cls = MEMCACHE_CLASS_MIN; cls <= MEMCACHE_CLASS_MAX; cls++) {
+	for (uint32_t cls = 0; cls < MEMCACHE_NCLASSES; cls++) {
 		while (lists[cls].head != NULL) {
 			struct free_block *b = lists[cls].head;
 

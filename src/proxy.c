@@ -82,7 +82,7 @@ struct client {
 	struct evbuffer *req_head;
 	size_t method_len;
 	size_t line_len;		/* of "METHOD target" */
-	struct evbuffer *held;		/* body bytes sent, while they fit */
+	struct evbuffer *held;		/* body bytes sent, while they fit; NULL until needed */
 	bool held_ok;
 	bool retried_after_send;
 	int tried[PROXY_TRIES_MAX];
@@ -270,7 +270,8 @@ client_close(struct client *c)
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
 	evbuffer_free(c->req_head);
-	evbuffer_free(c->held);
+	if (c->held != NULL)
+		evbuffer_free(c->held);
 	LIST_REMOVE(c, entry);
 	free(c);
 	px.nclients--;
@@ -391,7 +392,8 @@ exchange_done(struct client *c)
 	c->ntried = 0;
 	c->retried_after_send = false;
 	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
-	buffer_clear(c->held);
+	if (c->held != NULL)
+		buffer_clear(c->held);
 	buffer_clear(c->req_head);
 	client_flush_later(c);
 	client_set_reading(c, true);
@@ -498,7 +500,7 @@ queue_request(struct client *c, uint32_t b)
 	v.iov_len = (size_t)(p - (char *)v.iov_base);
 	if (evbuffer_commit_space(c->up->out, &v, 1) != 0)
 		return -1;
-	if (c->retried_after_send && evbuffer_get_length(c->held) > 0 &&
+	if (c->retried_after_send && c->held != NULL && evbuffer_get_length(c->held) > 0 &&
 	    evbuffer_add(c->up->out, evbuffer_pullup(c->held, -1),
 	    evbuffer_get_length(c->held)) != 0)
 		return -1;
@@ -1151,6 +1153,10 @@ forward_body(struct client *c)
 
 	if (n == 0)
 		return 0;
+	/* Only idempotent requests with a body need the buffer: most connections never do. */
+	if (c->held_ok && c->idempotent && px.cfg->proxy.retry_idempotent && c->held == NULL &&
+	    (c->held = evbuffer_new()) == NULL)
+		c->held_ok = false;
 	if (c->held_ok && c->idempotent && px.cfg->proxy.retry_idempotent) {
 		if (evbuffer_get_length(c->held) + n > PROXY_HOLD_MAX) {
 			c->held_ok = false;
@@ -1422,11 +1428,10 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	struct client *c = calloc(1, sizeof(*c));
 
 	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL ||
-	    (c->req_head = evbuffer_new()) == NULL ||
-	    (c->held = evbuffer_new()) == NULL) {
+	    (c->req_head = evbuffer_new()) == NULL) {
 		log_error("out of memory for a new connection", NULL);
 		if (c != NULL) {
-			struct evbuffer *bufs[] = { c->in, c->out, c->req_head, c->held };
+			struct evbuffer *bufs[] = { c->in, c->out, c->req_head };
 
 			for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
 				if (bufs[i] != NULL)

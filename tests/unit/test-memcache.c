@@ -16,11 +16,13 @@ setup(void)
 	memcache_trim();
 }
 
-START_TEST(sizes_round_up_to_powers_of_two)
+START_TEST(sizes_round_up_to_their_class)
 {
+	/* 16-byte steps up to 512, then powers of two. */
 	static const struct { size_t ask, get; } cases[] = {
-		{ 0, 32 }, { 1, 32 }, { 32, 32 }, { 33, 64 }, { 1000, 1024 }, { 1024, 1024 },
-		{ 1025, 2048 }, { 16384 + 56, 32768 }, { 32768, 32768 },
+		{ 0, 16 }, { 1, 16 }, { 16, 16 }, { 17, 32 }, { 136, 144 }, { 511, 512 },
+		{ 512, 512 }, { 513, 1024 }, { 1000, 1024 }, { 1024, 1024 }, { 1025, 2048 },
+		{ 16384 + 56, 32768 }, { 32768, 32768 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -71,18 +73,20 @@ END_TEST
 START_TEST(cache_is_bounded_per_class)
 {
 	enum { N = 200 };
-	static char *small[N], *large[N];
+	static char *small[N], *chain[N], *large[N];
 
 	for (int i = 0; i < N; i++) {
-		small[i] = memcache_malloc(1024);
+		small[i] = memcache_malloc(100);
+		chain[i] = memcache_malloc(1024);
 		large[i] = memcache_malloc(16384);
 	}
 	for (int i = 0; i < N; i++) {
 		memcache_free(small[i]);
+		memcache_free(chain[i]);
 		memcache_free(large[i]);
 	}
-	/* 64 small and 8 large blocks stay; the rest went back to malloc. */
-	ck_assert_uint_eq(memcache_cached_bytes(), 64 * 1024 + 8 * 16384);
+	/* 32 small blocks stay, and 128 KiB of each chain size; the rest went back to malloc. */
+	ck_assert_uint_eq(memcache_cached_bytes(), 32 * 112 + 128 * 1024 + 8 * 16384);
 	memcache_trim();
 	ck_assert_uint_eq(memcache_cached_bytes(), 0);
 }
@@ -138,7 +142,7 @@ main(void)
 	/* Straight to the cache's functions, whatever the build (install is off under ASan). */
 	event_set_mem_functions(memcache_malloc, memcache_realloc, memcache_free);
 	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, sizes_round_up_to_powers_of_two);
+	tcase_add_test(tc, sizes_round_up_to_their_class);
 	tcase_add_test(tc, freed_block_is_reused_last_in_first_out);
 	tcase_add_test(tc, large_blocks_are_not_cached);
 	tcase_add_test(tc, cache_is_bounded_per_class);
