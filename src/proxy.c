@@ -673,12 +673,14 @@ static int
 up_flush(struct client *c)
 {
 	struct upconn *u = c->up;
+	size_t left = evbuffer_get_length(u->out);
 	int n;
 
-	while (evbuffer_get_length(u->out) > 0) {
+	while (left > 0) {
 		n = evbuffer_write(u->out, u->fd);
 		if (n > 0) {
 			c->up_sent += (size_t)n;
+			left -= (size_t)n;
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
@@ -688,7 +690,7 @@ up_flush(struct client *c)
 				event_add(&u->wev, NULL);
 			}
 			up_wait(u, px.cfg->proxy.timeout_ns);
-			if (evbuffer_get_length(u->out) > PROXY_BUF_HIGH)
+			if (left > PROXY_BUF_HIGH)
 				client_set_reading(c, false);
 			return 0;
 		}
@@ -836,6 +838,8 @@ response_process(struct client *c)
 				return -1;
 			continue;
 		}
+		/* De-chunking adds the body to c->out while llhttp parses it. */
+		before = c->resp_pc.dechunk_to != NULL ? evbuffer_get_length(c->out) : 0;
 		if (!c->resp_pc.msg_done) {
 			e = message_feed(&u->parser, &c->resp_pc, u->in, &u->fed);
 			if (e != HPE_OK && e != HPE_PAUSED) {
@@ -846,12 +850,13 @@ response_process(struct client *c)
 				return -1;
 			}
 		}
-		before = evbuffer_get_length(c->out);
-		if (c->resp_pc.dechunk_to != NULL)
+		if (c->resp_pc.dechunk_to != NULL) {
 			evbuffer_drain(u->in, u->fed);
-		else
+			c->resp_bytes += evbuffer_get_length(c->out) - before;
+		} else {
 			evbuffer_remove_buffer(u->in, c->out, u->fed);
-		c->resp_bytes += evbuffer_get_length(c->out) - before;
+			c->resp_bytes += u->fed;
+		}
 		u->fed = 0;
 		if (!c->resp_pc.msg_done)
 			return client_flush(c);
@@ -1232,12 +1237,14 @@ client_process(struct client *c)
 static int
 client_flush(struct client *c)
 {
+	size_t left = evbuffer_get_length(c->out);
 	int n;
 
-	while (evbuffer_get_length(c->out) > 0) {
+	while (left > 0) {
 		n = evbuffer_write(c->out, c->fd);
 		if (n > 0) {
 			c->last_io_ns = px.now;
+			left -= (size_t)n;
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
@@ -1245,8 +1252,7 @@ client_flush(struct client *c)
 				c->writing = true;
 				event_add(&c->wev, NULL);
 			}
-			if (c->up != NULL && !c->up_paused &&
-			    evbuffer_get_length(c->out) > PROXY_BUF_HIGH) {
+			if (c->up != NULL && !c->up_paused && left > PROXY_BUF_HIGH) {
 				c->up_paused = true;
 				event_del(&c->up->rev);
 			}
