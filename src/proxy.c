@@ -1498,6 +1498,13 @@ proxy_drain(void (*done)(void))
 	struct client *c;
 	bool wait_some = false;
 
+	/*
+	 * Answers of this turn waiting for its end were made as keep-alive ones:
+	 * they go out now, before close_after below could close their connections
+	 * right behind them, unannounced, while the clients send the next request
+	 * (the faults suite's reload scenario caught one such reset).
+	 */
+	proxy_end_turn();
 	px.draining = true;
 	px.drained = done;
 	/*
