@@ -333,7 +333,15 @@ http_head_classify(const char *base, struct http_head *h)
 
 	for (uint16_t i = 0; i < h->nfields; i++) {
 		struct http_field *f = &h->fields[i];
+		const char *v = base + f->value.off;
 
+		/*
+		 * Trailing white space is not part of a field value (RFC 9110 5.5),
+		 * but llhttp leaves it in the span: "chunked " must go on as
+		 * "chunked", not as something a backend may read otherwise.
+		 */
+		while (f->value.len > 0 && (v[f->value.len - 1] == ' ' || v[f->value.len - 1] == '\t'))
+			f->value.len--;
 		f->kind = name_kind(base + f->name.off, f->name.len, &f->hop);
 		size += f->name.len + f->value.len + 4;
 		if (f->kind == HTTP_FIELD_CONNECTION)

@@ -52,7 +52,7 @@ void http_span_extend(struct http_span *s, uint32_t off, uint32_t len);
 
 /*
  * Set every field's kind and hop flag, and fields_size, in one pass over the
- * head's names (base holds the head). The functions below that take a parsed
+ * head's names (base holds the head); values lose trailing white space. The functions below that take a parsed
  * head need this done first: the proxy looks at each name once, not once
  * per question it asks of it.
  */

@@ -821,6 +821,36 @@ START_TEST(classify_connection_listing)
 }
 END_TEST
 
+START_TEST(classify_trims_trailing_white_space)
+{
+	static struct http_head h;
+	/* As llhttp leaves them: the value spans run to the CR. */
+	const char *b = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked \t\r\nX-A:   \r\n\r\n";
+	const char *te = strstr(b, "chunked");
+	const char *xa = strstr(b, "X-A:") + 4;
+	struct evbuffer *out = evbuffer_new();
+	bool has_host;
+	char *s;
+
+	memset(&h, 0, sizeof(h));
+	h.nfields = 2;
+	set_span(&h.fields[0].name, b, strstr(b, "Transfer"), te - 2);
+	set_span(&h.fields[0].value, b, te, strstr(te, "\r"));
+	set_span(&h.fields[1].name, b, xa - 4, xa - 1);
+	set_span(&h.fields[1].value, b, xa, strstr(xa, "\r"));
+	http_head_classify(b, &h);
+	ck_assert_uint_eq(h.fields[0].value.len, 7);
+	ck_assert_uint_eq(h.fields[1].value.len, 0);
+	ck_assert_uint_eq(h.fields_size, (17 + 7 + 4) + (3 + 0 + 4));
+	ck_assert_ptr_null(http_request_refusal(b, strlen(b), &h, true, &has_host));
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, "fb"), 0);
+	s = drain(out);
+	ck_assert_msg(strstr(s, "Transfer-Encoding: chunked\r\nX-A: \r\n") != NULL, "%s", s);
+	free(s);
+	evbuffer_free(out);
+}
+END_TEST
+
 START_TEST(date_format)
 {
 	const char *d = http_date_now();
@@ -846,6 +876,7 @@ main(void)
 	tcase_add_test(tc, date_format);
 	tcase_add_test(tc, classify_kinds_and_size);
 	tcase_add_test(tc, classify_connection_listing);
+	tcase_add_test(tc, classify_trims_trailing_white_space);
 	tcase_add_test(tc, scan_head_helper);
 	tcase_add_test(tc, span_extend_pieces);
 	tcase_add_test(tc, span_extend_from_zero);
