@@ -125,14 +125,21 @@ def units_for_analyze(args, destdir, workdir):
     return copies
 
 
-def check_verify(args, destdir, workdir):
+def systemd_analyze(args):
+    """systemd-analyze's path, or None (after saying SKIP) when there is nothing to check."""
     if not args.unitdir:
         print("SKIP: the build installs no units (-Dsystemd_unit_dir=no)")
-        return SKIP
+        return None
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         print("SKIP: systemd-analyze is not installed (Debian: apt-get install systemd, "
               "or scripts/deps test)")
+    return analyze
+
+
+def check_verify(args, destdir, workdir):
+    analyze = systemd_analyze(args)
+    if analyze is None:
         return SKIP
     units = units_for_analyze(args, destdir, workdir)
     env = dict(os.environ)
@@ -156,13 +163,8 @@ def check_verify(args, destdir, workdir):
 
 
 def check_security(args, destdir, workdir):
-    if not args.unitdir:
-        print("SKIP: the build installs no units (-Dsystemd_unit_dir=no)")
-        return SKIP
-    analyze = shutil.which("systemd-analyze")
+    analyze = systemd_analyze(args)
     if analyze is None:
-        print("SKIP: systemd-analyze is not installed (Debian: apt-get install systemd, "
-              "or scripts/deps test)")
         return SKIP
     problems = 0
     for unit in units_for_analyze(args, destdir, workdir):
