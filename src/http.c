@@ -411,12 +411,6 @@ put(struct head_writer *w, const void *s, size_t n)
 }
 
 static void
-put_str(struct head_writer *w, const char *s)
-{
-	put(w, s, strlen(s));
-}
-
-static void
 put_field(struct head_writer *w, const char *base, const struct http_field *f)
 {
 	char *p = w->p;
@@ -540,9 +534,9 @@ http_write_response_head(struct evbuffer *out, const char *base, const struct ht
 	put(&w, LIT("X-Backend-Server: "));
 	put(&w, backend, backend_len);
 	if (mode == HTTP_CONN_CLOSE)
-		put_str(&w, "\r\nConnection: close\r\n\r\n");
+		put(&w, LIT("\r\nConnection: close\r\n\r\n"));
 	else if (mode == HTTP_CONN_KEEP_10)
-		put_str(&w, "\r\nConnection: keep-alive\r\n\r\n");
+		put(&w, LIT("\r\nConnection: keep-alive\r\n\r\n"));
 	else
 		put(&w, LIT("\r\n\r\n"));
 	return writer_close(&w);

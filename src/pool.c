@@ -211,7 +211,12 @@ pool_get(struct pool *p, uint32_t backend)
 void
 pool_put(struct pool *p, struct upconn *u, int64_t now_ns)
 {
-	if (p->idle[u->backend].n >= p->max_idle * POOL_BURST_FACTOR || u->fd == -1) {
+	/*
+	 * Bytes left in either direction (a request not all sent, or more from
+	 * the backend than the answer) would be mixed into the next exchange.
+	 */
+	if (p->idle[u->backend].n >= p->max_idle * POOL_BURST_FACTOR || u->fd == -1 ||
+	    evbuffer_get_length(u->in) > 0 || evbuffer_get_length(u->out) > 0) {
 		upconn_free(u);
 		return;
 	}
@@ -219,11 +224,6 @@ pool_put(struct pool *p, struct upconn *u, int64_t now_ns)
 		u->writing = false;
 		event_del(&u->wev);
 	}
-	/* Draining an empty evbuffer still runs its callbacks: skipped. */
-	if (evbuffer_get_length(u->in) > 0)
-		evbuffer_drain(u->in, evbuffer_get_length(u->in));
-	if (evbuffer_get_length(u->out) > 0)
-		evbuffer_drain(u->out, evbuffer_get_length(u->out));
 	u->fed = 0;
 	u->owner = NULL;
 	u->pooled = true;

@@ -803,8 +803,7 @@ response_done(struct client *c)
 	 * edge-triggered events it would stay unseen in the pool.
 	 */
 	bool reusable = llhttp_should_keep_alive(&u->parser) && c->req == REQ_DONE &&
-	    !c->up_paused && evbuffer_get_length(u->out) == 0 &&
-	    evbuffer_get_length(u->in) == 0;
+	    !c->up_paused;
 
 	c->resp = RESP_DONE;
 	if (c->req != REQ_DONE)
@@ -1354,7 +1353,6 @@ static void
 client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
-	size_t before = evbuffer_get_length(c->in);
 	bool eof, more, got_data;
 	int rc;
 
@@ -1382,7 +1380,7 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	 */
 	if (evbuffer_get_length(c->in) > PROXY_BUF_HIGH)
 		client_set_reading(c, false);
-	if (evbuffer_get_length(c->in) > before && client_process(c) == -1)
+	if (got_data && client_process(c) == -1)
 		return;
 	if (!eof)
 		return;

@@ -77,7 +77,8 @@ struct upconn *pool_get(struct pool *p, uint32_t backend);
 
 /*
  * Give back a connection whose exchange ended cleanly at now_ns, with its read
- * event registered; closed if the pool is full.
+ * event registered; closed if the pool is full or a byte is left in either
+ * direction.
  */
 void pool_put(struct pool *p, struct upconn *u, int64_t now_ns);
 
