@@ -183,20 +183,6 @@ http_name_is(const char *name, size_t len, const char *lower)
 	return lower[i] == '\0';
 }
 
-static bool
-static_hop_by_hop(const char *name, size_t len)
-{
-	switch (len) {
-	case 2: return http_name_is(name, len, "te");
-	case 7: return http_name_is(name, len, "trailer") || http_name_is(name, len, "upgrade");
-	case 10: return http_name_is(name, len, "connection") || http_name_is(name, len, "keep-alive");
-	case 16: return http_name_is(name, len, "proxy-connection");
-	case 18: return http_name_is(name, len, "proxy-authenticate");
-	case 19: return http_name_is(name, len, "proxy-authorization");
-	default: return false;
-	}
-}
-
 /*
  * The next token of a comma-separated list value[*i..vlen), without the
  * white space around it; false when there is none left.
@@ -221,43 +207,10 @@ next_token(const char *value, size_t vlen, size_t *i, const char **tok, size_t *
 	return true;
 }
 
-/* Whether name appears as a token of the comma-separated value. */
-static bool
-token_listed(const char *value, size_t vlen, const char *name, size_t len)
-{
-	const char *tok;
-	size_t i = 0, tlen;
-
-	while (next_token(value, vlen, &i, &tok, &tlen))
-		if (tlen == len && strncasecmp(tok, name, len) == 0)
-			return true;
-	return false;
-}
-
-/* Whether a Connection header of the head lists name. */
-static bool
-connection_lists(const char *base, const struct http_head *h, const char *name, size_t len)
-{
-	for (uint16_t i = 0; i < h->nfields; i++) {
-		const struct http_field *f = &h->fields[i];
-
-		if (http_name_is(base + f->name.off, f->name.len, "connection") &&
-		    token_listed(base + f->value.off, f->value.len, name, len))
-			return true;
-	}
-	return false;
-}
-
-bool
-http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name, size_t len)
-{
-	return static_hop_by_hop(name, len) || connection_lists(base, h, name, len);
-}
-
 /*
  * The kind of a header name; *hop when the name alone makes it hop-by-hop
- * (the names of static_hop_by_hop(), with which this must agree). One switch
- * on the length: most names are compared with nothing, the rest with one or
+ * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade,
+ * Proxy-Authorization, Proxy-Authenticate). One switch on the length: most names are compared with nothing, the rest with one or
  * two candidates.
  */
 static uint8_t
@@ -307,6 +260,42 @@ name_kind(const char *name, size_t len, bool *hop)
 		break;
 	}
 	return HTTP_FIELD_OTHER;
+}
+
+/* Whether name appears as a token of the comma-separated value. */
+static bool
+token_listed(const char *value, size_t vlen, const char *name, size_t len)
+{
+	const char *tok;
+	size_t i = 0, tlen;
+
+	while (next_token(value, vlen, &i, &tok, &tlen))
+		if (tlen == len && strncasecmp(tok, name, len) == 0)
+			return true;
+	return false;
+}
+
+/* Whether a Connection header of the (classified) head lists name. */
+static bool
+connection_lists(const char *base, const struct http_head *h, const char *name, size_t len)
+{
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+
+		if (f->kind == HTTP_FIELD_CONNECTION &&
+		    token_listed(base + f->value.off, f->value.len, name, len))
+			return true;
+	}
+	return false;
+}
+
+bool
+http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name, size_t len)
+{
+	bool hop;
+
+	(void)name_kind(name, len, &hop);
+	return hop || connection_lists(base, h, name, len);
 }
 
 /* Whether a Connection value lists a token other than keep-alive (already hop-by-hop). */
@@ -359,19 +348,36 @@ http_head_classify(const char *base, struct http_head *h)
 	}
 }
 
+size_t
+http_put_request_line(char *dst, const char *method, size_t method_len, const char *prefix,
+    size_t prefix_len, const char *target, size_t target_len)
+{
+	char *p = dst;
+
+	memcpy(p, method, method_len);
+	p += method_len;
+	*p++ = ' ';
+	memcpy(p, prefix, prefix_len);
+	p += prefix_len;
+	memcpy(p, target, target_len);
+	p += target_len;
+	memcpy(p, " HTTP/1.1\r\n", 11);
+	return (size_t)(p + 11 - dst);
+}
+
 int
 http_write_request_line(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *prefix)
 {
 	size_t plen = strlen(prefix);
+	size_t len = HTTP_REQUEST_LINE_SIZE(h->method.len, plen, h->target.len);
+	struct evbuffer_iovec v;
 
-	if (evbuffer_add(out, base + h->method.off, h->method.len) != 0 ||
-	    evbuffer_add(out, " ", 1) != 0 ||
-	    (plen > 0 && evbuffer_add(out, prefix, plen) != 0) ||
-	    evbuffer_add(out, base + h->target.off, h->target.len) != 0 ||
-	    evbuffer_add(out, " HTTP/1.1\r\n", 11) != 0)
+	if (evbuffer_reserve_space(out, (ev_ssize_t)len, &v, 1) < 1)
 		return -1;
-	return 0;
+	v.iov_len = http_put_request_line(v.iov_base, base + h->method.off, h->method.len, prefix,
+	    plen, base + h->target.off, h->target.len);
+	return evbuffer_commit_space(out, &v, 1);
 }
 
 /*

@@ -477,18 +477,12 @@ queue_request(struct client *c, uint32_t b)
 
 	/* One reserved region, not an evbuffer_add() per piece. */
 	if (head == NULL || total <= c->line_len ||
-	    evbuffer_reserve_space(c->up->out, (ev_ssize_t)(total + plen + 11 + hlen + 8), &v,
-	    1) < 1)
+	    evbuffer_reserve_space(c->up->out, (ev_ssize_t)(HTTP_REQUEST_LINE_SIZE(c->method_len,
+	    plen, target_len) + hlen + 8 + fields_len), &v, 1) < 1)
 		return -1;
 	p = v.iov_base;
-	memcpy(p, head, c->method_len + 1);
-	p += c->method_len + 1;
-	memcpy(p, addr->prefix, plen);
-	p += plen;
-	memcpy(p, head + c->method_len + 1, target_len);
-	p += target_len;
-	memcpy(p, " HTTP/1.1\r\n", 11);
-	p += 11;
+	p += http_put_request_line(p, head, c->method_len, addr->prefix, plen,
+	    head + c->method_len + 1, target_len);
 	if (!c->has_host) {
 		memcpy(p, "Host: ", 6);
 		memcpy(p + 6, addr->hostport, hlen);

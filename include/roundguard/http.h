@@ -61,7 +61,8 @@ void http_head_classify(const char *base, struct http_head *h);
 /*
  * Whether a header is hop-by-hop and so never forwarded: Connection,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Proxy-Authorization,
- * Proxy-Authenticate, or any name listed in a Connection header of the head.
+ * Proxy-Authenticate, or any name listed in a Connection header of the head
+ * (which must be classified).
  */
 bool http_is_hop_by_hop(const char *base, const struct http_head *h, const char *name,
     size_t len);
@@ -84,7 +85,18 @@ const char *http_request_refusal(const char *base, size_t len, const struct http
 /* A reason phrase is HTAB, SP, VCHAR and obs-text only (RFC 9112 4). */
 bool http_reason_valid(const char *reason, size_t len);
 
-/* Request line for the backend: "METHOD <prefix><target> HTTP/1.1\r\n". */
+/* Bytes of "METHOD <prefix><target> HTTP/1.1\r\n". */
+#define HTTP_REQUEST_LINE_SIZE(method_len, prefix_len, target_len) \
+	((method_len) + 1 + (prefix_len) + (target_len) + 11)
+
+/*
+ * Request line for the backend, "METHOD <prefix><target> HTTP/1.1\r\n", into
+ * dst (HTTP_REQUEST_LINE_SIZE() bytes); returns that size.
+ */
+size_t http_put_request_line(char *dst, const char *method, size_t method_len,
+    const char *prefix, size_t prefix_len, const char *target, size_t target_len);
+
+/* The same line for the head h, appended to out. */
 int http_write_request_line(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *prefix);
 
