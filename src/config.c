@@ -735,6 +735,8 @@ static const struct field proxy_fields[] = {
 	{ "keepalive", set_int, OFF(proxy.keepalive), 0, 100000, NULL },
 	{ "retry_unsent", set_bool, OFF(proxy.retry_unsent), 0, 0, NULL },
 	{ "retry_idempotent", set_bool, OFF(proxy.retry_idempotent), 0, 0, NULL },
+	{ "underscores_in_headers", set_bool, OFF(proxy.underscores_in_headers), 0, 0, NULL },
+	{ "allow_trace", set_bool, OFF(proxy.allow_trace), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 

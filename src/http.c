@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "roundguard/http.h"
+#include "roundguard/uri.h"
 
 /* A string literal and its length, for evbuffer_add. */
 #define LIT(s) (s), (sizeof(s) - 1)
@@ -470,7 +471,7 @@ http_write_request_fields(struct evbuffer *out, const char *base, const struct h
 		}
 	}
 	/* The fields go out at most as they came, plus the forwarding headers. */
-	if (writer_open(&w, out, h->fields_size + host_len + ip_len + fb_len + HEAD_EXTRA) == -1)
+	if (writer_open(&w, out, h->fields_size + host_len + ip_len + 2 * fb_len + HEAD_EXTRA) == -1)
 		return -1;
 	for (uint16_t i = 0; i < h->nfields; i++) {
 		const struct http_field *f = &h->fields[i];
@@ -504,9 +505,14 @@ http_write_request_fields(struct evbuffer *out, const char *base, const struct h
 	}
 	put(&w, client_ip, ip_len);
 	put(&w, LIT("\r\nX-Forwarded-Proto: http\r\n"));
+	/* The Host that goes on, which was checked (http_request_refusal(), uri_host_check()). */
 	if (host != NULL) {
 		put(&w, LIT("X-Forwarded-Host: "));
 		put(&w, base + host->value.off, host->value.len);
+		put(&w, "\r\n", 2);
+	} else if (fallback_host != NULL) {
+		put(&w, LIT("X-Forwarded-Host: "));
+		put(&w, fallback_host, fb_len);
 		put(&w, "\r\n", 2);
 	}
 	put(&w, "\r\n", 2);
@@ -589,7 +595,27 @@ http_request_refusal(const char *base, size_t len, const struct http_head *h, bo
 		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
 			return "Folded header lines (obs-fold) are not accepted";
 	}
+	/* Exactly uri-host [":" port]: the backend and X-Forwarded-Host get nothing else. */
+	for (uint16_t i = 0; hosts == 1 && i < h->nfields; i++)
+		if (h->fields[i].kind == HTTP_FIELD_HOST)
+			return uri_host_check(base + h->fields[i].value.off, h->fields[i].value.len);
 	return NULL;
+}
+
+uint32_t
+http_drop_underscore_fields(const char *base, struct http_head *h)
+{
+	uint32_t n = 0;
+
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		struct http_field *f = &h->fields[i];
+
+		if (!f->hop && memchr(base + f->name.off, '_', f->name.len) != NULL) {
+			f->hop = true;
+			n++;
+		}
+	}
+	return n;
 }
 
 bool

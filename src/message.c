@@ -63,7 +63,7 @@ on_header_field(llhttp_t *p, const char *at, size_t len)
 	struct http_field *f;
 
 	if (pc->head_done)
-		return count_extra(pc, len);	/* a trailer: passed on raw, not recorded */
+		return count_extra(pc, len);	/* a trailer: counted, never passed on */
 
 	if (!pc->field_open) {
 		if (pc->head->nfields == HTTP_FIELDS_MAX) {
@@ -119,8 +119,11 @@ on_header_value_complete(llhttp_t *p)
 {
 	struct message_parse *pc = p->data;
 
-	if (!pc->head_done &&
-	    (pc->head->nfields == 0 || pc->head->fields[pc->head->nfields - 1].name.len == 0)) {
+	if (pc->head_done) {
+		pc->trailers_dropped++;
+		return 0;
+	}
+	if (pc->head->nfields == 0 || pc->head->fields[pc->head->nfields - 1].name.len == 0) {
 		pc->error_status = 400;		/* ":" with nothing before it */
 		return -1;
 	}
@@ -138,6 +141,51 @@ on_headers_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+/* "<size in lower-case hex>\r\n", the only chunk-size line that goes on. */
+static int
+put_chunk_size(struct evbuffer *out, uint64_t size)
+{
+	char buf[20];
+	char *p = buf + sizeof(buf);
+
+	*--p = '\n';
+	*--p = '\r';
+	do {
+		*--p = "0123456789abcdef"[size & 0xf];
+		size >>= 4;
+	} while (size != 0);
+	return evbuffer_add(out, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+static int
+on_chunk_header(llhttp_t *p)
+{
+	struct message_parse *pc = p->data;
+
+	if (p->content_length == 0) {
+		/* The trailer section starts here: message_feed() checks its bytes. */
+		pc->in_trailer = true;
+		pc->trailer_start = true;
+		return HPE_PAUSED;
+	}
+	if (pc->body_to != NULL && pc->rechunk && put_chunk_size(pc->body_to, p->content_length) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+on_chunk_complete(llhttp_t *p)
+{
+	struct message_parse *pc = p->data;
+
+	if (pc->body_to == NULL || !pc->rechunk)
+		return 0;
+	/* After the last chunk and its (dropped) trailers: an empty trailer section. */
+	if (pc->in_trailer)
+		return evbuffer_add(pc->body_to, "0\r\n\r\n", 5) == 0 ? 0 : -1;
+	return evbuffer_add(pc->body_to, "\r\n", 2) == 0 ? 0 : -1;
+}
+
 static int
 on_body(llhttp_t *p, const char *at, size_t len)
 {
@@ -148,7 +196,7 @@ on_body(llhttp_t *p, const char *at, size_t len)
 		pc->error_status = 413;
 		return -1;
 	}
-	if (pc->dechunk_to != NULL && evbuffer_add(pc->dechunk_to, at, len) != 0)
+	if (pc->body_to != NULL && evbuffer_add(pc->body_to, at, len) != 0)
 		return -1;
 	return 0;
 }
@@ -162,13 +210,30 @@ on_message_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+/*
+ * Whether the trailer bytes llhttp just took hold a LF without a CR before
+ * it: strict llhttp ends a trailer section at a bare LF, where a backend that
+ * knows only CRLF would read on into the next request.
+ */
+static bool
+trailer_bare_lf(struct message_parse *pc, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\n' && !pc->trailer_cr)
+			return true;
+		pc->trailer_cr = s[i] == '\r';
+	}
+	return false;
+}
+
 llhttp_errno_t
 message_feed(llhttp_t *p, struct message_parse *pc, struct evbuffer *buf, size_t *fed)
 {
 	struct evbuffer_iovec v[8];
 	struct evbuffer_ptr pos;
-	size_t len = evbuffer_get_length(buf);
+	size_t len = evbuffer_get_length(buf), took;
 	llhttp_errno_t e;
+	bool trailer;
 	int n;
 
 	if (*fed == len) {
@@ -188,14 +253,26 @@ message_feed(llhttp_t *p, struct message_parse *pc, struct evbuffer *buf, size_t
 		for (int i = 0; i < n && i < 8; i++) {
 			pc->ptr = v[i].iov_base;
 			pc->off = *fed;
+			trailer = pc->in_trailer;
 			e = llhttp_execute(p, v[i].iov_base, v[i].iov_len);
-			if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-				*fed += (size_t)(llhttp_get_error_pos(p) - (const char *)v[i].iov_base);
+			if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE)
 				return e;
+			took = e == HPE_OK ? v[i].iov_len :
+			    (size_t)(llhttp_get_error_pos(p) - (const char *)v[i].iov_base);
+			if (trailer && trailer_bare_lf(pc, v[i].iov_base, took)) {
+				pc->error_status = 400;
+				pc->error_reason = "A line of the trailer section ends in a bare LF";
+				return HPE_USER;
+			}
+			*fed += took;
+			if (e == HPE_PAUSED && pc->trailer_start) {
+				/* Paused only to learn where the trailers start: go on from there. */
+				pc->trailer_start = false;
+				llhttp_resume(p);
+				break;
 			}
 			if (e != HPE_OK)
 				return e;
-			*fed += v[i].iov_len;
 		}
 	}
 	return HPE_OK;
@@ -227,6 +304,8 @@ message_settings(llhttp_settings_t *s, bool response)
 	s->on_header_value_complete = on_header_value_complete;
 	s->on_headers_complete = on_headers_complete;
 	s->on_body = on_body;
+	s->on_chunk_header = on_chunk_header;
+	s->on_chunk_complete = on_chunk_complete;
 	s->on_chunk_extension_name = on_chunk_extension;
 	s->on_chunk_extension_value = on_chunk_extension;
 	s->on_message_complete = on_message_complete;

@@ -414,7 +414,7 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 	struct evbuffer *fam[FAM_COUNT] = { NULL };
 	char label[2 * sizeof(cfg->backends[0].addr.hostport) + 1];
 	uint32_t n = shm->hdr->nbackends, live = 0;
-	uint64_t no_backend = 0;
+	uint64_t sum[SHM_COUNTERS] = { 0 };
 	bool ok = true;
 
 	if (cfg->nbackends < n)
@@ -447,11 +447,19 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 			ok = false;
 
 	for (uint32_t w = 0; w <= shm->hdr->nworkers; w++)
-		no_backend += atomic_load_explicit(&shm->workers[w].no_backend, memory_order_relaxed);
+		for (int k = 0; k < SHM_COUNTERS; k++)
+			sum[k] += atomic_load_explicit(&shm->workers[w].counters[k],
+			    memory_order_relaxed);
 	put(out, &ok, "# HELP roundguard_no_backend_total Requests answered 503 because no backend "
 	    "was live.\n"
 	    "# TYPE roundguard_no_backend_total counter\n"
-	    "roundguard_no_backend_total %" PRIu64 "\n", no_backend);
+	    "roundguard_no_backend_total %" PRIu64 "\n", sum[SHM_NO_BACKEND]);
+	put(out, &ok, "# HELP roundguard_header_fields_dropped_total Header fields not forwarded: "
+	    "request header names with an underscore, trailer fields of requests and answers.\n"
+	    "# TYPE roundguard_header_fields_dropped_total counter\n"
+	    "roundguard_header_fields_dropped_total{reason=\"underscore\"} %" PRIu64 "\n"
+	    "roundguard_header_fields_dropped_total{reason=\"trailer\"} %" PRIu64 "\n",
+	    sum[SHM_DROPPED_UNDERSCORE], sum[SHM_DROPPED_TRAILER]);
 	put(out, &ok, "# HELP roundguard_workers Number of worker processes.\n"
 	    "# TYPE roundguard_workers gauge\n"
 	    "roundguard_workers %" PRIu32 "\n", shm->hdr->nworkers);

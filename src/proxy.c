@@ -24,6 +24,7 @@
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
 #include "roundguard/proxy.h"
+#include "roundguard/uri.h"
 
 #define PROXY_READ_CHUNK	16384
 #define PROXY_READS_MAX		4	/* per readiness, then other sockets get a turn */
@@ -73,6 +74,7 @@ struct client {
 	bool head_method;
 	bool idempotent;
 	bool has_host;
+	bool asterisk;			/* "OPTIONS *": no backend prefix */
 
 	/* Kept to build the request again for another backend. */
 	/*
@@ -83,6 +85,8 @@ struct client {
 	size_t method_len;
 	size_t line_len;		/* of "METHOD target" */
 	struct evbuffer *held;		/* body bytes sent, while they fit; NULL until needed */
+	/* Body bytes of an attempt that failed before sending any: for the next one. */
+	struct evbuffer *replay;
 	bool held_ok;
 	bool retried_after_send;
 	int tried[PROXY_TRIES_MAX];
@@ -90,6 +94,7 @@ struct client {
 
 	struct upconn *up;
 	size_t up_sent;			/* request bytes the kernel took on this attempt */
+	size_t up_head_len;		/* of the head queued first in c->up->out */
 	bool up_reused;
 	bool up_paused;			/* not reading the backend: client not draining */
 	enum http_conn_mode mode;
@@ -239,6 +244,23 @@ exchange_begin(struct client *c)
 }
 
 static void
+count_dropped(enum shm_counter k, uint32_t n)
+{
+	atomic_fetch_add_explicit(&px.shm->workers[px.worker].counters[k], n,
+	    memory_order_relaxed);
+}
+
+/* Trailer fields the parser dropped (message.h), once each. */
+static void
+count_trailers(struct message_parse *pc)
+{
+	if (pc->trailers_dropped > 0) {
+		count_dropped(SHM_DROPPED_TRAILER, pc->trailers_dropped);
+		pc->trailers_dropped = 0;
+	}
+}
+
+static void
 record_upstream_error(uint32_t b, enum metrics_upstream_error e)
 {
 	metrics_record_upstream_error(shm_stats(px.shm, (uint32_t)px.worker, b), e);
@@ -272,6 +294,8 @@ client_close(struct client *c)
 	evbuffer_free(c->req_head);
 	if (c->held != NULL)
 		evbuffer_free(c->held);
+	if (c->replay != NULL)
+		evbuffer_free(c->replay);
 	LIST_REMOVE(c, entry);
 	free(c);
 	px.nclients--;
@@ -394,6 +418,8 @@ exchange_done(struct client *c)
 	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
 	if (c->held != NULL)
 		buffer_clear(c->held);
+	if (c->replay != NULL)
+		buffer_clear(c->replay);
 	buffer_clear(c->req_head);
 	client_flush_later(c);
 	client_set_reading(c, true);
@@ -461,14 +487,18 @@ any_live(void)
 static void up_read_cb(struct upconn *u, short what);
 static void up_write_cb(struct upconn *u, short what);
 
-/* Queue the request line (with this backend's prefix), the header block and held body. */
+/*
+ * Queue the request line (with this backend's prefix), the header block, and
+ * every body byte an earlier attempt took: those of one that failed before
+ * sending any (replay), or the held copy when one is retried after sending.
+ */
 static int
 queue_request(struct client *c, uint32_t b)
 {
 	const struct backend_url *addr = &px.cfg->backends[b].addr;
 	size_t total = evbuffer_get_length(c->req_head);
 	const char *head = (const char *)evbuffer_pullup(c->req_head, -1);
-	size_t plen = strlen(addr->prefix);
+	size_t plen = c->asterisk ? 0 : strlen(addr->prefix);
 	size_t hlen = c->has_host ? 0 : strlen(addr->hostport);
 	size_t target_len = c->line_len - c->method_len - 1;
 	size_t fields_len = total - c->line_len - 1;
@@ -494,6 +524,10 @@ queue_request(struct client *c, uint32_t b)
 	v.iov_len = (size_t)(p - (char *)v.iov_base);
 	if (evbuffer_commit_space(c->up->out, &v, 1) != 0)
 		return -1;
+	c->up_head_len = v.iov_len;
+	/* The replay, when there is one, already holds the held bytes behind the head. */
+	if (c->replay != NULL && evbuffer_get_length(c->replay) > 0)
+		return evbuffer_add_buffer(c->up->out, c->replay);
 	if (c->retried_after_send && c->held != NULL && evbuffer_get_length(c->held) > 0 &&
 	    evbuffer_add(c->up->out, evbuffer_pullup(c->held, -1),
 	    evbuffer_get_length(c->held)) != 0)
@@ -527,7 +561,7 @@ static int
 no_backend(struct client *c)
 {
 	if (c->ntried == 0 || !any_live()) {
-		atomic_fetch_add_explicit(&px.shm->workers[px.worker].no_backend, 1,
+		atomic_fetch_add_explicit(&px.shm->workers[px.worker].counters[SHM_NO_BACKEND], 1,
 		    memory_order_relaxed);
 		c->backend = -1;
 		return client_error(c, 503, NO_UPSTREAM_TITLE, NULL);
@@ -625,6 +659,20 @@ start_attempt(struct client *c)
 	return send_request(c);
 }
 
+/* Keep the body bytes queued behind the head of c->up, which sent nothing, for the next attempt. */
+static int
+replay_take(struct client *c)
+{
+	struct evbuffer *out = c->up->out;
+
+	if (evbuffer_get_length(out) <= c->up_head_len)
+		return 0;
+	if (c->replay == NULL && (c->replay = evbuffer_new()) == NULL)
+		return -1;
+	evbuffer_drain(out, c->up_head_len);
+	return evbuffer_add_buffer(c->replay, out);
+}
+
 /*
  * The attempt on c->up failed before any response byte reached the client.
  * Retry where the rules allow it, else answer 502/503/504.
@@ -646,15 +694,26 @@ attempt_failed(struct client *c, const char *reason, enum metrics_upstream_error
 	else
 		log_warn("upstream failed", "backend", px.cfg->backends[b].addr.hostport,
 		    "reason", reason, "reused", c->up_reused ? "yes" : "no", NULL);
-	up_release(c, false);
 	if (c->resp != RESP_NONE) {
 		client_close(c);
 		return -1;
 	}
 	if (timed_out)
 		return client_error(c, 504, NULL, NULL);
-	if (unsent && px.cfg->proxy.retry_unsent)
+	if (unsent && px.cfg->proxy.retry_unsent) {
+		/*
+		 * Nothing reached the backend, so c->up->out still holds the head
+		 * and, behind it, every body byte taken from the client so far
+		 * (a pooled connection takes the body as soon as the request is
+		 * queued): they go to the next backend, which would otherwise wait
+		 * for a body that never comes.
+		 */
+		if (replay_take(c) == -1)
+			return client_error(c, 502, NULL, NULL);
+		up_release(c, false);
 		return start_attempt(c);
+	}
+	up_release(c, false);
 	if (!unsent && px.cfg->proxy.retry_idempotent && c->idempotent && c->held_ok &&
 	    !c->retried_after_send) {
 		c->retried_after_send = true;
@@ -776,7 +835,9 @@ response_head(struct client *c)
 	evbuffer_drain(u->in, u->fed);
 	u->fed = 0;
 	c->resp = RESP_BODY;
-	c->resp_pc.dechunk_to = dechunk ? c->out : NULL;
+	/* A chunked answer is framed again (or de-chunked), never passed on as framed. */
+	c->resp_pc.body_to = chunked ? c->out : NULL;
+	c->resp_pc.rechunk = !dechunk;
 	if (c->head_method) {
 		/* No body follows an answer to HEAD, whatever its headers say. */
 		c->resp_pc.msg_done = true;
@@ -831,19 +892,21 @@ response_process(struct client *c)
 				return -1;
 			continue;
 		}
-		/* De-chunking adds the body to c->out while llhttp parses it. */
-		before = c->resp_pc.dechunk_to != NULL ? evbuffer_get_length(c->out) : 0;
+		/* A chunked body reaches c->out through the parser's callbacks. */
+		before = c->resp_pc.body_to != NULL ? evbuffer_get_length(c->out) : 0;
 		if (!c->resp_pc.msg_done) {
 			e = message_feed(&u->parser, &c->resp_pc, u->in, &u->fed);
 			if (e != HPE_OK && e != HPE_PAUSED) {
 				log_warn("invalid response body", "backend",
 				    px.cfg->backends[u->backend].addr.hostport,
-				    "error", llhttp_errno_name(e), NULL);
+				    "error", c->resp_pc.error_reason != NULL ?
+				    c->resp_pc.error_reason : llhttp_errno_name(e), NULL);
 				client_close(c);
 				return -1;
 			}
 		}
-		if (c->resp_pc.dechunk_to != NULL) {
+		count_trailers(&c->resp_pc);
+		if (c->resp_pc.body_to != NULL) {
 			evbuffer_drain(u->in, u->fed);
 			c->resp_bytes += evbuffer_get_length(c->out) - before;
 		} else {
@@ -1061,32 +1124,57 @@ serve_metrics(struct client *c, const char *target, size_t len)
 	return exchange_done(c);
 }
 
-/* Keep "METHOD target\0" at the start of req_head, for another attempt and the log. */
+/*
+ * Keep "METHOD target\0" at the start of req_head, for another attempt and
+ * the log: the target as it goes on, in origin-form ("/" in front of an
+ * absolute-form target's path when it has none).
+ */
 static int
-request_line_keep(struct client *c, const char *base, const struct http_head *h)
+request_line_keep(struct client *c, const char *method, size_t method_len, bool slash,
+    const char *target, size_t target_len)
 {
 	struct evbuffer_iovec v;
 	char *p;
 
+	c->method_len = method_len;
+	c->line_len = method_len + 1 + slash + target_len;
 	if (evbuffer_reserve_space(c->req_head, (ev_ssize_t)c->line_len + 1, &v, 1) < 1)
 		return -1;
 	p = v.iov_base;
-	memcpy(p, base + h->method.off, h->method.len);
-	p[h->method.len] = ' ';
-	memcpy(p + h->method.len + 1, base + h->target.off, h->target.len);
+	memcpy(p, method, method_len);
+	p[method_len] = ' ';
+	p[method_len + 1] = '/';
+	memcpy(p + method_len + 1 + slash, target, target_len);
 	p[c->line_len] = '\0';
 	v.iov_len = c->line_len + 1;
 	return evbuffer_commit_space(c->req_head, &v, 1);
 }
 
+/* Refuse with 400 and close: a request the proxy must not pass on. */
+static int
+request_refuse(struct client *c, const char *why)
+{
+	c->keep_alive = false;
+	log_debug("request refused", "client", c->ip, "reason", why, NULL);
+	return client_error(c, 400, NULL, why);
+}
+
+/*
+ * The head is whole: check it, rewrite it into req_head for the backend and
+ * start the first attempt (or answer here: metrics, errors).
+ */
 static int
 request_head(struct client *c)
 {
 	struct http_head *h = c->req_pc.head;
 	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
-	const char *line, *why;
+	const char *line, *why, *target;
+	char authority[300];	/* uri_host_check(): at most 255 + ":" + 5 digits */
+	struct uri_target ut;
 	int method = c->parser.method;
+	uint32_t dropped;
 
+	/* llhttp reads any one-digit version (LENIENT_VERSION): HTTP/1.x above 1.1 is 1.1. */
 	c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
 	c->keep_alive = llhttp_should_keep_alive(&c->parser);
 	c->head_method = method == HTTP_HEAD;
@@ -1095,13 +1183,14 @@ request_head(struct client *c)
 	c->mode = HTTP_CONN_KEEP;
 	c->req = REQ_BODY;
 	h->major = c->parser.http_major;
-	h->minor = c->parser.http_minor;
+	h->minor = c->http10 ? 0 : 1;
 	c->body_started_ns = px.now;
 	exchange_begin(c);
 	buffer_clear(c->req_head);
-	c->method_len = h->method.len;
-	c->line_len = h->method.len + 1 + h->target.len;
-	if (request_line_keep(c, base, h) == -1)
+	/* The target as received, for the access log, until it is checked. */
+	c->asterisk = false;
+	if (request_line_keep(c, base + h->method.off, h->method.len, false,
+	    base + h->target.off, h->target.len) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (method == HTTP_CONNECT) {
 		c->keep_alive = false;
@@ -1119,11 +1208,34 @@ request_head(struct client *c)
 		    "The request line has no HTTP version");
 	}
 	http_head_classify(base, h);
-	if ((why = http_request_refusal(base, c->fed, h, c->http10, &c->has_host)) != NULL) {
-		c->keep_alive = false;
-		return client_error(c, 400, NULL, why);
+	if ((why = http_request_refusal(base, c->fed, h, c->http10, &c->has_host)) != NULL ||
+	    (why = uri_target_check(base + h->target.off, h->target.len, method == HTTP_OPTIONS,
+	    &ut)) != NULL)
+		return request_refuse(c, why);
+	target = base + h->target.off;
+	if (ut.form == URI_ABSOLUTE) {
+		/*
+		 * RFC 9112 3.2.2: the target's authority wins over Host. The
+		 * backend gets origin-form and that authority as Host (and
+		 * X-Forwarded-Host), as nginx does: one authority, not two.
+		 */
+		for (uint16_t i = 0; i < h->nfields; i++)
+			if (h->fields[i].kind == HTTP_FIELD_HOST)
+				h->fields[i].hop = true;
+		memcpy(authority, target + ut.authority_off, ut.authority_len);
+		authority[ut.authority_len] = '\0';
+		c->has_host = true;
+		buffer_clear(c->req_head);
+		if (request_line_keep(c, base + h->method.off, h->method.len, ut.need_slash,
+		    target + ut.path_off, ut.path_len) == -1)
+			return client_error(c, 500, NULL, NULL);
 	}
-	if (http_write_request_fields(c->req_head, base, h, c->ip, NULL) == -1)
+	c->asterisk = ut.form == URI_ASTERISK;
+	if (!px.cfg->proxy.underscores_in_headers &&
+	    (dropped = http_drop_underscore_fields(base, h)) > 0)
+		count_dropped(SHM_DROPPED_UNDERSCORE, dropped);
+	if (http_write_request_fields(c->req_head, base, h, c->ip,
+	    ut.form == URI_ABSOLUTE ? authority : NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
 	/* The head is copied out: from here on only req_head holds it. */
 	evbuffer_drain(c->in, c->fed);
@@ -1137,42 +1249,74 @@ request_head(struct client *c)
 	}
 	line = (const char *)evbuffer_pullup(c->req_head, (ev_ssize_t)c->line_len);
 	if (c->metrics_only || (!px.cfg->metrics.listen_set &&
-	    target_is(line + c->method_len + 1, h->target.len, px.cfg->metrics.path)))
-		return serve_metrics(c, line + c->method_len + 1, h->target.len);
+	    target_is(line + c->method_len + 1, c->line_len - c->method_len - 1,
+	    px.cfg->metrics.path)))
+		return serve_metrics(c, line + c->method_len + 1, c->line_len - c->method_len - 1);
+	if (method == HTTP_TRACE && !px.cfg->proxy.allow_trace) {
+		/* Cross-site tracing: TRACE echoes cookies and credentials back (proxy.allow_trace). */
+		c->keep_alive = c->keep_alive && c->req == REQ_DONE;
+		return client_error_allow(c, 405, "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
+	}
 	return start_attempt(c);
 }
 
-/* Move the body bytes llhttp accepted to the backend, keeping a copy while it fits. */
-static int
+/*
+ * Keep a copy of the body bytes just queued for the backend (c->up->out from
+ * offset from on), for a retry after sending, while they fit.
+ */
+static void
+hold_body(struct client *c, size_t from)
+{
+	struct evbuffer *out = c->up->out;
+	size_t n = evbuffer_get_length(out) - from;
+	struct evbuffer_iovec v[8];
+	struct evbuffer_ptr pos;
+	int k;
+
+	if (n == 0 || !c->held_ok)
+		return;
+	/* Only idempotent requests with a body need the buffer: most connections never do. */
+	if (!c->idempotent || !px.cfg->proxy.retry_idempotent ||
+	    (c->held == NULL && (c->held = evbuffer_new()) == NULL) ||
+	    evbuffer_get_length(c->held) + n > PROXY_HOLD_MAX) {
+		c->held_ok = false;
+		if (c->held != NULL)
+			buffer_clear(c->held);
+		return;
+	}
+	evbuffer_ptr_set(out, &pos, from, EVBUFFER_PTR_SET);
+	k = evbuffer_peek(out, (ev_ssize_t)n, &pos, v, 8);
+	for (int i = 0; i < k && i < 8; i++)
+		evbuffer_add(c->held, v[i].iov_base, v[i].iov_len);
+	if (k > 8)
+		c->held_ok = false;
+}
+
+/*
+ * Parse what the client sent of the body and queue it for the backend:
+ * a Content-Length body as received, a chunked one framed again by the
+ * parser (message.h), never with the client's chunk framing.
+ */
+static llhttp_errno_t
 forward_body(struct client *c)
 {
-	struct evbuffer_iovec v[8];
-	size_t n = c->fed;
+	struct evbuffer *out = c->up->out;
+	size_t before = evbuffer_get_length(out);
+	llhttp_errno_t e;
 
-	if (n == 0)
-		return 0;
-	/* Only idempotent requests with a body need the buffer: most connections never do. */
-	if (c->held_ok && c->idempotent && px.cfg->proxy.retry_idempotent && c->held == NULL &&
-	    (c->held = evbuffer_new()) == NULL)
-		c->held_ok = false;
-	if (c->held_ok && c->idempotent && px.cfg->proxy.retry_idempotent) {
-		if (evbuffer_get_length(c->held) + n > PROXY_HOLD_MAX) {
-			c->held_ok = false;
-			buffer_clear(c->held);
-		} else {
-			int k = evbuffer_peek(c->in, (ev_ssize_t)n, NULL, v, 8);
-
-			for (int i = 0; i < k && i < 8; i++)
-				evbuffer_add(c->held, v[i].iov_base, v[i].iov_len);
-			if (k > 8)
-				c->held_ok = false;
-		}
-	} else {
-		c->held_ok = false;
-	}
-	evbuffer_remove_buffer(c->in, c->up->out, n);
+	c->req_pc.body_to = (c->parser.flags & F_CHUNKED) ? out : NULL;
+	c->req_pc.rechunk = true;
+	e = message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
+	if (e != HPE_OK && e != HPE_PAUSED)
+		return e;
+	count_trailers(&c->req_pc);
+	if (c->req_pc.body_to != NULL)
+		evbuffer_drain(c->in, c->fed);
+	else
+		evbuffer_remove_buffer(c->in, out, c->fed);
 	c->fed = 0;
-	return 0;
+	hold_body(c, before);
+	return e;
 }
 
 static int
@@ -1213,13 +1357,12 @@ client_process(struct client *c)
 	}
 	if (c->req != REQ_BODY || c->up == NULL || c->up->connecting)
 		return 0;
-	e = message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
+	e = forward_body(c);
 	if (e != HPE_OK && e != HPE_PAUSED) {
 		c->keep_alive = false;
 		return client_error(c, c->req_pc.error_status != 0 ? c->req_pc.error_status : 400,
-		    NULL, NULL);
+		    NULL, c->req_pc.error_reason);
 	}
-	forward_body(c);
 	if (c->req_pc.msg_done) {
 		c->req = REQ_DONE;
 		up_arm_timeout(c);
@@ -1444,6 +1587,12 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	net_nodelay(fd);
 	net_format_ip(c->ip, sizeof(c->ip), sa);
 	llhttp_init(&c->parser, HTTP_REQUEST, &px.req_settings);
+	/*
+	 * Any one-digit version parses (llhttp has no setter for this flag):
+	 * request_head() serves HTTP/1.x above 1.1 as 1.1 (RFC 9110 2.5), as
+	 * nginx and HAProxy do, and answers HTTP/2 and above with 505.
+	 */
+	c->parser.lenient_flags |= LENIENT_VERSION;
 	c->parser.data = &c->req_pc;
 	/* Edge-triggered, with the client's close reported: see read_socket(). */
 	event_assign(&c->rev, px.base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET,

@@ -471,7 +471,7 @@ struct gen_totals {
 	struct metrics_slot *slots;	/* one per backend */
 	uint64_t *checks_ok;
 	uint64_t *checks_failed;
-	uint64_t no_backend;
+	uint64_t counters[SHM_COUNTERS];
 	uint64_t restarts;
 };
 
@@ -512,8 +512,9 @@ totals_take(const struct generation *g)
 		    memory_order_relaxed);
 	}
 	for (int w = 0; w <= g->nworkers; w++)
-		t->no_backend += atomic_load_explicit(&g->shm.workers[w].no_backend,
-		    memory_order_relaxed);
+		for (int k = 0; k < SHM_COUNTERS; k++)
+			t->counters[k] += atomic_load_explicit(&g->shm.workers[w].counters[k],
+			    memory_order_relaxed);
 	t->restarts = atomic_load_explicit(&g->shm.hdr->worker_restarts, memory_order_relaxed);
 	return t;
 }
@@ -544,8 +545,10 @@ totals_carry(const struct generation *from, const struct gen_totals *now,
 		    now->checks_failed[b] - (then != NULL ? then->checks_failed[b] : 0),
 		    memory_order_relaxed);
 	}
-	atomic_fetch_add_explicit(&to->shm.workers[carried].no_backend,
-	    now->no_backend - (then != NULL ? then->no_backend : 0), memory_order_relaxed);
+	for (int k = 0; k < SHM_COUNTERS; k++)
+		atomic_fetch_add_explicit(&to->shm.workers[carried].counters[k],
+		    now->counters[k] - (then != NULL ? then->counters[k] : 0),
+		    memory_order_relaxed);
 	atomic_fetch_add_explicit(&to->shm.hdr->worker_restarts,
 	    now->restarts - (then != NULL ? then->restarts : 0), memory_order_relaxed);
 }

@@ -43,6 +43,8 @@ struct config_proxy {
 	int keepalive;			/* idle pooled connections per backend per worker, 64 */
 	bool retry_unsent;		/* true */
 	bool retry_idempotent;		/* true */
+	bool underscores_in_headers;	/* false: request header names with "_" are dropped */
+	bool allow_trace;		/* false: TRACE gets 405 */
 };
 
 struct config_metrics {

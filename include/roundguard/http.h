@@ -74,13 +74,22 @@ bool http_name_is(const char *name, size_t len, const char *lower);
  * What llhttp (strict) lets through but a proxy must not pass on, because a
  * backend could read the head differently (RFC 9112 2.2, 3.2, 5.2, 6.1):
  * Transfer-Encoding other than one exact "chunked", an empty header name,
- * two Hosts, an HTTP/1.1 request without Host, a bare LF, obs-fold. base and
+ * two Hosts, an HTTP/1.1 request without Host, a Host that is not exactly
+ * host[:port] (uri_host_check()), a bare LF, obs-fold. base and
  * len hold the whole head. NULL when the head is fine, else the reason for
  * the 400 body; *has_host says whether a Host header was there. h must be
  * classified.
  */
 const char *http_request_refusal(const char *base, size_t len, const struct http_head *h,
     bool http10, bool *has_host);
+
+/*
+ * Mark every field whose name holds "_" as not forwarded (as hop-by-hop ones
+ * are): CGI, WSGI and PHP-FPM map "-" and "_" to the same variable, so
+ * "Content_Length" could be read as framing (nginx drops them too). Returns
+ * how many were marked.
+ */
+uint32_t http_drop_underscore_fields(const char *base, struct http_head *h);
 
 /* A reason phrase is HTAB, SP, VCHAR and obs-text only (RFC 9112 4). */
 bool http_reason_valid(const char *reason, size_t len);
@@ -102,9 +111,11 @@ int http_write_request_line(struct evbuffer *out, const char *base, const struct
 
 /*
  * The request's header block for the backend, blank line included: the
- * client's headers minus hop-by-hop ones, Host kept (or set to fallback_host
- * when the client sent none and it is not NULL), X-Forwarded-For with client_ip appended to any
- * the client sent, X-Forwarded-Proto and X-Forwarded-Host set.
+ * client's headers minus hop-by-hop ones (and others marked hop, such as
+ * names with "_" or a Host replaced by an absolute-form target's authority),
+ * Host kept (or set to fallback_host when no Host is left and it is not NULL),
+ * X-Forwarded-For with client_ip appended to any the client sent,
+ * X-Forwarded-Proto set, and X-Forwarded-Host set to the Host that goes on.
  */
 int http_write_request_fields(struct evbuffer *out, const char *base, const struct http_head *h,
     const char *client_ip, const char *fallback_host);

@@ -41,7 +41,8 @@ void metrics_slot_add_delta(struct metrics_slot *dst, const struct metrics_slot 
  * request_duration_milliseconds, roundguard_backend_up,
  * roundguard_requests_total, roundguard_request_duration_seconds,
  * roundguard_upstream_errors_total, roundguard_health_checks_total,
- * roundguard_no_backend_total, roundguard_workers,
+ * roundguard_no_backend_total, roundguard_header_fields_dropped_total,
+ * roundguard_workers,
  * roundguard_worker_restarts_total, roundguard_build_info. Backend labels
  * are cfg->backends[i].addr.hostport, escaped. 0, or -1 if out grew no more.
  */

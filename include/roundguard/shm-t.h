@@ -9,7 +9,7 @@
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	2u
+#define SHM_LAYOUT_VERSION	3u
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -42,11 +42,18 @@ struct shm_backend {
  * Slot nworkers (one past the last worker) holds totals carried over from
  * an earlier generation, written by the master alone.
  */
+enum shm_counter {
+	SHM_NO_BACKEND,		/* requests answered 503: nothing live */
+	SHM_DROPPED_UNDERSCORE,	/* request header fields with "_" in the name, not forwarded */
+	SHM_DROPPED_TRAILER,	/* trailer fields of requests and answers, not forwarded */
+	SHM_COUNTERS
+};
+
 struct shm_worker {
 	alignas(SHM_CACHELINE) _Atomic int32_t pid;
 	_Atomic uint64_t requests;
 	_Atomic uint64_t connections;
-	_Atomic uint64_t no_backend;	/* requests answered 503: nothing live */
+	_Atomic uint64_t counters[SHM_COUNTERS];	/* enum shm_counter; carried over reloads */
 };
 
 /*

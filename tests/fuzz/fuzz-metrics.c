@@ -451,7 +451,7 @@ apply_record(struct shm *s, uint32_t nb, uint32_t nw, const uint8_t r[8])
 		    memory_order_relaxed);
 		break;
 	case 6:
-		atomic_fetch_add_explicit(&s->workers[r[1] % (nw + 1)].no_backend, v,
+		atomic_fetch_add_explicit(&s->workers[r[1] % (nw + 1)].counters[SHM_NO_BACKEND], v,
 		    memory_order_relaxed);
 		break;
 	case 7:

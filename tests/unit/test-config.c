@@ -96,6 +96,8 @@ START_TEST(defaults)
 	ck_assert_int_eq(cfg.proxy.keepalive, 64);
 	ck_assert(cfg.proxy.retry_unsent);
 	ck_assert(cfg.proxy.retry_idempotent);
+	ck_assert(!cfg.proxy.underscores_in_headers);
+	ck_assert(!cfg.proxy.allow_trace);
 	ck_assert_str_eq(cfg.metrics.path, "/metrics");
 	ck_assert(!cfg.metrics.listen_set);
 	ck_assert_int_eq(cfg.log.level, LOG_LEVEL_INFO);
@@ -332,6 +334,10 @@ static const struct bad_doc bad_docs[] = {
 	  NAME ": proxy.retry_unsent: expected a boolean, got string" },
 	{ "{\"proxy\": {\"retry_idempotent\": 1}}",
 	  NAME ": proxy.retry_idempotent: expected a boolean, got integer" },
+	{ "{\"proxy\": {\"underscores_in_headers\": \"yes\"}}",
+	  NAME ": proxy.underscores_in_headers: expected a boolean, got string" },
+	{ "{\"proxy\": {\"allow_trace\": null}}",
+	  NAME ": proxy.allow_trace: expected a boolean, got null" },
 	/* metrics */
 	{ "{\"metrics\": 1}", NAME ": metrics: expected an object, got integer" },
 	{ "{\"metrics\": {\"path\": \"metrics\"}}",
@@ -1059,6 +1065,8 @@ START_TEST(file_good_full)
 	ck_assert_int_eq(cfg.proxy.keepalive, 0);
 	ck_assert(!cfg.proxy.retry_unsent);
 	ck_assert(!cfg.proxy.retry_idempotent);
+	ck_assert(cfg.proxy.underscores_in_headers);
+	ck_assert(cfg.proxy.allow_trace);
 	ck_assert_str_eq(cfg.metrics.path, "/_metrics");
 	ck_assert(cfg.metrics.listen_set);
 	ck_assert_uint_eq(cfg.metrics.listen.port, 9100);

@@ -494,13 +494,14 @@ START_TEST(request_fields_host_fallback)
 	const char *nohost = "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n";
 	char *s;
 
-	/* No Host from the client: the fallback is used, and there is no X-Forwarded-Host. */
+	/* No Host left: the fallback goes on, and X-Forwarded-Host says so. */
 	s = request_fields(nohost, CLIENT_IP, "backend.internal:9000");
 	ck_assert_str_eq(s,
 	    "Accept: */*\r\n"
 	    "Host: backend.internal:9000\r\n"
 	    "X-Forwarded-For: 192.0.2.7\r\n"
 	    "X-Forwarded-Proto: http\r\n"
+	    "X-Forwarded-Host: backend.internal:9000\r\n"
 	    "\r\n");
 	free(s);
 

@@ -117,9 +117,9 @@ scene(struct fixture *f)
 	atomic_store(&s->backends[0].checks_failed, 1);
 	atomic_store(&s->backends[1].checks_failed, 7);
 	atomic_store(&s->backends[2].checks_ok, 3);
-	atomic_store(&s->workers[0].no_backend, 2);
-	atomic_store(&s->workers[1].no_backend, 3);
-	atomic_store(&s->workers[2].no_backend, 4);
+	atomic_store(&s->workers[0].counters[SHM_NO_BACKEND], 2);
+	atomic_store(&s->workers[1].counters[SHM_NO_BACKEND], 3);
+	atomic_store(&s->workers[2].counters[SHM_NO_BACKEND], 4);
 	atomic_store(&s->hdr->worker_restarts, 5);
 }
 
@@ -429,7 +429,7 @@ START_TEST(render_carried_row_only)
 	fixture_init(&f, 3, hosts, 2);
 	/* Row 3 of a 3-worker segment holds the totals of an earlier generation. */
 	metrics_record(shm_stats(&f.shm, 3, 1), HTTP_PUT, 201, 700 * MS);
-	atomic_store(&f.shm.workers[3].no_backend, 11);
+	atomic_store(&f.shm.workers[3].counters[SHM_NO_BACKEND], 11);
 	t = render(&f, "x");
 	ck_line(t, "request_duration_milliseconds_bucket{scope=\"proxy\",method=\"PUT\","
 	    "target=\"b:2\",status=\"success\",le=\"500\"} 0");

@@ -1,0 +1,188 @@
+/* Request-target and Host checks (RFC 9112 3.2, RFC 3986 3.2): what the proxy may forward. */
+#include <arpa/inet.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roundguard/uri.h"
+
+#define URI_HOST_MAX 255	/* a DNS name's longest text form */
+
+static bool
+is_alpha(unsigned char c)
+{
+	return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
+
+static bool
+is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool
+is_hex(unsigned char c)
+{
+	return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* RFC 3986 unreserved and sub-delims, without ",": a comma makes a Host read as a list. */
+static bool
+reg_name_char(unsigned char c)
+{
+	return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("-._~!$&'()*+;=", c) != NULL);
+}
+
+static const char *
+port_check(const char *p, size_t len)
+{
+	unsigned long v = 0;
+
+	if (len == 0 || len > 5)
+		return "The port in the Host header must be 1 to 5 digits";
+	for (size_t i = 0; i < len; i++) {
+		if (!is_digit((unsigned char)p[i]))
+			return "The port in the Host header must be 1 to 5 digits";
+		v = v * 10 + (unsigned long)(p[i] - '0');
+	}
+	return v > 65535 ? "The port in the Host header is above 65535" : NULL;
+}
+
+const char *
+uri_host_check(const char *h, size_t len)
+{
+	const char *end = h + len, *colon;
+	size_t i;
+
+	if (len == 0)
+		return "The Host header is empty";
+	/* What makes a Host something else than one host: named first, wherever it is. */
+	for (i = 0; i < len; i++) {
+		switch (h[i]) {
+		case '@':
+			return "The Host header carries user information (\"@\")";
+		case '/': case '?': case '#': case '\\':
+			return "The Host header carries a path";
+		case ',': case ' ': case '\t':
+			return "The Host header carries a list of hosts";
+		default:
+			break;
+		}
+	}
+	if (h[0] == '[') {
+		char addr[INET6_ADDRSTRLEN];
+		struct in6_addr a6;
+		const char *close = memchr(h, ']', len);
+		size_t alen;
+
+		if (close == NULL)
+			return "The Host header has an unclosed IPv6 bracket";
+		alen = (size_t)(close - h - 1);
+		if (alen == 0 || alen >= sizeof(addr))
+			return "The Host header's IPv6 address is not valid";
+		memcpy(addr, h + 1, alen);
+		addr[alen] = '\0';
+		/* Zone identifiers and IPvFuture are refused with the rest. */
+		if (inet_pton(AF_INET6, addr, &a6) != 1)
+			return "The Host header's IPv6 address is not valid";
+		if (close + 1 == end)
+			return NULL;
+		if (close[1] != ':')
+			return "The Host header has something after its IPv6 address";
+		return port_check(close + 2, (size_t)(end - close - 2));
+	}
+	colon = memchr(h, ':', len);
+	if (colon == h)
+		return "The Host header has no host name";
+	if ((size_t)((colon != NULL ? colon : end) - h) > URI_HOST_MAX)
+		return "The host name in the Host header is too long";
+	for (i = 0; h + i < (colon != NULL ? colon : end); i++) {
+		unsigned char c = (unsigned char)h[i];
+
+		if (reg_name_char(c))
+			continue;
+		if (c == '%' && h + i + 2 < end && is_hex((unsigned char)h[i + 1]) &&
+		    is_hex((unsigned char)h[i + 2])) {
+			i += 2;
+			continue;
+		}
+		return "The Host header has a byte not allowed in a host name";
+	}
+	return colon != NULL ? port_check(colon + 1, (size_t)(end - colon - 1)) : NULL;
+}
+
+/*
+ * The path-and-query of a target from off on: VCHAR only, no fragment; in the
+ * path, percent-encodings well formed and none of them a NUL.
+ */
+static const char *
+path_query_check(const char *t, size_t off, size_t len)
+{
+	bool in_query = false;
+
+	for (size_t i = off; i < len; i++) {
+		unsigned char c = (unsigned char)t[i];
+
+		if (c <= 0x20 || c >= 0x7f)
+			return "The request target has a byte not allowed in a URI";
+		if (c == '#')
+			return "The request target carries a fragment (\"#\")";
+		if (c == '?')
+			in_query = true;
+		if (c != '%' || in_query)
+			continue;
+		if (i + 2 >= len || !is_hex((unsigned char)t[i + 1]) ||
+		    !is_hex((unsigned char)t[i + 2]))
+			return "The request path has a malformed percent-encoding";
+		if (t[i + 1] == '0' && t[i + 2] == '0')
+			return "The request path has an encoded NUL (%00)";
+		i += 2;
+	}
+	return NULL;
+}
+
+const char *
+uri_target_check(const char *t, size_t len, bool options, struct uri_target *out)
+{
+	size_t i, auth_end;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0)
+		return "The request target is empty";
+	if (len == 1 && t[0] == '*') {
+		out->form = URI_ASTERISK;
+		out->path_len = 1;
+		return options ? NULL : "The target \"*\" is only for OPTIONS requests";
+	}
+	if (t[0] == '/') {
+		out->form = URI_ORIGIN;
+		out->path_len = len;
+		return path_query_check(t, 0, len);
+	}
+	/* absolute-form: scheme "://" authority [path-abempty] ["?" query] */
+	for (i = 0; i < len && t[i] != ':'; i++)
+		if (!(is_alpha((unsigned char)t[i]) || (i > 0 && (is_digit((unsigned char)t[i]) ||
+		    t[i] == '+' || t[i] == '-' || t[i] == '.'))))
+			return "The request target is not a path, an absolute URI or \"*\"";
+	if (i == len || i == 0)
+		return "The request target is not a path, an absolute URI or \"*\"";
+	if (!((i == 4 && strncasecmp(t, "http", 4) == 0) ||
+	    (i == 5 && strncasecmp(t, "https", 5) == 0)))
+		return "Only http and https absolute request targets are proxied";
+	if (len - i < 3 || t[i + 1] != '/' || t[i + 2] != '/')
+		return "An absolute request target needs an authority (\"//host\")";
+	i += 3;
+	for (auth_end = i; auth_end < len && t[auth_end] != '/' && t[auth_end] != '?' &&
+	    t[auth_end] != '#'; auth_end++)
+		;
+	if (uri_host_check(t + i, auth_end - i) != NULL)
+		return memchr(t + i, '@', auth_end - i) != NULL ?
+		    "The request target carries user information (\"@\")" :
+		    "The authority of the absolute request target is not a valid host[:port]";
+	out->form = URI_ABSOLUTE;
+	out->authority_off = i;
+	out->authority_len = auth_end - i;
+	out->path_off = auth_end;
+	out->path_len = len - auth_end;
+	out->need_slash = auth_end == len || t[auth_end] != '/';
+	return path_query_check(t, auth_end, len);
+}
