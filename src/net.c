@@ -8,11 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "roundguard/net.h"
 #include "roundguard/parse.h"
 
 /* The kernel clamps this to net.core.somaxconn. */
 #define NET_BACKLOG 4096
+#define NET_READ_CHUNK 16384
+#define NET_READS_MAX 4	/* per readiness, then other sockets get a turn */
 
 static int
 listen_on(const struct sockaddr *sa, socklen_t salen, bool reuseport, bool v6only_off,
@@ -158,4 +162,59 @@ net_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, sockle
 	*len = res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
+}
+
+/*
+ * A read into an empty evbuffer goes through this buffer and is copied in:
+ * evbuffer_reserve_space() of NET_READ_CHUNK on an empty evbuffer is a
+ * 16 KiB malloc (and free once drained) per read, while a copied small
+ * request or answer gets a chain from malloc's per-thread cache. Reads into
+ * a buffer that already holds data (a body streaming in) go straight in.
+ */
+static char read_scratch[NET_READ_CHUNK];
+
+static int
+read_into(int fd, struct evbuffer *buf, ssize_t *got)
+{
+	struct evbuffer_iovec v;
+
+	if (evbuffer_get_length(buf) == 0) {
+		*got = recv(fd, read_scratch, sizeof(read_scratch), 0);
+		if (*got > 0)
+			return evbuffer_add(buf, read_scratch, (size_t)*got) == 0 ? 1 : -1;
+		return *got == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 1 : -1);
+	}
+	if (evbuffer_reserve_space(buf, NET_READ_CHUNK, &v, 1) < 1)
+		return -1;
+	*got = recv(fd, v.iov_base, v.iov_len, 0);
+	if (*got <= 0) {
+		v.iov_len = 0;
+		evbuffer_commit_space(buf, &v, 1);
+		return *got == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 1 : -1);
+	}
+	v.iov_len = (size_t)*got;
+	evbuffer_commit_space(buf, &v, 1);
+	return 1;
+}
+
+/* See net.h. */
+int
+net_read(int fd, struct evbuffer *buf, bool closing, bool *more, bool *got_data)
+{
+	ssize_t got;
+	int rc;
+
+	*more = false;
+	*got_data = false;
+	for (int i = 0; i < NET_READS_MAX; i++) {
+		if ((rc = read_into(fd, buf, &got)) != 1)
+			return rc;
+		if (got <= 0)
+			return 1;
+		*got_data = true;
+		if (got < NET_READ_CHUNK && !closing)
+			return 1;
+	}
+	*more = true;
+	return 1;
 }

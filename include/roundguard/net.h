@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct evbuffer;
 struct listen_addr;
 
 /*
@@ -33,5 +34,16 @@ int net_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, so
 
 /* Set TCP_NODELAY; errors ignored (not every socket is TCP). */
 void net_nodelay(int fd);
+
+/*
+ * Read what the non-blocking socket fd holds into buf. Events are
+ * edge-triggered (as nginx's are: no re-check of every reported socket in the
+ * next epoll_wait), so the caller must come back on its own when *more says
+ * the reads stopped after a few full buffers; and when the peer closed
+ * (closing: EV_CLOSED, EPOLLRDHUP) the reads go on to the end of file, which
+ * no further edge would report. 1 when the socket is drained (*got_data:
+ * bytes came), 0 at the end of file, -1 on an error (errno).
+ */
+int net_read(int fd, struct evbuffer *buf, bool closing, bool *more, bool *got_data);
 
 #endif
