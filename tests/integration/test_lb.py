@@ -642,7 +642,7 @@ class ProxyTests(LBTestCase):
         self.assertEqual(xff, ["10.0.0.1, 10.0.0.2, 127.0.0.1"], seen)
 
     def test_methods_and_targets_pass_through(self):
-        for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"):
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
             with self.subTest(method=method):
                 target = "/headers/%s/x%%20y?q=1&r=a%%2Fb" % method.lower()
                 body = b'{"m":"%s"}' % method.encode() if method in ("POST", "PUT", "PATCH") else None
@@ -661,6 +661,20 @@ class ProxyTests(LBTestCase):
             r = c.read_response("HEAD")
             self.assertEqual(r.status, 200, r)
             self.assertIn(r.header("X-Backend-Server"), self.addrs)
+
+    def test_trace_refused_by_default(self):
+        """TRACE echoes cookies and credentials (cross-site tracing): 405 made here, with
+        Allow and the JSON body, and the connection stays usable (proxy.allow_trace)."""
+        with self.lb.raw() as c:
+            c.request("TRACE", "/headers")
+            r = c.read_response()
+            self.assertEqual(r.status, 405, r)
+            self.assertIsNone(r.header("X-Backend-Server"), r)
+            self.assertIn("GET", r.header("Allow") or "", r)
+            self.assertNotIn("TRACE", r.header("Allow") or "", r)
+            self.assertEqual(set(r.json()), {"title", "description"}, r)
+            c.request("GET", "/headers")
+            self.assertEqual(c.read_response().status, 200)
 
     def test_response_hop_by_hop_removed(self):
         with self.lb.raw() as c:
