@@ -268,6 +268,7 @@ config_defaults(struct config *cfg)
 	cfg->proxy.timeout_ns = 60 * NS_S;
 	cfg->proxy.client_timeout_ns = 60 * NS_S;
 	cfg->proxy.shutdown_timeout_ns = 10 * NS_S;
+	cfg->proxy.tunnel_timeout_ns = 3600 * NS_S;
 	cfg->proxy.max_body_size = UINT64_C(16) << 20;
 	cfg->proxy.max_header_size = UINT64_C(16) << 10;
 	cfg->proxy.keepalive = 64;
@@ -730,6 +731,7 @@ static const struct field proxy_fields[] = {
 	{ "timeout", set_duration, OFF(proxy.timeout_ns), 0, 0, NULL },
 	{ "client_timeout", set_duration, OFF(proxy.client_timeout_ns), 0, 0, NULL },
 	{ "shutdown_timeout", set_duration, OFF(proxy.shutdown_timeout_ns), 0, 0, NULL },
+	{ "tunnel_timeout", set_duration, OFF(proxy.tunnel_timeout_ns), 0, 0, NULL },
 	{ "max_body_size", set_size, OFF(proxy.max_body_size), 0, INT64_MAX, NULL },
 	{ "max_header_size", set_size, OFF(proxy.max_header_size), 1024, 1024 * 1024, NULL },
 	{ "keepalive", set_int, OFF(proxy.keepalive), 0, 100000, NULL },

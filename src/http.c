@@ -227,7 +227,11 @@ name_kind(const char *name, size_t len, bool *hop)
 			return HTTP_FIELD_HOST;
 		break;
 	case 7:
-		*hop = http_name_is(name, len, "trailer") || http_name_is(name, len, "upgrade");
+		if (http_name_is(name, len, "upgrade")) {
+			*hop = true;
+			return HTTP_FIELD_UPGRADE;
+		}
+		*hop = http_name_is(name, len, "trailer");
 		break;
 	case 10:
 		if (http_name_is(name, len, "connection")) {
@@ -263,9 +267,8 @@ name_kind(const char *name, size_t len, bool *hop)
 	return HTTP_FIELD_OTHER;
 }
 
-/* Whether name appears as a token of the comma-separated value. */
-static bool
-token_listed(const char *value, size_t vlen, const char *name, size_t len)
+bool
+http_token_listed(const char *value, size_t vlen, const char *name, size_t len)
 {
 	const char *tok;
 	size_t i = 0, tlen;
@@ -284,10 +287,51 @@ connection_lists(const char *base, const struct http_head *h, const char *name, 
 		const struct http_field *f = &h->fields[i];
 
 		if (f->kind == HTTP_FIELD_CONNECTION &&
-		    token_listed(base + f->value.off, f->value.len, name, len))
+		    http_token_listed(base + f->value.off, f->value.len, name, len))
 			return true;
 	}
 	return false;
+}
+
+bool
+http_tokens_within(const char *list, size_t len, const char *set, size_t setlen)
+{
+	const char *tok;
+	size_t i = 0, tlen;
+	bool any = false;
+
+	while (next_token(list, len, &i, &tok, &tlen)) {
+		if (!http_token_listed(set, setlen, tok, tlen))
+			return false;
+		any = true;
+	}
+	return any;
+}
+
+bool
+http_upgrade_requested(const char *base, const struct http_head *h, const char **value,
+    size_t *len)
+{
+	const struct http_field *up = NULL;
+	bool listed = false;
+
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		const struct http_field *f = &h->fields[i];
+
+		if (f->kind == HTTP_FIELD_CONNECTION)
+			listed = listed || http_token_listed(base + f->value.off, f->value.len,
+			    "upgrade", 7);
+		else if (f->kind == HTTP_FIELD_UPGRADE) {
+			if (up != NULL)
+				return false;	/* two Upgrade headers: which one? */
+			up = f;
+		}
+	}
+	if (!listed || up == NULL || up->value.len == 0)
+		return false;
+	*value = base + up->value.off;
+	*len = up->value.len;
+	return true;
 }
 
 bool
@@ -545,7 +589,17 @@ http_write_response_head(struct evbuffer *out, const char *base, const struct ht
 	}
 	put(&w, LIT("X-Backend-Server: "));
 	put(&w, backend, backend_len);
-	if (mode == HTTP_CONN_CLOSE)
+	if (mode == HTTP_CONN_UPGRADE) {
+		/* The protocol switched to, as the backend named it (it was checked). */
+		for (uint16_t i = 0; i < h->nfields; i++) {
+			if (h->fields[i].kind == HTTP_FIELD_UPGRADE) {
+				put(&w, LIT("\r\nUpgrade: "));
+				put(&w, base + h->fields[i].value.off, h->fields[i].value.len);
+				break;
+			}
+		}
+		put(&w, LIT("\r\nConnection: upgrade\r\n\r\n"));
+	} else if (mode == HTTP_CONN_CLOSE)
 		put(&w, LIT("\r\nConnection: close\r\n\r\n"));
 	else if (mode == HTTP_CONN_KEEP_10)
 		put(&w, LIT("\r\nConnection: keep-alive\r\n\r\n"));

@@ -204,6 +204,7 @@ metrics_slot_add_delta(struct metrics_slot *dst, const struct metrics_slot *now,
 	add_n(&dst->sec_sum_us, &now->sec_sum_us, then != NULL ? &then->sec_sum_us : NULL, 1);
 	add_n(dst->upstream_errors, now->upstream_errors, THEN(upstream_errors),
 	    METRICS_UPSTREAM_ERRORS);
+	add_n(dst->tunnels, now->tunnels, THEN(tunnels), 2);
 }
 
 void
@@ -220,6 +221,7 @@ struct metrics_sum {
 	uint64_t sec_hist[METRICS_SEC_BUCKETS + 1];
 	uint64_t sec_sum_us;
 	uint64_t upstream_errors[METRICS_UPSTREAM_ERRORS];
+	uint64_t tunnels[2];
 };
 
 static void
@@ -241,6 +243,7 @@ sum_slot(struct metrics_sum *d, const struct metrics_slot *s)
 	sum_n(d->sec_hist, s->sec_hist, METRICS_SEC_BUCKETS + 1);
 	sum_n(&d->sec_sum_us, &s->sec_sum_us, 1);
 	sum_n(d->upstream_errors, s->upstream_errors, METRICS_UPSTREAM_ERRORS);
+	sum_n(d->tunnels, s->tunnels, 2);
 }
 
 int
@@ -291,6 +294,8 @@ enum family {
 	FAM_DURATION,
 	FAM_UPSTREAM_ERRORS,
 	FAM_HEALTH_CHECKS,
+	FAM_TUNNELS_ACTIVE,
+	FAM_TUNNELS,
 	FAM_COUNT,
 };
 
@@ -314,6 +319,13 @@ static const char *const family_head[FAM_COUNT] = {
 	[FAM_HEALTH_CHECKS] =
 	    "# HELP roundguard_health_checks_total Health-check probes, by backend and result.\n"
 	    "# TYPE roundguard_health_checks_total counter\n",
+	[FAM_TUNNELS_ACTIVE] =
+	    "# HELP roundguard_tunnels_active Tunnels open after a 101 (WebSocket and other "
+	    "upgrades), by backend.\n"
+	    "# TYPE roundguard_tunnels_active gauge\n",
+	[FAM_TUNNELS] =
+	    "# HELP roundguard_tunnels_total Tunnels opened after a 101, by backend.\n"
+	    "# TYPE roundguard_tunnels_total counter\n",
 };
 
 /* evbuffer_add_printf that remembers a failure in *ok instead of returning it. */
@@ -405,6 +417,11 @@ render_backend(struct evbuffer **fam, bool *ok, const struct shm *shm, uint32_t 
 	    "result=\"success\"} %" PRIu64 "\n", label, load(&sb->checks_ok));
 	put(fam[FAM_HEALTH_CHECKS], ok, "roundguard_health_checks_total{backend=\"%s\","
 	    "result=\"failure\"} %" PRIu64 "\n", label, load(&sb->checks_failed));
+	/* Opened and closed are read one after the other while workers count: never below 0. */
+	put(fam[FAM_TUNNELS_ACTIVE], ok, "roundguard_tunnels_active{backend=\"%s\"} %" PRIu64 "\n",
+	    label, sum.tunnels[0] > sum.tunnels[1] ? sum.tunnels[0] - sum.tunnels[1] : 0);
+	put(fam[FAM_TUNNELS], ok, "roundguard_tunnels_total{backend=\"%s\"} %" PRIu64 "\n",
+	    label, sum.tunnels[0]);
 }
 
 int

@@ -25,6 +25,7 @@
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
 #include "roundguard/proxy.h"
+#include "roundguard/tunnel.h"
 #include "roundguard/uri.h"
 
 struct proxy_state px;
@@ -72,6 +73,7 @@ format_u64(char *buf, size_t buflen, uint64_t v)
 void
 exchange_record(struct client *c)
 {
+	bool tunnel = c->resp == RESP_TUNNEL;
 	int64_t ns;
 
 	if (!c->in_exchange)
@@ -79,12 +81,18 @@ exchange_record(struct client *c)
 	c->in_exchange = false;
 	c->served++;
 	ns = proc_now_ns() - c->started_ns;
-	if (c->backend >= 0)
-		metrics_record(shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->backend),
-		    c->parser.method, c->status, ns);
+	if (c->backend >= 0) {
+		struct metrics_slot *s = shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->backend);
+
+		/* A tunnel's answer time is until its 101; the log line has its whole life. */
+		metrics_record(s, c->parser.method, c->status,
+		    tunnel ? c->tun_started_ns - c->started_ns : ns);
+		if (tunnel)
+			atomic_fetch_add_explicit(&s->tunnels[1], 1, memory_order_relaxed);
+	}
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
 	if (px.cfg->log.access && log_enabled(LOG_LEVEL_INFO)) {
-		char status[4], bytes[24], dur[32];
+		char status[4], bytes[24], up[24], dur[32];
 		const char *line, *path = "-";
 
 		if (evbuffer_get_length(c->req_head) > c->line_len &&
@@ -101,7 +109,9 @@ exchange_record(struct client *c)
 		    "path", path, "status", status,
 		    "bytes", format_u64(bytes, sizeof(bytes), c->resp_bytes), "duration", dur,
 		    "backend", c->backend >= 0 ? px.cfg->backends[c->backend].addr.hostport : "-",
-		    "worker", px.worker_str, NULL);
+		    "worker", px.worker_str,
+		    /* Only a tunnel's line says what went the other way. */
+		    tunnel ? "bytes_up" : NULL, format_u64(up, sizeof(up), c->tun_up_bytes), NULL);
 	}
 }
 
@@ -110,6 +120,7 @@ exchange_begin(struct client *c)
 {
 	c->started_ns = px.now;
 	c->status = 0;
+	c->upgrade = false;
 	c->backend = -1;
 	c->resp_bytes = 0;
 	c->in_exchange = true;
@@ -362,6 +373,41 @@ request_line_keep(struct client *c, const char *method, size_t method_len, bool 
 	return evbuffer_commit_space(c->req_head, &v, 1);
 }
 
+/*
+ * An upgrade (WebSocket and the like) goes on with "Connection: upgrade" and
+ * its Upgrade header, written into req_head ahead of the other fields; for
+ * every other request both stay hop-by-hop. Not upgraded, but forwarded as
+ * plain requests without them: HTTP/1.0 ones (RFC 9110 7.8: a server ignores
+ * Upgrade there), ones with a body (once switched, the wire cannot say where
+ * the body ended), and "h2c" (request smuggling past the proxy's checks
+ * through a cleartext HTTP/2 upgrade is a known attack). An upgrade is sent
+ * once: never retried after it went out.
+ */
+static int
+request_upgrade(struct client *c, const char *base, const struct http_head *h)
+{
+	static const char lead[] = "Connection: upgrade\r\nUpgrade: ";
+	const char *value;
+	size_t len;
+
+	c->upgrade = false;
+	if (!http_upgrade_requested(base, h, &value, &len))
+		return 0;
+	if (c->http10 || (c->parser.flags & F_CHUNKED) || c->parser.content_length > 0 ||
+	    http_token_listed(value, len, "h2c", 3) || len > UINT16_MAX) {
+		log_debug("upgrade not passed on", "client", c->ip, "upgrade", "(see README)", NULL);
+		return 0;
+	}
+	c->upgrade = true;
+	c->idempotent = false;
+	c->upgrade_off = (uint32_t)(evbuffer_get_length(c->req_head) + sizeof(lead) - 1);
+	c->upgrade_len = (uint16_t)len;
+	if (evbuffer_add(c->req_head, lead, sizeof(lead) - 1) != 0 ||
+	    evbuffer_add(c->req_head, value, len) != 0 || evbuffer_add(c->req_head, "\r\n", 2) != 0)
+		return -1;
+	return 0;
+}
+
 /* Refuse with 400 and close: a request the proxy must not pass on. */
 static int
 request_refuse(struct client *c, const char *why)
@@ -443,6 +489,8 @@ request_head(struct client *c)
 			return client_error(c, 500, NULL, NULL);
 	}
 	c->asterisk = ut.form == URI_ASTERISK;
+	if (request_upgrade(c, base, h) == -1)
+		return client_error(c, 500, NULL, NULL);
 	if (!px.cfg->proxy.underscores_in_headers &&
 	    (dropped = http_drop_underscore_fields(base, h)) > 0)
 		count_dropped(SHM_DROPPED_UNDERSCORE, dropped);
@@ -588,6 +636,8 @@ client_flush(struct client *c)
 	size_t left = evbuffer_get_length(c->out);
 	int n;
 
+	if (c->resp == RESP_TUNNEL)
+		return tunnel_client_flush(c);
 	while (left > 0) {
 		n = evbuffer_write(c->out, c->fd);
 		if (n > 0) {
@@ -628,6 +678,10 @@ client_write_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 
 	px.now = proc_now_ns();
+	if (c->resp == RESP_TUNNEL) {
+		tunnel_client_flush(c);
+		return;
+	}
 	if (client_flush(c) == -1)
 		return;
 	if (c->up != NULL && evbuffer_get_length(c->up->in) > 0)
@@ -670,6 +724,15 @@ client_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	px.now = proc_now_ns();
 	deadline_fired(&c->timer);
+	if (c->resp == RESP_TUNNEL) {
+		/* proxy.tunnel_timeout: idle both ways (last_io_ns moves with either). */
+		limit = px.cfg->proxy.tunnel_timeout_ns;
+		if (px.now - c->last_io_ns < limit)
+			deadline_ensure(&c->timer, c->last_io_ns + limit, px.now);
+		else
+			client_close(c);
+		return;
+	}
 	if (px.now - c->last_io_ns < limit) {
 		deadline_ensure(&c->timer, c->last_io_ns + limit, px.now);
 		return;
@@ -702,6 +765,10 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	int rc;
 
 	px.now = proc_now_ns();
+	if (c->resp == RESP_TUNNEL) {
+		tunnel_client_readable(c, (what & EV_CLOSED) != 0);
+		return;
+	}
 	rc = net_read(fd, c->in, (what & EV_CLOSED) != 0, &more, &got_data);
 	if (rc == -1) {
 		client_close(c);

@@ -20,6 +20,7 @@
 #include "roundguard/net.h"
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
+#include "roundguard/tunnel.h"
 
 void
 record_upstream_error(uint32_t b, enum metrics_upstream_error e)
@@ -351,6 +352,8 @@ upstream_flush(struct client *c)
 	size_t left = evbuffer_get_length(u->out);
 	int n;
 
+	if (c->resp == RESP_TUNNEL)
+		return tunnel_backend_flush(c);
 	while (left > 0) {
 		n = evbuffer_write(u->out, u->fd);
 		if (n > 0) {
@@ -403,10 +406,38 @@ upstream_write_cb(struct upconn *u, short what)
 		event_del(&u->wev);
 		upstream_arm_timeout(c);
 	}
-	send_request(c);
+	if (c->resp == RESP_TUNNEL)
+		tunnel_backend_flush(c);
+	else
+		send_request(c);
 }
 
 /* ---- the response ---- */
+
+/*
+ * Whether a 101 switches to what the client asked for: the request was an
+ * upgrade, and every protocol the answer's one Upgrade header names was in
+ * the request's Upgrade list.
+ */
+static bool
+upgrade_matches(const struct client *c, const char *base, const struct http_head *h)
+{
+	const char *asked, *value = NULL;
+	size_t len = 0;
+
+	if (!c->upgrade)
+		return false;
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		if (h->fields[i].kind != HTTP_FIELD_UPGRADE)
+			continue;
+		if (value != NULL)
+			return false;
+		value = base + h->fields[i].value.off;
+		len = h->fields[i].value.len;
+	}
+	asked = (const char *)evbuffer_pullup(c->req_head, -1) + c->upgrade_off;
+	return value != NULL && http_tokens_within(value, len, asked, c->upgrade_len);
+}
 
 static int
 response_head(struct client *c)
@@ -428,7 +459,9 @@ response_head(struct client *c)
 	if (status >= 100 && status < 200) {
 		/* Interim answers (100 Continue) go to HTTP/1.1 clients; the final one follows. */
 		if (status == 101) {
-			log_warn("backend switched protocols, which is not supported", "backend",
+			if (upgrade_matches(c, base, h))
+				return tunnel_start(c);
+			log_warn("backend switched protocols unasked or to another one", "backend",
 			    px.cfg->backends[u->backend].addr.hostport, NULL);
 			return attempt_failed(c, "101 Switching Protocols", METRICS_ERR_BAD_RESPONSE);
 		}
@@ -554,6 +587,8 @@ upstream_timer_cb(struct upconn *u, short what)
 	int64_t limit;
 
 	px.now = proc_now_ns();
+	if (c->resp == RESP_TUNNEL)
+		return;		/* the client's timer watches a tunnel */
 	if (u->connecting)
 		limit = px.cfg->proxy.connect_timeout_ns;
 	else if (u->writing || (c->req == REQ_DONE && !c->up_paused))
@@ -582,6 +617,10 @@ upstream_read_cb(struct upconn *u, short what)
 	int rc;
 
 	px.now = proc_now_ns();
+	if (c->resp == RESP_TUNNEL) {
+		tunnel_backend_readable(c, (what & EV_CLOSED) != 0);
+		return;
+	}
 	rc = net_read(u->fd, u->in, (what & EV_CLOSED) != 0, &more, &got_data);
 	if (got_data) {
 		/*

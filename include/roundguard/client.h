@@ -46,6 +46,7 @@ enum resp_state {
 	RESP_NONE,	/* nothing sent to the client yet for this request */
 	RESP_BODY,	/* head sent, streaming the body */
 	RESP_DONE,
+	RESP_TUNNEL,	/* 101 sent: bytes both ways until both sides are done (tunnel.c) */
 };
 
 struct client {
@@ -72,6 +73,9 @@ struct client {
 	bool idempotent;
 	bool has_host;
 	bool asterisk;			/* "OPTIONS *": no backend prefix */
+	bool upgrade;			/* asks to switch protocols: a 101 makes a tunnel */
+	uint16_t upgrade_len;		/* the Upgrade value asked for, at upgrade_off in req_head */
+	uint32_t upgrade_off;
 
 	/* Kept to build the request again for another backend. */
 	/*
@@ -110,6 +114,14 @@ struct client {
 	bool close_after;		/* close once out is flushed */
 	bool reading;			/* client read event armed */
 	bool writing;			/* client write event armed: out is blocked */
+	/* The tunnel after a 101 (tunnel.c). */
+	bool tun_client_eof;		/* the client sent its last byte */
+	bool tun_backend_eof;
+	bool tun_client_shut;		/* its end was passed on: shutdown(SHUT_WR) */
+	bool tun_backend_shut;
+	uint64_t tun_up_bytes;		/* client to backend, for the access log */
+	int64_t tun_started_ns;
+
 	/* Armed from accept to close; client_timeout counts from last_io_ns. */
 	struct deadline timer;
 	int64_t last_io_ns;		/* last byte read or written, or reading resumed */

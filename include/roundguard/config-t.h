@@ -38,6 +38,7 @@ struct config_proxy {
 	int64_t timeout_ns;		/* 60s, for the response head */
 	int64_t client_timeout_ns;	/* 60s, for a request head or body */
 	int64_t shutdown_timeout_ns;	/* 10s, draining on SIGTERM or reload */
+	int64_t tunnel_timeout_ns;	/* 1h, a tunnel idle both ways */
 	uint64_t max_body_size;		/* 16MiB */
 	uint64_t max_header_size;	/* 16KiB */
 	int keepalive;			/* idle pooled connections per backend per worker, 64 */

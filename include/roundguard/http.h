@@ -26,6 +26,7 @@ enum http_field_kind {
 	HTTP_FIELD_X_FORWARDED_FOR,
 	HTTP_FIELD_X_FORWARDED_PROTO,
 	HTTP_FIELD_X_FORWARDED_HOST,
+	HTTP_FIELD_UPGRADE,
 };
 
 struct http_field {
@@ -124,7 +125,22 @@ enum http_conn_mode {
 	HTTP_CONN_KEEP,		/* HTTP/1.1 client: persistent by default, nothing to say */
 	HTTP_CONN_KEEP_10,	/* HTTP/1.0 client that asked for keep-alive */
 	HTTP_CONN_CLOSE,	/* this answer ends the connection */
+	HTTP_CONN_UPGRADE,	/* a 101: "Connection: upgrade" and the head's own Upgrade */
 };
+
+/*
+ * Whether the (classified) head asks for a protocol upgrade: a Connection
+ * header lists "upgrade" and there is exactly one non-empty Upgrade header,
+ * whose value goes to *value and *len.
+ */
+bool http_upgrade_requested(const char *base, const struct http_head *h, const char **value,
+    size_t *len);
+
+/* Whether the comma-separated list value names token (case-insensitive). */
+bool http_token_listed(const char *value, size_t vlen, const char *token, size_t tlen);
+
+/* Whether list names at least one token and each of them is listed in set. */
+bool http_tokens_within(const char *list, size_t len, const char *set, size_t setlen);
 
 /*
  * The response head for the client: status line, the backend's headers minus

@@ -55,6 +55,8 @@ struct metrics_slot {
 	_Atomic uint64_t sec_hist[METRICS_SEC_BUCKETS + 1];
 	_Atomic uint64_t sec_sum_us;
 	_Atomic uint64_t upstream_errors[METRICS_UPSTREAM_ERRORS];
+	/* Tunnels after a 101: opened, closed (their difference is the gauge). */
+	_Atomic uint64_t tunnels[2];
 };
 
 #endif

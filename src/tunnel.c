@@ -1,0 +1,216 @@
+/*
+ * A tunnel after a 101 (WebSocket and other upgrades): bytes both ways, read
+ * only while the other side's output is below a high-water mark, half-closes
+ * passed on, one idle timer (proxy.tunnel_timeout) for both directions. The
+ * shape of nginx's ngx_http_upstream_process_upgraded(); the HTTP state
+ * machine stays out of it.
+ */
+#include <errno.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "roundguard/client.h"
+#include "roundguard/http.h"
+#include "roundguard/log.h"
+#include "roundguard/net.h"
+#include "roundguard/pool.h"
+#include "roundguard/shm.h"
+#include "roundguard/tunnel.h"
+
+/* Stop reading one side while this much waits to be written to the other. */
+#define TUNNEL_HIGH	(64 * 1024)
+
+/* Both directions closed and flushed, or one side broke: the tunnel is over. */
+static int
+tunnel_end(struct client *c)
+{
+	client_close(c);
+	return -1;
+}
+
+static bool
+tunnel_done(const struct client *c)
+{
+	return c->tun_client_eof && c->tun_backend_eof && evbuffer_get_length(c->out) == 0 &&
+	    evbuffer_get_length(c->up->out) == 0;
+}
+
+static void
+backend_set_reading(struct client *c, bool on)
+{
+	if (on == !c->up_paused)
+		return;
+	c->up_paused = !on;
+	if (on) {
+		event_add(&c->up->rev, NULL);
+		event_active(&c->up->rev, EV_READ, 0);	/* edge-triggered: look now */
+	} else {
+		event_del(&c->up->rev);
+	}
+}
+
+/*
+ * Write buf to fd until it is empty or the socket is full (then wev waits
+ * for room). Once empty after the source's end of file, the end is passed on
+ * with shutdown(SHUT_WR). -1 on a write error.
+ */
+static int
+pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool src_eof,
+    bool *shut, int64_t *last_io)
+{
+	int n;
+
+	while (evbuffer_get_length(buf) > 0) {
+		n = evbuffer_write(buf, fd);
+		if (n > 0) {
+			*last_io = px.now;
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			if (!*writing) {
+				*writing = true;
+				event_add(wev, NULL);
+			}
+			return 0;
+		}
+		return -1;
+	}
+	if (*writing) {
+		*writing = false;
+		event_del(wev);
+	}
+	if (src_eof && !*shut) {
+		*shut = true;
+		shutdown(fd, SHUT_WR);
+	}
+	return 0;
+}
+
+int
+tunnel_client_flush(struct client *c)
+{
+	if (pump_write(c->fd, c->out, &c->wev, &c->writing, c->tun_backend_eof, &c->tun_client_shut,
+	    &c->last_io_ns) == -1)
+		return tunnel_end(c);
+	/* Room again: the backend may be read again. */
+	if (!c->tun_backend_eof && evbuffer_get_length(c->out) < TUNNEL_HIGH)
+		backend_set_reading(c, true);
+	if (tunnel_done(c))
+		return tunnel_end(c);
+	return 0;
+}
+
+int
+tunnel_backend_flush(struct client *c)
+{
+	struct upconn *u = c->up;
+
+	if (pump_write(u->fd, u->out, &u->wev, &u->writing, c->tun_client_eof, &c->tun_backend_shut,
+	    &c->last_io_ns) == -1)
+		return tunnel_end(c);
+	if (!c->tun_client_eof && evbuffer_get_length(u->out) < TUNNEL_HIGH)
+		client_set_reading(c, true);
+	if (tunnel_done(c))
+		return tunnel_end(c);
+	return 0;
+}
+
+/*
+ * Read fd into dst (the other side's output) while dst is below the
+ * high-water mark. 1 while the side stays open, 0 at its end of file, -1 on
+ * an error.
+ */
+static int
+pump_read(int fd, struct evbuffer *dst, bool closing, struct event *rev, uint64_t *count)
+{
+	size_t before = evbuffer_get_length(dst);
+	bool more, got_data;
+	int rc = net_read(fd, dst, closing, &more, &got_data);
+
+	if (got_data) {
+		*count += evbuffer_get_length(dst) - before;
+		/* Edge-triggered: come back for the rest (or the end behind the bytes). */
+		if (more || rc != 1)
+			event_active(rev, EV_READ, 0);
+		return 1;
+	}
+	return rc;
+}
+
+void
+tunnel_client_readable(struct client *c, bool closing)
+{
+	int rc = pump_read(c->fd, c->up->out, closing, &c->rev, &c->tun_up_bytes);
+
+	if (rc == -1) {
+		tunnel_end(c);
+		return;
+	}
+	c->last_io_ns = px.now;
+	if (rc == 0) {
+		c->tun_client_eof = true;
+		client_set_reading(c, false);
+	} else if (evbuffer_get_length(c->up->out) >= TUNNEL_HIGH) {
+		client_set_reading(c, false);	/* back-pressure: the backend is slow */
+	}
+	tunnel_backend_flush(c);
+}
+
+void
+tunnel_backend_readable(struct client *c, bool closing)
+{
+	uint64_t n = 0;
+	int rc = pump_read(c->up->fd, c->out, closing, &c->up->rev, &n);
+
+	c->resp_bytes += n;
+	if (rc == -1) {
+		tunnel_end(c);
+		return;
+	}
+	c->last_io_ns = px.now;
+	if (rc == 0) {
+		c->tun_backend_eof = true;
+		backend_set_reading(c, false);
+	} else if (evbuffer_get_length(c->out) >= TUNNEL_HIGH) {
+		backend_set_reading(c, false);	/* back-pressure: the client is slow */
+	}
+	tunnel_client_flush(c);
+}
+
+int
+tunnel_start(struct client *c)
+{
+	struct upconn *u = c->up;
+	const struct http_head *h = c->resp_pc.head;
+	const char *base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
+	size_t before = evbuffer_get_length(c->out);
+
+	if (http_write_response_head(c->out, base, h, px.cfg->backends[u->backend].addr.hostport,
+	    HTTP_CONN_UPGRADE, false) == -1)
+		return client_error(c, 500, NULL, NULL);
+	evbuffer_drain(u->in, u->fed);
+	u->fed = 0;
+	/* What either side sent behind its head belongs to the new protocol already. */
+	evbuffer_add_buffer(c->out, u->in);
+	c->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->tun_up_bytes += evbuffer_get_length(c->in);
+	evbuffer_add_buffer(u->out, c->in);
+	c->status = 101;
+	c->resp = RESP_TUNNEL;
+	c->tun_started_ns = px.now;
+	c->last_io_ns = px.now;
+	atomic_fetch_add_explicit(&shm_stats(px.shm, (uint32_t)px.worker, u->backend)->tunnels[0], 1,
+	    memory_order_relaxed);
+	log_debug("tunnel open", "client", c->ip, "backend",
+	    px.cfg->backends[u->backend].addr.hostport, NULL);
+	/* Only the client's timer runs now, as the tunnel's idle timer. */
+	deadline_cancel(&u->timer);
+	deadline_ensure(&c->timer, px.now + px.cfg->proxy.tunnel_timeout_ns, px.now);
+	client_set_reading(c, true);
+	backend_set_reading(c, true);
+	if (tunnel_client_flush(c) == -1)
+		return -1;
+	return tunnel_backend_flush(c);
+}
