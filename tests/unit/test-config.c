@@ -91,6 +91,7 @@ START_TEST(defaults)
 	ck_assert_int_eq(cfg.proxy.timeout_ns, 60 * NS_S);
 	ck_assert_int_eq(cfg.proxy.client_timeout_ns, 60 * NS_S);
 	ck_assert_int_eq(cfg.proxy.shutdown_timeout_ns, 10 * NS_S);
+	ck_assert_int_eq(cfg.proxy.tunnel_timeout_ns, 3600 * NS_S);
 	ck_assert_uint_eq(cfg.proxy.max_body_size, 16 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.proxy.max_header_size, 16 * 1024);
 	ck_assert_int_eq(cfg.proxy.keepalive, 64);
@@ -1060,6 +1061,7 @@ START_TEST(file_good_full)
 	ck_assert_int_eq(cfg.proxy.timeout_ns, 30 * NS_S);
 	ck_assert_int_eq(cfg.proxy.client_timeout_ns, 15 * NS_S);
 	ck_assert_int_eq(cfg.proxy.shutdown_timeout_ns, 90 * NS_S);
+	ck_assert_int_eq(cfg.proxy.tunnel_timeout_ns, 120 * NS_S);
 	ck_assert_uint_eq(cfg.proxy.max_body_size, 1024 * 1024);
 	ck_assert_uint_eq(cfg.proxy.max_header_size, 32768);
 	ck_assert_int_eq(cfg.proxy.keepalive, 0);
