@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for bench/run (Python 3 standard library only).
+"""Helpers for bench/run and bench/soak (Python 3 standard library only).
 
 usage: benchlib.py freeports N START     N free loopback TCP ports from START up
        benchlib.py tree PID              PID and all its descendants
@@ -28,7 +28,8 @@ import time
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def freeports(n, start):
+def free_ports(n, start):
+    """N loopback TCP ports from START up that could be bound just now."""
     found = []
     port = start
     while len(found) < n and port < 65000:
@@ -43,7 +44,11 @@ def freeports(n, start):
         port += 1
     if len(found) < n:
         sys.exit("no free ports")
-    print(" ".join(map(str, found)))
+    return found
+
+
+def freeports(n, start):
+    print(" ".join(map(str, free_ports(n, start))))
 
 
 def _stat(pid):

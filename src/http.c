@@ -240,6 +240,10 @@ name_kind(const char *name, size_t len, bool *hop)
 		}
 		*hop = http_name_is(name, len, "keep-alive");
 		break;
+	case 14:
+		if (http_name_is(name, len, "content-length"))
+			return HTTP_FIELD_CONTENT_LENGTH;
+		break;
 	case 15:
 		if (http_name_is(name, len, "x-forwarded-for"))
 			return HTTP_FIELD_X_FORWARDED_FOR;

@@ -1,6 +1,7 @@
 /* The client side of a worker's proxy: accept, read and check requests, answer, drain. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,6 +409,33 @@ request_upgrade(struct client *c, const char *base, const struct http_head *h)
 	return 0;
 }
 
+/*
+ * A Content-Length with leading zeros goes on as the number llhttp read
+ * ("010" is 10 here, and 8 to a parser that takes it for octal), written into
+ * req_head ahead of the other fields; the usual form goes on as it came.
+ */
+static int
+content_length_keep(struct client *c, const char *base, struct http_head *h)
+{
+	char line[48];
+	int n;
+
+	if (!(c->parser.flags & F_CONTENT_LENGTH))
+		return 0;
+	for (uint16_t i = 0; i < h->nfields; i++) {
+		struct http_field *f = &h->fields[i];
+
+		if (f->kind != HTTP_FIELD_CONTENT_LENGTH || f->value.len < 2 ||
+		    base[f->value.off] != '0')
+			continue;
+		f->hop = true;
+		n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n",
+		    (uint64_t)c->parser.content_length);
+		return evbuffer_add(c->req_head, line, (size_t)n);
+	}
+	return 0;
+}
+
 /* Refuse with 400 and close: a request the proxy must not pass on. */
 static int
 request_refuse(struct client *c, const char *why)
@@ -427,7 +455,8 @@ request_head(struct client *c)
 	struct http_head *h = c->req_pc.head;
 	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
 	const char *line, *why, *target;
-	char authority[300];	/* uri_host_check(): at most 255 + ":" + 5 digits */
+	/* An absolute-form target's, else empty; uri_host_check(): at most 255 + ":" + 5 digits. */
+	char authority[300] = "";
 	struct uri_target ut;
 	int method = c->parser.method;
 	uint32_t dropped;
@@ -470,6 +499,12 @@ request_head(struct client *c)
 	    (why = uri_target_check(base + h->target.off, h->target.len, method == HTTP_OPTIONS,
 	    &ut)) != NULL)
 		return request_refuse(c, why);
+	/*
+	 * RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty
+	 * framing (an HTTP/1.0 hop may not know chunked): serve it, then close.
+	 */
+	if (c->http10 && (c->parser.flags & F_TRANSFER_ENCODING))
+		c->keep_alive = false;
 	target = base + h->target.off;
 	if (ut.form == URI_ABSOLUTE) {
 		/*
@@ -484,18 +519,24 @@ request_head(struct client *c)
 		authority[ut.authority_len] = '\0';
 		c->has_host = true;
 		buffer_clear(c->req_head);
-		if (request_line_keep(c, base + h->method.off, h->method.len, ut.need_slash,
-		    target + ut.path_off, ut.path_len) == -1)
+		/* RFC 9112 3.2.4: OPTIONS to an authority without a path asks about the server. */
+		if (method == HTTP_OPTIONS && ut.path_len == 0)
+			ut.form = URI_ASTERISK;
+		if (request_line_keep(c, base + h->method.off, h->method.len,
+		    ut.form == URI_ABSOLUTE && ut.need_slash,
+		    ut.form == URI_ASTERISK ? "*" : target + ut.path_off,
+		    ut.form == URI_ASTERISK ? 1 : ut.path_len) == -1)
 			return client_error(c, 500, NULL, NULL);
 	}
 	c->asterisk = ut.form == URI_ASTERISK;
-	if (request_upgrade(c, base, h) == -1)
+	/* Lines written ahead of the fields: after the request line is final. */
+	if (content_length_keep(c, base, h) == -1 || request_upgrade(c, base, h) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (!px.cfg->proxy.underscores_in_headers &&
 	    (dropped = http_drop_underscore_fields(base, h)) > 0)
 		count_dropped(SHM_DROPPED_UNDERSCORE, dropped);
 	if (http_write_request_fields(c->req_head, base, h, c->ip,
-	    ut.form == URI_ABSOLUTE ? authority : NULL) == -1)
+	    authority[0] != '\0' ? authority : NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
 	/* The head is copied out: from here on only req_head holds it. */
 	evbuffer_drain(c->in, c->fed);

@@ -27,6 +27,7 @@ enum http_field_kind {
 	HTTP_FIELD_X_FORWARDED_PROTO,
 	HTTP_FIELD_X_FORWARDED_HOST,
 	HTTP_FIELD_UPGRADE,
+	HTTP_FIELD_CONTENT_LENGTH,
 };
 
 struct http_field {

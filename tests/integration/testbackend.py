@@ -27,6 +27,14 @@ Paths (the query string selects options):
                       100 Continue first when the request asks for it
   /status?code=N      answers status N with a small JSON body
   /hop                200 with hop-by-hop headers in the response
+  /chunkedext[?bad=K] 200 chunked, each piece in its own write: CHUNKEXT_BODY
+                      (leading-zero and upper-case sizes, chunk extensions,
+                      trailer fields; "Trailer" in the head). bad=lf ends a
+                      trailer field with a bare LF (CHUNKEXT_BAD["lf"]),
+                      bad=lf0 the empty trailer section
+                      (CHUNKEXT_BAD["lf0"]); after those the connection stays
+                      open for the next request. onewrite=1: the whole answer
+                      in one write. HEAD: the head only
   /badhead?kind=K     200 whose head is broken on purpose (K: cr, lf, nul,
                       fold, reason-cr, name-space); the broken header carries
                       the word "evil" and smuggles an "X-Injected" header
@@ -39,18 +47,30 @@ the close), so tests can count what reached which backend. Other events are
 JSON lines with an "event" key and no "target" key:
   {"event": "malformed", "raw_head"}          a head whose request line does not
                                               have three parts (not answered)
-  {"event": "body", "body_target", "body_len"} a request body (Content-Length or
+  {"event": "body", "body_target", "body_len", "raw_body"}
+                                              a request body (Content-Length or
                                               chunked) was read completely
-  {"event": "truncated", "body_target", "body_len", "error"}
+  {"event": "truncated", "body_target", "body_len", "error", "raw_body"}
                                               the connection ended, or the framing
                                               was bad, in the middle of a body
+  raw_body is every byte received after the head, as latin-1 text and at most
+  RAW_BODY_MAX bytes: the body with its framing exactly as it came (chunk-size
+  lines with their extensions, CRLFs, the last chunk, trailer fields and the
+  final CRLF), up to where the body ended ("body") or the connection or the
+  framing broke ("truncated"; then also the bytes received but not read yet).
   {"event": "leftover", "bytes"}              the connection ended with bytes
                                               received but not consumed (a partial
                                               head, say), as latin-1 text
+
+With TESTBACKEND_CONN_IDS=1 in the environment, every line (request heads and
+events) also carries "conn": the number of the connection it came on (1, 2, ...
+in accept order), so tests can tell a reused backend connection from a new one.
 """
 
 import hashlib
+import itertools
 import json
+import os
 import socket
 import sys
 import threading
@@ -60,6 +80,22 @@ from urllib.parse import parse_qs, urlsplit
 CHUNKED_PARTS = [b"Hello", b", ", b"chunked ", b"world" * 100, b"!" * 4000, b"\n"]
 CLOSE_BODY = b"".join(b"close-delimited line %05d\n" % i for i in range(4000))
 PATTERN = bytes(range(256)) * 4096          # 1 MiB, period 256
+RAW_BODY_MAX = 65536                        # raw_body in body/truncated events
+
+# /chunkedext: one piece per write. Sizes with leading zeros and in upper case,
+# extensions (a quoted one among them), trailer fields after the last chunk.
+CHUNKEXT_PARTS = [b"005;ext=1\r\nhello\r\n",
+                  b"000A;a=\"b c\";flag\r\n0123456789\r\n",
+                  b"0;last=1\r\nX-Checksum: abc\r\nX-Trailer-Two: 2\r\n\r\n"]
+CHUNKEXT_BODY = b"".join(CHUNKEXT_PARTS)
+# The same body framed canonically (what a re-framing proxy sends on).
+CHUNKEXT_CANONICAL = b"5\r\nhello\r\na\r\n0123456789\r\n0\r\n\r\n"
+CHUNKEXT_DATA = b"hello0123456789"
+# Bare LF in the trailer section: after a trailer field, or as the empty line.
+CHUNKEXT_BAD = {
+    "lf": [b"005;ext=1\r\nhello\r\n", b"0\r\nX-Checksum: abc\r\n\n"],
+    "lf0": [b"005;ext=1\r\nhello\r\n", b"0\r\n\n"],
+}
 
 
 def pattern_bytes(offset, n):
@@ -87,19 +123,25 @@ BAD_HEADS = {
 
 STATE = {"mode": "ok", "live": 200, "live_delay_ms": 0}
 _out_lock = threading.Lock()
+CONN_IDS = os.environ.get("TESTBACKEND_CONN_IDS") == "1"
+_conn_seq = itertools.count(1)
 
 
-def log_event(obj):
+def log_event(obj, conn=None):
+    if CONN_IDS and conn is not None:
+        obj["conn"] = conn.id
     line = json.dumps(obj)
     with _out_lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
 
-def log_request(method, target, version, raw_head=None):
+def log_request(method, target, version, raw_head=None, conn=None):
     obj = {"method": method, "target": target, "version": version}
     if raw_head is not None:
         obj["raw_head"] = raw_head
+    if CONN_IDS and conn is not None:
+        obj["conn"] = conn.id
     line = json.dumps(obj)
     with _out_lock:
         sys.stdout.write(line + "\n")
@@ -115,6 +157,20 @@ class Conn:
         self.sock = sock
         self.buf = b""
         self.target = None       # target of the request being read (for log events)
+        self.id = next(_conn_seq)
+        self.raw = None          # bytearray while a body is read: what was taken from buf
+
+    def _took(self, data):
+        if self.raw is not None and len(self.raw) < RAW_BODY_MAX:
+            self.raw += data[:RAW_BODY_MAX - len(self.raw)]
+
+    def raw_text(self, pending=False):
+        """The bytes taken while reading this body (and, with pending, those
+        received but not taken yet), as latin-1 text, at most RAW_BODY_MAX."""
+        data = bytes(self.raw or b"")
+        if pending:
+            data += self.buf
+        return data[:RAW_BODY_MAX].decode("latin-1")
 
     def fill(self):
         data = self.sock.recv(262144)
@@ -126,6 +182,8 @@ class Conn:
         while True:
             i = self.buf.find(sep)
             if i >= 0:
+                if self.raw is not None:
+                    self._took(self.buf[:i + len(sep)])
                 out, self.buf = self.buf[:i], self.buf[i + len(sep):]
                 return out
             if len(self.buf) > limit:
@@ -136,6 +194,7 @@ class Conn:
         if not self.buf:
             self.fill()
         out, self.buf = self.buf[:maxn], self.buf[maxn:]
+        self._took(out)
         return out
 
     def read_exact_into(self, n, sink):
@@ -170,13 +229,17 @@ def read_body(conn, headers, sink):
     def counting(b):
         got[0] += len(b)
         sink(b)
+    conn.raw = bytearray()
     try:
         _read_body(conn, headers, counting)
     except (Closed, OSError, ValueError) as e:
         log_event({"event": "truncated", "body_target": conn.target, "body_len": got[0],
-                   "error": type(e).__name__})
+                   "error": type(e).__name__, "raw_body": conn.raw_text(pending=True)}, conn)
         raise
-    log_event({"event": "body", "body_target": conn.target, "body_len": got[0]})
+    finally:
+        raw, conn.raw = conn.raw_text(), None
+    log_event({"event": "body", "body_target": conn.target, "body_len": got[0],
+               "raw_body": raw}, conn)
 
 
 def _read_body(conn, headers, sink):
@@ -215,7 +278,7 @@ def handle(sock):
             request_line = lines[0]
             parts = request_line.split(" ")
             if len(parts) != 3:
-                log_event({"event": "malformed", "raw_head": head})
+                log_event({"event": "malformed", "raw_head": head}, conn)
                 return
             method, target, version = parts
             conn.target = target
@@ -223,7 +286,7 @@ def handle(sock):
             for line in lines[1:]:
                 k, _, v = line.partition(":")
                 headers.append((k.strip(), v.strip()))
-            log_request(method, target, version, head)
+            log_request(method, target, version, head, conn)
             conn_tokens = [t.strip().lower() for t in (header(headers, "Connection") or "").split(",")]
             keep = ("close" not in conn_tokens) if version == "HTTP/1.1" else ("keep-alive" in conn_tokens)
             u = urlsplit(target)
@@ -259,6 +322,19 @@ def handle(sock):
                     conn.send(b"%x\r\n%s\r\n" % (len(p), p))
                     time.sleep(0.01)
                 conn.send(b"0\r\n\r\n")
+            elif path == "/chunkedext":
+                read_body(conn, headers, lambda b: None)
+                parts = CHUNKEXT_BAD.get(q.get("bad", [""])[0], CHUNKEXT_PARTS)
+                h = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                     "Trailer: X-Checksum, X-Trailer-Two\r\n")
+                if not keep:
+                    h += "Connection: close\r\n"
+                pieces = [(h + "\r\n").encode()] + (parts if method != "HEAD" else [])
+                if q.get("onewrite", ["0"])[0] == "1":
+                    pieces = [b"".join(pieces)]
+                for p in pieces:
+                    conn.send(p)
+                    time.sleep(0.02)
             elif path == "/close":
                 read_body(conn, headers, lambda b: None)
                 conn.send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
@@ -342,7 +418,7 @@ def handle(sock):
         pass
     finally:
         if conn.buf:
-            log_event({"event": "leftover", "bytes": conn.buf.decode("latin-1")})
+            log_event({"event": "leftover", "bytes": conn.buf.decode("latin-1")}, conn)
         try:
             sock.close()
         except OSError:
