@@ -23,12 +23,15 @@
 #include "roundguard/log.h"
 #include "roundguard/net.h"
 #include "roundguard/parse.h"
+#include "roundguard/ws.h"
 
 #define ECHO_READ_CHUNK		16384
 #define ECHO_TARGET_MAX		8192
 #define ECHO_HEAD_MAX		(64 * 1024)
 #define ECHO_OUT_HIGH		(1024 * 1024)	/* stop reading while this much is unsent */
 #define ECHO_TIMEOUT_SEC	60
+/* As roundguardd's proxy.tunnel_timeout: an idle echo must not end a tunnel test first. */
+#define ECHO_WS_IDLE_SEC	3600
 #define ECHO_LINGER_SEC		2
 #define ECHO_SHUTDOWN_MSEC	900
 #define ECHO_JSON_DEPTH		512
@@ -39,6 +42,7 @@ echo_route_str(enum echo_route route)
 	switch (route) {
 	case ECHO_ROUTE_REFLECT: return "reflect";
 	case ECHO_ROUTE_LIVE: return "live";
+	case ECHO_ROUTE_WS: return "ws";
 	default: return "not found";
 	}
 }
@@ -54,6 +58,8 @@ echo_route_match(const char *target, size_t len)
 		return ECHO_ROUTE_REFLECT;
 	if (len == 5 && memcmp(target, "/live", 5) == 0)
 		return ECHO_ROUTE_LIVE;
+	if (len == 3 && memcmp(target, "/ws", 3) == 0)
+		return ECHO_ROUTE_WS;
 	return ECHO_ROUTE_NOT_FOUND;
 }
 
@@ -65,9 +71,66 @@ echo_route_disallows(enum echo_route route, int method)
 		return method == HTTP_POST ? NULL : "POST";
 	case ECHO_ROUTE_LIVE:
 		return method == HTTP_GET || method == HTTP_HEAD ? NULL : "GET, HEAD";
+	case ECHO_ROUTE_WS:
+		return method == HTTP_GET ? NULL : "GET";
 	default:
 		return NULL;
 	}
+}
+
+bool
+echo_query_flag(const char *target, size_t len, const char *name)
+{
+	const char *p = memchr(target, '?', len), *end = target + len;
+	size_t nlen = strlen(name);
+
+	if (p == NULL)
+		return false;
+	for (p++; p < end; ) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp != NULL ? amp : end;
+
+		if ((size_t)(e - p) == nlen + 2 && memcmp(p, name, nlen) == 0 &&
+		    p[nlen] == '=' && p[nlen + 1] == '1')
+			return true;
+		p = e + 1;
+	}
+	return false;
+}
+
+int
+echo_ws_refusal(const struct echo_ws_head *h, const char **why)
+{
+	if (!h->upgrade || !h->connection_upgrade) {
+		*why = "A WebSocket handshake needs Upgrade: websocket and Connection: upgrade";
+		return 400;
+	}
+	if (!h->http11) {
+		*why = "A WebSocket handshake needs HTTP/1.1";
+		return 400;
+	}
+	if (h->nversions != 1) {
+		*why = "A WebSocket handshake needs one Sec-WebSocket-Version header";
+		return 400;
+	}
+	/* RFC 6455 4.2.2: the versions understood go back in the 426. */
+	if (!h->version13) {
+		*why = "Only WebSocket version 13 is supported";
+		return 426;
+	}
+	if (h->nkeys != 1 || !ws_key_valid(h->key, strlen(h->key))) {
+		*why = "A WebSocket handshake needs one Sec-WebSocket-Key: base64 of 16 bytes";
+		return 400;
+	}
+	if (!h->host) {
+		*why = "A WebSocket handshake needs a Host header";
+		return 400;
+	}
+	if (h->body) {
+		*why = "A WebSocket handshake has no body";
+		return 400;
+	}
+	return 0;
 }
 
 int
@@ -268,10 +331,12 @@ struct echo_conn {
 	char target[ECHO_TARGET_MAX];
 	size_t target_len;
 	size_t head_bytes;
-	char field[16];
+	char field[32];			/* the longest name looked at is 21 bytes */
 	size_t field_len;
-	char value[16];
+	char value[64];
 	size_t value_len;
+	bool value_cut;			/* value holds only the first bytes */
+	struct echo_ws_head ws_head;
 	uint64_t body_len;
 	int error_status;		/* set when a callback rejects the request */
 	bool in_request;
@@ -284,6 +349,11 @@ struct echo_conn {
 	bool peer_closed;		/* EOF seen: flush what is left, then close */
 	bool reading_paused;
 	char peer[64];
+
+	/* After a 101 to GET /ws: WebSocket frames, reassembled into body. */
+	bool ws_accepted;		/* the 101 is queued: switch once llhttp stops */
+	bool ws;
+	struct ws_parser wsp;
 };
 
 static struct {
@@ -343,16 +413,16 @@ access_log(struct echo_conn *c, int status, size_t bytes)
 	    "path", c->target, "status", st, "bytes", nbytes, "duration", dur, NULL);
 }
 
-/* Queue an error answer; the connection closes after it unless keep_alive. */
+/*
+ * Queue an error answer, with extra header lines (or NULL); the connection
+ * closes after it unless keep_alive.
+ */
 static void
-conn_error(struct echo_conn *c, int status, const char *description, const char *allow,
+conn_error(struct echo_conn *c, int status, const char *description, const char *extra,
     bool keep_alive)
 {
-	char extra[64] = "";
 	bool head = c->in_request && c->parser.method == HTTP_HEAD;
 
-	if (allow != NULL)
-		snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
 	http_error_response(c->out, status, NULL, description, extra, keep_alive, head);
 	if (!keep_alive)
 		c->close_after = true;
@@ -371,6 +441,7 @@ on_message_begin(llhttp_t *p)
 	c->in_request = true;
 	c->want_body = false;
 	c->expect_continue = false;
+	memset(&c->ws_head, 0, sizeof(c->ws_head));
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	return 0;
 }
@@ -401,17 +472,22 @@ count_head(struct echo_conn *c, size_t len)
 	return 0;
 }
 
-/* Keep the first bytes of a header name or value: only "Expect: 100-continue" matters here. */
-static void
+/*
+ * Keep the first bytes of a header name or value: only Expect and the
+ * WebSocket handshake's headers matter here, all short. True when cut.
+ */
+static bool
 append_capped(char *dst, size_t cap, size_t *used, const char *at, size_t len)
 {
 	size_t room = cap - 1 - *used;
+	bool cut = len > room;
 
-	if (len > room)
+	if (cut)
 		len = room;
 	memcpy(dst + *used, at, len);
 	*used += len;
 	dst[*used] = '\0';
+	return cut;
 }
 
 static int
@@ -428,8 +504,37 @@ on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct echo_conn *c = p->data;
 
-	append_capped(c->value, sizeof(c->value), &c->value_len, at, len);
+	if (append_capped(c->value, sizeof(c->value), &c->value_len, at, len))
+		c->value_cut = true;
 	return count_head(c, len);
+}
+
+/* Gather what the WebSocket handshake needs; Connection is llhttp's F_CONNECTION_UPGRADE. */
+static void
+note_ws_header(struct echo_conn *c)
+{
+	struct echo_ws_head *h = &c->ws_head;
+	size_t len = c->value_len;
+
+	/* Trailing white space is not part of a field value (RFC 9110 5.5). */
+	while (len > 0 && (c->value[len - 1] == ' ' || c->value[len - 1] == '\t'))
+		len--;
+	if (strcasecmp(c->field, "host") == 0) {
+		h->host = true;
+	} else if (strcasecmp(c->field, "upgrade") == 0) {
+		if (!c->value_cut && ws_token_listed(c->value, len, "websocket"))
+			h->upgrade = true;
+	} else if (strcasecmp(c->field, "sec-websocket-version") == 0) {
+		h->nversions++;
+		h->version13 = !c->value_cut && len == 2 && memcmp(c->value, "13", 2) == 0;
+	} else if (strcasecmp(c->field, "sec-websocket-key") == 0) {
+		h->nkeys++;
+		h->key[0] = '\0';
+		if (!c->value_cut && len == WS_KEY_LEN) {
+			memcpy(h->key, c->value, WS_KEY_LEN);
+			h->key[WS_KEY_LEN] = '\0';
+		}
+	}
 }
 
 static int
@@ -444,8 +549,10 @@ on_header_value_complete(llhttp_t *p)
 		}
 		c->expect_continue = true;
 	}
+	note_ws_header(c);
 	c->field_len = c->value_len = 0;
 	c->field[0] = c->value[0] = '\0';
+	c->value_cut = false;
 	return 0;
 }
 
@@ -456,6 +563,10 @@ on_headers_complete(llhttp_t *p)
 	enum echo_route route = echo_route_match(c->target, c->target_len);
 
 	c->want_body = route == ECHO_ROUTE_REFLECT && p->method == HTTP_POST;
+	c->ws_head.http11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
+	c->ws_head.connection_upgrade = p->flags & F_CONNECTION_UPGRADE;
+	c->ws_head.body = (p->flags & F_CHUNKED) ||
+	    ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
 	if (c->want_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > echo.opts.max_body) {
 		c->error_status = 413;
 		return -1;
@@ -485,6 +596,49 @@ on_body(llhttp_t *p, const char *at, size_t len)
 	return evbuffer_add(c->body, at, len);
 }
 
+/* Answer GET /ws: a 101 and the switch to frames, or 400 / 426. */
+static void
+ws_handshake(struct echo_conn *c, bool keep_alive)
+{
+	char accept[WS_ACCEPT_LEN + 1], err[128];
+	const char *why;
+	int status = echo_ws_refusal(&c->ws_head, &why);
+
+	/* An upgrade request refused is closed: its client may already send frames. */
+	if (c->parser.upgrade)
+		keep_alive = false;
+	if (status == 426) {
+		conn_error(c, status, why, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
+		    keep_alive);
+		return;
+	}
+	if (status != 0) {
+		conn_error(c, status, why, NULL, keep_alive);
+		return;
+	}
+	if (ws_accept_key(c->ws_head.key, WS_KEY_LEN, accept, err, sizeof(err)) == -1) {
+		log_error("cannot answer a WebSocket handshake", "error", err, NULL);
+		conn_error(c, 500, NULL, NULL, false);
+		return;
+	}
+	/* No Sec-WebSocket-Extensions: nothing is negotiated, permessage-deflate included. */
+	evbuffer_add_printf(c->out, "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+	    accept);
+	access_log(c, 101, 0);
+	if (echo_query_flag(c->target, c->target_len, "close_after_101")) {
+		c->close_after = true;
+		return;
+	}
+	if (echo_query_flag(c->target, c->target_len, "greet")) {
+		uint8_t h[WS_HEADER_MAX];
+
+		evbuffer_add(c->out, h, ws_frame_header(h, true, WS_OP_TEXT, 5, NULL));
+		evbuffer_add(c->out, "hello", 5);
+	}
+	c->ws_accepted = true;
+}
+
 static int
 on_message_complete(llhttp_t *p)
 {
@@ -492,13 +646,17 @@ on_message_complete(llhttp_t *p)
 	enum echo_route route = echo_route_match(c->target, c->target_len);
 	const char *allow = echo_route_disallows(route, p->method);
 	bool keep_alive = llhttp_should_keep_alive(p) && !echo.stopping;
+	char extra[64];
 	size_t len;
 
 	c->in_request = false;
 	if (route == ECHO_ROUTE_NOT_FOUND) {
 		conn_error(c, 404, NULL, NULL, keep_alive);
 	} else if (allow != NULL) {
-		conn_error(c, 405, NULL, allow, keep_alive);
+		snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+		conn_error(c, 405, NULL, extra, keep_alive);
+	} else if (route == ECHO_ROUTE_WS) {
+		ws_handshake(c, keep_alive);
 	} else if (route == ECHO_ROUTE_LIVE) {
 		evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n%s\r\n",
 		    keep_alive ? (p->http_minor == 0 ? "Connection: keep-alive\r\n" : "") :
@@ -525,7 +683,7 @@ on_message_complete(llhttp_t *p)
 static void
 conn_set_reading(struct echo_conn *c, bool on)
 {
-	struct timeval tv = { ECHO_TIMEOUT_SEC, 0 };
+	struct timeval tv = { c->ws ? ECHO_WS_IDLE_SEC : ECHO_TIMEOUT_SEC, 0 };
 
 	if (on == !c->reading_paused)
 		return;
@@ -582,15 +740,121 @@ conn_flush(struct echo_conn *c)
 	return true;
 }
 
+/* Send a close frame (code WS_CLOSE_NO_STATUS: none), then close once it is written. */
 static void
-conn_parse(struct echo_conn *c, const char *buf, size_t len)
+conn_ws_close(struct echo_conn *c, uint16_t code)
+{
+	uint8_t f[4];
+
+	evbuffer_add(c->out, f, ws_close_frame(f, code));
+	/* What the client sends from now on is discarded, a half-gathered message too. */
+	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	c->close_after = true;
+}
+
+/* Queue one unfragmented frame from the server. */
+static int
+ws_send(struct echo_conn *c, enum ws_opcode op, const void *data, size_t len)
+{
+	uint8_t h[WS_HEADER_MAX];
+
+	if (evbuffer_add(c->out, h, ws_frame_header(h, true, op, len, NULL)) == -1)
+		return -1;
+	return evbuffer_add(c->out, data, len);
+}
+
+/*
+ * Frames from the client: each message is echoed whole, as one frame, once
+ * its last fragment is in (its pieces wait in body, so the text check is
+ * over before anything goes back); pings are answered at once, even
+ * between the fragments of a message.
+ */
+static void
+conn_ws_feed(struct echo_conn *c, uint8_t *buf, size_t len)
+{
+	uint8_t h[WS_HEADER_MAX];
+	struct ws_event ev;
+	char err[128];
+	size_t used, n;
+	int r = 0;
+
+	while (len > 0 && !c->close_after) {
+		r = ws_parse(&c->wsp, buf, len, &used, &ev, err, sizeof(err));
+		buf += used;
+		len -= used;
+		if (r == 0)
+			break;
+		if (r == -1) {
+			log_debug("websocket protocol error", "client", c->peer, "error", err, NULL);
+			conn_ws_close(c, ev.code);
+			break;
+		}
+		switch (ev.type) {
+		case WS_EV_DATA:
+			if (ev.fin && evbuffer_get_length(c->body) == 0) {
+				/* The whole message in one piece: straight back. */
+				r = ws_send(c, ev.opcode, ev.data, ev.len);
+				break;
+			}
+			r = evbuffer_add(c->body, ev.data, ev.len);
+			if (r == 0 && ev.fin) {
+				n = evbuffer_get_length(c->body);
+				r = evbuffer_add(c->out, h, ws_frame_header(h, true, ev.opcode, n, NULL));
+				if (r == 0)
+					r = evbuffer_add_buffer(c->out, c->body);
+			}
+			break;
+		case WS_EV_PING:
+			r = ws_send(c, WS_OP_PONG, ev.data, ev.len);
+			break;
+		case WS_EV_PONG:
+			break;		/* unsolicited: nothing to do (RFC 6455 5.5.3) */
+		case WS_EV_CLOSE:
+			conn_ws_close(c, ev.code);
+			break;
+		}
+		if (r == -1) {
+			log_error("out of memory for a WebSocket message", "client", c->peer, NULL);
+			conn_ws_close(c, WS_CLOSE_INTERNAL);
+		}
+	}
+}
+
+/* The 101 is queued: what follows on the connection is WebSocket frames. */
+static void
+conn_ws_begin(struct echo_conn *c)
+{
+	struct timeval tv = { ECHO_WS_IDLE_SEC, 0 };
+
+	c->ws = true;
+	if (!c->reading_paused)
+		event_add(&c->rev, &tv);	/* the idle timeout from now on */
+	ws_parser_init(&c->wsp, WS_SERVER, echo.opts.max_body);
+	/* No more requests, so no more JSON: the tokenizer goes. */
+	echo_json_free(&c->json);
+	if (echo.stopping)
+		conn_ws_close(c, WS_CLOSE_GOING_AWAY);
+}
+
+static void
+conn_parse(struct echo_conn *c, char *buf, size_t len)
 {
 	llhttp_errno_t e = llhttp_execute(&c->parser, buf, len);
+	const char *pos;
 
 	if (e == HPE_OK || e == HPE_PAUSED)
 		return;
 	if (e == HPE_PAUSED_UPGRADE) {
-		/* No upgrades here: answer what was asked, then close. */
+		if (c->ws_accepted) {
+			/* The rest of buf is already frames. */
+			pos = llhttp_get_error_pos(&c->parser);
+			if (pos == NULL || pos < buf || pos > buf + len)
+				pos = buf + len;
+			conn_ws_begin(c);
+			conn_ws_feed(c, (uint8_t *)buf + (pos - buf), len - (size_t)(pos - buf));
+			return;
+		}
+		/* No other upgrade here: answer what was asked, then close. */
 		c->close_after = true;
 		return;
 	}
@@ -609,6 +873,11 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	if (what & EV_TIMEOUT) {
+		if (c->ws && !c->close_after) {
+			conn_ws_close(c, WS_CLOSE_GOING_AWAY);
+			conn_flush(c);
+			return;
+		}
 		if (c->in_request && !c->close_after) {
 			conn_error(c, 408, NULL, NULL, false);
 			conn_flush(c);
@@ -623,7 +892,10 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			/* After a closing answer, input is only drained. */
 			if (c->close_after)
 				continue;
-			conn_parse(c, buf, (size_t)n);
+			if (c->ws)
+				conn_ws_feed(c, (uint8_t *)buf, (size_t)n);
+			else
+				conn_parse(c, buf, (size_t)n);
 			if ((size_t)n < sizeof(buf))
 				break;
 			continue;
@@ -634,8 +906,9 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			conn_close(c);
 			return;
 		}
-		/* EOF: answer what is complete, then close. */
-		if (!c->close_after && llhttp_finish(&c->parser) != HPE_OK && c->in_request)
+		/* EOF: answer what is complete, then close (WebSocket: even without a close frame). */
+		if (!c->close_after && !c->ws && llhttp_finish(&c->parser) != HPE_OK &&
+		    c->in_request)
 			conn_error(c, 400, NULL, NULL, false);
 		c->peer_closed = true;
 		conn_set_reading(c, false);
@@ -713,11 +986,18 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	event_del(&echo.listen_ev);
 	close(echo.listen_fd);
 	echo.listen_fd = -1;
-	/* Idle keep-alive connections go now; busy ones after their answer. */
+	/*
+	 * Idle keep-alive connections go now; busy ones after their answer;
+	 * WebSocket clients are told with a close frame (1001, going away).
+	 */
 	for (c = LIST_FIRST(&echo.conns); c != NULL; c = next) {
 		next = LIST_NEXT(c, entry);
-		if (!c->in_request && evbuffer_get_length(c->out) == 0)
+		if (c->ws && !c->close_after) {
+			conn_ws_close(c, WS_CLOSE_GOING_AWAY);
+			conn_flush(c);
+		} else if (!c->in_request && evbuffer_get_length(c->out) == 0) {
 			conn_close(c);
+		}
 	}
 	echo.deadline = evtimer_new(echo.base, deadline_cb, NULL);
 	if (echo.deadline != NULL)

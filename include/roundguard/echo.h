@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "roundguard/ws.h"
+
 struct json_tokener;
 
 struct echo_options {
@@ -17,6 +19,7 @@ enum echo_route {
 	ECHO_ROUTE_NOT_FOUND,
 	ECHO_ROUTE_REFLECT,
 	ECHO_ROUTE_LIVE,
+	ECHO_ROUTE_WS,		/* GET /ws: the WebSocket echo */
 };
 
 const char *echo_route_str(enum echo_route route);
@@ -29,6 +32,29 @@ enum echo_route echo_route_match(const char *target, size_t len);
  * allowed on route, NULL when it is (or the route does not exist).
  */
 const char *echo_route_disallows(enum echo_route route, int method);
+
+/* Whether the query string of target has name=1 among its &-separated items. */
+bool echo_query_flag(const char *target, size_t len, const char *name);
+
+/* What the head of a GET /ws said, for the opening handshake (RFC 6455 4.2.1). */
+struct echo_ws_head {
+	bool http11;		/* HTTP/1.1 or later */
+	bool upgrade;		/* an Upgrade header lists "websocket" */
+	bool connection_upgrade;	/* Connection lists "upgrade" */
+	bool host;		/* a Host header came */
+	bool body;		/* Content-Length above 0, or chunked */
+	bool version13;		/* Sec-WebSocket-Version is exactly 13 */
+	unsigned nversions;	/* Sec-WebSocket-Version headers */
+	unsigned nkeys;		/* Sec-WebSocket-Key headers */
+	char key[WS_KEY_LEN + 1];	/* the key, when 24 bytes long; else empty */
+};
+
+/*
+ * 0 when h is a valid opening handshake, else the status to answer with:
+ * 426 for a version other than 13 (with "Sec-WebSocket-Version: 13"), 400
+ * for anything else; *why is then the error body's description.
+ */
+int echo_ws_refusal(const struct echo_ws_head *h, const char **why);
 
 enum echo_json_state {
 	ECHO_JSON_PARTIAL,	/* nothing or an incomplete value so far */

@@ -4,7 +4,7 @@
 #
 # usage: tests/fuzz/run.sh <build-dir> [seconds-per-harness] [harness...]
 #
-# Harnesses: config parse echo-json http-head metrics (all when none is named),
+# Harnesses: config parse echo-json http-head metrics ws (all when none is named),
 # built as <build-dir>/tests/fuzz/fuzz-<harness> (meson setup -Dfuzz=enabled
 # with CC=clang). Seconds default to 20 each; ROUNDGUARD_FUZZ_SECONDS overrides
 # both the default and the argument (meson test passes one). Each harness
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-all=(config parse echo-json http-head metrics)
+all=(config parse echo-json http-head metrics ws)
 
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
 	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -1,4 +1,4 @@
-/* Unit tests for roundguard-echo's pure parts: routing and streaming JSON validation. */
+/* Unit tests for roundguard-echo's pure parts: routing, JSON validation, the WebSocket handshake. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,7 +127,12 @@ START_TEST(routes)
 	ck_assert_int_eq(echo_route_match("/live/", 6), ECHO_ROUTE_NOT_FOUND);
 	ck_assert_int_eq(echo_route_match("/reflectx", 9), ECHO_ROUTE_NOT_FOUND);
 	ck_assert_int_eq(echo_route_match("/", 1), ECHO_ROUTE_NOT_FOUND);
+	ck_assert_int_eq(echo_route_match("/ws", 3), ECHO_ROUTE_WS);
+	ck_assert_int_eq(echo_route_match("/ws?greet=1", 11), ECHO_ROUTE_WS);
+	ck_assert_int_eq(echo_route_match("/ws/", 4), ECHO_ROUTE_NOT_FOUND);
+	ck_assert_int_eq(echo_route_match("/wss", 4), ECHO_ROUTE_NOT_FOUND);
 	ck_assert_str_eq(echo_route_str(ECHO_ROUTE_LIVE), "live");
+	ck_assert_str_eq(echo_route_str(ECHO_ROUTE_WS), "ws");
 }
 END_TEST
 
@@ -140,6 +145,78 @@ START_TEST(allowed_methods)
 	ck_assert_str_eq(echo_route_disallows(ECHO_ROUTE_LIVE, HTTP_POST), "GET, HEAD");
 	ck_assert_str_eq(echo_route_disallows(ECHO_ROUTE_LIVE, HTTP_DELETE), "GET, HEAD");
 	ck_assert_ptr_null(echo_route_disallows(ECHO_ROUTE_NOT_FOUND, HTTP_GET));
+	ck_assert_ptr_null(echo_route_disallows(ECHO_ROUTE_WS, HTTP_GET));
+	ck_assert_str_eq(echo_route_disallows(ECHO_ROUTE_WS, HTTP_HEAD), "GET");
+	ck_assert_str_eq(echo_route_disallows(ECHO_ROUTE_WS, HTTP_POST), "GET");
+}
+END_TEST
+
+static bool
+flag(const char *target, const char *name)
+{
+	return echo_query_flag(target, strlen(target), name);
+}
+
+START_TEST(query_flags)
+{
+	ck_assert(flag("/ws?greet=1", "greet"));
+	ck_assert(flag("/ws?a=b&greet=1", "greet"));
+	ck_assert(flag("/ws?greet=1&close_after_101=1", "close_after_101"));
+	ck_assert(flag("/ws?&&greet=1&", "greet"));
+	ck_assert(!flag("/ws", "greet"));
+	ck_assert(!flag("/ws?", "greet"));
+	ck_assert(!flag("/ws?greet", "greet"));
+	ck_assert(!flag("/ws?greet=", "greet"));
+	ck_assert(!flag("/ws?greet=0", "greet"));
+	ck_assert(!flag("/ws?greet=10", "greet"));
+	ck_assert(!flag("/ws?xgreet=1", "greet"));
+	ck_assert(!flag("/ws?greet=1x", "greet"));
+	ck_assert(!flag("/greet=1", "greet"));
+	/* The length bounds the target. */
+	ck_assert(!echo_query_flag("/ws?greet=1", 10, "greet"));
+}
+END_TEST
+
+static struct echo_ws_head
+good_head(void)
+{
+	struct echo_ws_head h = {
+		.http11 = true, .upgrade = true, .connection_upgrade = true, .host = true,
+		.body = false, .version13 = true, .nversions = 1, .nkeys = 1,
+		.key = "dGhlIHNhbXBsZSBub25jZQ==",
+	};
+
+	return h;
+}
+
+START_TEST(ws_handshake_checks)
+{
+	struct echo_ws_head h = good_head();
+	const char *why = NULL;
+
+	ck_assert_int_eq(echo_ws_refusal(&h, &why), 0);
+#define REFUSED(change, status) do {						\
+	h = good_head();							\
+	change;									\
+	why = NULL;								\
+	ck_assert_int_eq(echo_ws_refusal(&h, &why), status);			\
+	ck_assert_ptr_nonnull(why);						\
+} while (0)
+	REFUSED(h.upgrade = false, 400);
+	REFUSED(h.connection_upgrade = false, 400);
+	REFUSED(h.http11 = false, 400);
+	REFUSED(h.host = false, 400);
+	REFUSED(h.body = true, 400);
+	REFUSED(h.nkeys = 0, 400);
+	REFUSED(h.nkeys = 2, 400);
+	REFUSED(h.key[0] = '\0', 400);
+	REFUSED(h.key[21] = 'R', 400);
+	REFUSED(h.nversions = 0, 400);
+	REFUSED(h.nversions = 2, 400);
+	REFUSED(h.version13 = false, 426);
+	/* Without the upgrade headers, a wrong version is just a bad request. */
+	REFUSED((h.version13 = false, h.upgrade = false), 400);
+#undef REFUSED
 }
 END_TEST
 
@@ -155,6 +232,8 @@ main(void)
 	tcase_add_test(tc, json_reset_reuses);
 	tcase_add_test(tc, routes);
 	tcase_add_test(tc, allowed_methods);
+	tcase_add_test(tc, query_flags);
+	tcase_add_test(tc, ws_handshake_checks);
 	suite_add_tcase(s, tc);
 	return unit_run(s, CK_NORMAL);
 }
