@@ -86,7 +86,7 @@ exchange_record(struct client *c)
 		struct metrics_slot *s = shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->backend);
 
 		/* A tunnel's answer time is until its 101; the log line has its whole life. */
-		metrics_record(s, c->parser.method, c->status,
+		metrics_record(s, c->method, c->status,
 		    tunnel ? c->tun_started_ns - c->started_ns : ns);
 		if (tunnel)
 			atomic_fetch_add_explicit(&s->tunnels[1], 1, memory_order_relaxed);
@@ -106,7 +106,7 @@ exchange_record(struct client *c)
 		status[3] = '\0';
 		format_duration(dur, sizeof(dur), ns);
 		log_access("client", c->ip,
-		    "method", llhttp_method_name((llhttp_method_t)c->parser.method),
+		    "method", llhttp_method_name((llhttp_method_t)c->method),
 		    "path", path, "status", status,
 		    "bytes", format_u64(bytes, sizeof(bytes), c->resp_bytes), "duration", dur,
 		    "backend", c->backend >= 0 ? px.cfg->backends[c->backend].addr.hostport : "-",
@@ -146,6 +146,101 @@ count_trailers(struct message_parse *pc)
 
 /* ---- connections ---- */
 
+struct evbuffer *
+buf_get(void)
+{
+	return px.nspare_bufs > 0 ? px.spare_bufs[--px.nspare_bufs] : evbuffer_new();
+}
+
+void
+buf_put(struct evbuffer *b)
+{
+	if (b == NULL)
+		return;
+	/* Only an empty one is kept: it holds no chain, only its own small struct. */
+	if (evbuffer_get_length(b) == 0 && px.nspare_bufs < PROXY_SPARE_BUFS)
+		px.spare_bufs[px.nspare_bufs++] = b;
+	else
+		evbuffer_free(b);
+}
+
+static struct client_request *
+rq_get(void)
+{
+	struct client_request *rq;
+
+	if (px.nspare_rq > 0)
+		return px.spare_rq[--px.nspare_rq];
+	if ((rq = malloc(sizeof(*rq))) == NULL)
+		return NULL;
+	llhttp_init(&rq->parser, HTTP_REQUEST, &px.req_settings);
+	/*
+	 * Any one-digit version parses (llhttp has no setter for this flag):
+	 * request_head() serves HTTP/1.x above 1.1 as 1.1 (RFC 9110 2.5), as
+	 * nginx and HAProxy do, and answers HTTP/2 and above with 505.
+	 * message_reset() keeps it: llhttp_reset() leaves lenient flags alone.
+	 */
+	rq->parser.lenient_flags |= LENIENT_VERSION;
+	rq->pc.head = NULL;
+	return rq;
+}
+
+/* Give back a connection's request state (its parsed head first). */
+void
+client_rq_give(struct client *c)
+{
+	if (c->rq == NULL)
+		return;
+	head_put(c->rq->pc.head);
+	c->rq->pc.head = NULL;
+	if (px.nspare_rq < PROXY_SPARE_RQ)
+		px.spare_rq[px.nspare_rq++] = c->rq;
+	else
+		free(c->rq);
+	c->rq = NULL;
+}
+
+/* The buffers and request state of a connection that has bytes to deal with; -1 without memory. */
+static int
+client_bufs_take(struct client *c)
+{
+	if (c->in != NULL)
+		return 0;
+	c->in = buf_get();
+	c->out = buf_get();
+	c->req_head = buf_get();
+	c->rq = rq_get();
+	return c->in != NULL && c->out != NULL && c->req_head != NULL && c->rq != NULL ? 0 : -1;
+}
+
+static void
+client_bufs_give(struct client *c)
+{
+	struct evbuffer **bufs[] = { &c->in, &c->out, &c->req_head, &c->held, &c->replay };
+
+	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+		buf_put(*bufs[i]);
+		*bufs[i] = NULL;
+	}
+	client_rq_give(c);
+}
+
+/*
+ * Between requests with nothing received, pending or to send, a keep-alive
+ * connection gives its buffers back (10,000 idle connections cost a worker
+ * their structs, not 50,000 evbuffers).
+ */
+static void
+client_rest(struct client *c)
+{
+	if (c->in == NULL || c->req != REQ_HEAD || c->rq == NULL || c->rq->pc.head != NULL ||
+	    c->up != NULL ||
+	    c->in_exchange || c->flush_pending || c->send_pending ||
+	    evbuffer_get_length(c->in) > 0 || evbuffer_get_length(c->out) > 0)
+		return;
+	client_bufs_give(c);
+}
+
 void
 client_close(struct client *c)
 {
@@ -155,25 +250,18 @@ client_close(struct client *c)
 			c->status = 499;
 		exchange_record(c);
 	}
-	if (c->up != NULL)
+	if (c->up != NULL) {
+		head_put(c->up->pc.head);
 		upconn_free(c->up);
+	}
 	if (c->flush_pending)
 		TAILQ_REMOVE(&px.flushes, c, flush_entry);
 	if (c->send_pending)
 		TAILQ_REMOVE(&px.sends, c, send_entry);
-	event_del(&c->rev);
-	event_del(&c->wev);
+	event_del(&c->ev);
 	deadline_cancel(&c->timer);
 	close(c->fd);
-	head_put(c->req_pc.head);
-	head_put(c->resp_pc.head);
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
-	evbuffer_free(c->req_head);
-	if (c->held != NULL)
-		evbuffer_free(c->held);
-	if (c->replay != NULL)
-		evbuffer_free(c->replay);
+	client_bufs_give(c);
 	LIST_REMOVE(c, entry);
 	free(c);
 	px.nclients--;
@@ -190,15 +278,8 @@ client_set_reading(struct client *c, bool on)
 	if (on) {
 		/* The client's time to send starts now, not when reading stopped. */
 		c->last_io_ns = px.now;
-		event_add(&c->rev, NULL);
-		/*
-		 * Edge-triggered: what arrived while reading was off may have
-		 * brought no edge since (or the stop and restart cancelled out in
-		 * libevent's changelist), so look now.
-		 */
-		event_active(&c->rev, EV_READ, 0);
-	} else {
-		event_del(&c->rev);
+		/* Edge-triggered: the edges that came while reading was off were ignored: look now. */
+		event_active(&c->ev, EV_READ, 0);
 	}
 }
 
@@ -254,7 +335,7 @@ client_error_full(struct client *c, int status, const char *title, const char *d
 static void
 client_flush_later(struct client *c)
 {
-	if (c->flush_pending || evbuffer_get_length(c->out) == 0)
+	if (c->flush_pending || c->out == NULL || evbuffer_get_length(c->out) == 0)
 		return;
 	c->flush_pending = true;
 	TAILQ_INSERT_TAIL(&px.flushes, c, flush_entry);
@@ -268,8 +349,8 @@ exchange_done(struct client *c)
 		c->close_after = true;
 		return client_flush(c);
 	}
-	head_put(c->req_pc.head);
-	c->req_pc.head = NULL;
+	head_put(c->rq->pc.head);
+	c->rq->pc.head = NULL;
 	c->req = REQ_HEAD;
 	c->resp = RESP_NONE;
 	c->ntried = 0;
@@ -285,6 +366,7 @@ exchange_done(struct client *c)
 	/* A pipelined request may already wait in c->in. */
 	if (evbuffer_get_length(c->in) > 0)
 		return client_process(c);
+	client_rest(c);
 	return 0;
 }
 
@@ -315,7 +397,7 @@ serve_metrics(struct client *c, const char *target, size_t len)
 {
 	struct evbuffer *body;
 	size_t before = evbuffer_get_length(c->out);
-	int method = c->parser.method;
+	int method = c->rq->parser.method;
 
 	if (!target_is(target, len, px.cfg->metrics.path))
 		return client_error(c, 404, NULL, NULL);
@@ -394,7 +476,7 @@ request_upgrade(struct client *c, const char *base, const struct http_head *h)
 	c->upgrade = false;
 	if (!http_upgrade_requested(base, h, &value, &len))
 		return 0;
-	if (c->http10 || (c->parser.flags & F_CHUNKED) || c->parser.content_length > 0 ||
+	if (c->http10 || (c->rq->parser.flags & F_CHUNKED) || c->rq->parser.content_length > 0 ||
 	    http_token_listed(value, len, "h2c", 3) || len > UINT16_MAX) {
 		log_debug("upgrade not passed on", "client", c->ip, "upgrade", "(see README)", NULL);
 		return 0;
@@ -420,7 +502,7 @@ content_length_keep(struct client *c, const char *base, struct http_head *h)
 	char line[48];
 	int n;
 
-	if (!(c->parser.flags & F_CONTENT_LENGTH))
+	if (!(c->rq->parser.flags & F_CONTENT_LENGTH))
 		return 0;
 	for (uint16_t i = 0; i < h->nfields; i++) {
 		struct http_field *f = &h->fields[i];
@@ -430,7 +512,7 @@ content_length_keep(struct client *c, const char *base, struct http_head *h)
 			continue;
 		f->hop = true;
 		n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n",
-		    (uint64_t)c->parser.content_length);
+		    (uint64_t)c->rq->parser.content_length);
 		return evbuffer_add(c->req_head, line, (size_t)n);
 	}
 	return 0;
@@ -452,24 +534,26 @@ request_refuse(struct client *c, const char *why)
 static int
 request_head(struct client *c)
 {
-	struct http_head *h = c->req_pc.head;
+	struct http_head *h = c->rq->pc.head;
 	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
 	const char *line, *why, *target;
 	/* An absolute-form target's, else empty; uri_host_check(): at most 255 + ":" + 5 digits. */
 	char authority[300] = "";
 	struct uri_target ut;
-	int method = c->parser.method;
+	int method = c->rq->parser.method;
 	uint32_t dropped;
 
+	c->method = (uint8_t)method;
+
 	/* llhttp reads any one-digit version (LENIENT_VERSION): HTTP/1.x above 1.1 is 1.1. */
-	c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
-	c->keep_alive = llhttp_should_keep_alive(&c->parser);
+	c->http10 = c->rq->parser.http_major == 1 && c->rq->parser.http_minor == 0;
+	c->keep_alive = llhttp_should_keep_alive(&c->rq->parser);
 	c->head_method = method == HTTP_HEAD;
 	c->idempotent = method_idempotent(method);
 	c->held_ok = true;
 	c->mode = HTTP_CONN_KEEP;
 	c->req = REQ_BODY;
-	h->major = c->parser.http_major;
+	h->major = c->rq->parser.http_major;
 	h->minor = c->http10 ? 0 : 1;
 	c->body_started_ns = px.now;
 	exchange_begin(c);
@@ -483,15 +567,15 @@ request_head(struct client *c)
 		c->keep_alive = false;
 		return client_error(c, 501, NULL, "CONNECT tunnels are not supported");
 	}
-	if ((c->parser.flags & F_CONTENT_LENGTH) &&
-	    c->parser.content_length > px.cfg->proxy.max_body_size) {
+	if ((c->rq->parser.flags & F_CONTENT_LENGTH) &&
+	    c->rq->parser.content_length > px.cfg->proxy.max_body_size) {
 		c->keep_alive = false;
 		return client_error(c, 413, NULL, NULL);
 	}
-	if (c->parser.http_major != 1) {
+	if (c->rq->parser.http_major != 1) {
 		c->keep_alive = false;
-		return client_error(c, c->parser.http_major > 1 ? 505 : 400, NULL,
-		    c->parser.http_major > 1 ? "Only HTTP/1.0 and HTTP/1.1 are spoken here" :
+		return client_error(c, c->rq->parser.http_major > 1 ? 505 : 400, NULL,
+		    c->rq->parser.http_major > 1 ? "Only HTTP/1.0 and HTTP/1.1 are spoken here" :
 		    "The request line has no HTTP version");
 	}
 	http_head_classify(base, h);
@@ -503,7 +587,7 @@ request_head(struct client *c)
 	 * RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty
 	 * framing (an HTTP/1.0 hop may not know chunked): serve it, then close.
 	 */
-	if (c->http10 && (c->parser.flags & F_TRANSFER_ENCODING))
+	if (c->http10 && (c->rq->parser.flags & F_TRANSFER_ENCODING))
 		c->keep_alive = false;
 	target = base + h->target.off;
 	if (ut.form == URI_ABSOLUTE) {
@@ -541,11 +625,11 @@ request_head(struct client *c)
 	/* The head is copied out: from here on only req_head holds it. */
 	evbuffer_drain(c->in, c->fed);
 	c->fed = 0;
-	llhttp_resume(&c->parser);
-	if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length == 0) {
+	llhttp_resume(&c->rq->parser);
+	if (!(c->rq->parser.flags & F_CHUNKED) && c->rq->parser.content_length == 0) {
 		/* No body: let llhttp finish the message now (it reads no byte for that). */
-		message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
-		if (c->req_pc.msg_done)
+		message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->fed);
+		if (c->rq->pc.msg_done)
 			c->req = REQ_DONE;
 	}
 	line = (const char *)evbuffer_pullup(c->req_head, (ev_ssize_t)c->line_len);
@@ -605,13 +689,13 @@ forward_body(struct client *c)
 	size_t before = evbuffer_get_length(out);
 	llhttp_errno_t e;
 
-	c->req_pc.body_to = (c->parser.flags & F_CHUNKED) ? out : NULL;
-	c->req_pc.rechunk = true;
-	e = message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
+	c->rq->pc.body_to = (c->rq->parser.flags & F_CHUNKED) ? out : NULL;
+	c->rq->pc.rechunk = true;
+	e = message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->fed);
 	if (e != HPE_OK && e != HPE_PAUSED)
 		return e;
-	count_trailers(&c->req_pc);
-	if (c->req_pc.body_to != NULL)
+	count_trailers(&c->rq->pc);
+	if (c->rq->pc.body_to != NULL)
 		evbuffer_drain(c->in, c->fed);
 	else
 		evbuffer_remove_buffer(c->in, out, c->fed);
@@ -626,23 +710,23 @@ client_process(struct client *c)
 	llhttp_errno_t e;
 
 	if (c->req == REQ_HEAD) {
-		if (c->req_pc.head == NULL) {
-			if ((c->req_pc.head = head_get()) == NULL)
+		if (c->rq->pc.head == NULL) {
+			if ((c->rq->pc.head = head_get()) == NULL)
 				return client_error(c, 500, NULL, NULL);
 			c->head_started_ns = px.now;
-			message_reset(&c->parser, &c->req_pc, c->req_pc.head);
-			c->req_pc.body_max = px.cfg->proxy.max_body_size;
-			c->req_pc.extra_max = px.cfg->proxy.max_header_size;
+			message_reset(&c->rq->parser, &c->rq->pc, c->rq->pc.head);
+			c->rq->pc.body_max = px.cfg->proxy.max_body_size;
+			c->rq->pc.extra_max = px.cfg->proxy.max_header_size;
 			c->fed = 0;
 		}
-		e = message_feed(&c->parser, &c->req_pc, c->in, &c->fed);
-		if (!c->req_pc.head_done) {
+		e = message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->fed);
+		if (!c->rq->pc.head_done) {
 			if (e != HPE_OK && e != HPE_PAUSED) {
 				c->keep_alive = false;
 				log_debug("bad request", "client", c->ip, "error", llhttp_errno_name(e),
-				    "reason", llhttp_get_error_reason(&c->parser), NULL);
-				return client_error(c, c->req_pc.error_status != 0 ?
-				    c->req_pc.error_status : 400, NULL, NULL);
+				    "reason", llhttp_get_error_reason(&c->rq->parser), NULL);
+				return client_error(c, c->rq->pc.error_status != 0 ?
+				    c->rq->pc.error_status : 400, NULL, NULL);
 			}
 			if (c->fed > px.cfg->proxy.max_header_size) {
 				c->keep_alive = false;
@@ -661,10 +745,10 @@ client_process(struct client *c)
 	e = forward_body(c);
 	if (e != HPE_OK && e != HPE_PAUSED) {
 		c->keep_alive = false;
-		return client_error(c, c->req_pc.error_status != 0 ? c->req_pc.error_status : 400,
-		    NULL, c->req_pc.error_reason);
+		return client_error(c, c->rq->pc.error_status != 0 ? c->rq->pc.error_status : 400,
+		    NULL, c->rq->pc.error_reason);
 	}
-	if (c->req_pc.msg_done) {
+	if (c->rq->pc.msg_done) {
 		c->req = REQ_DONE;
 		upstream_arm_timeout(c);
 	}
@@ -674,11 +758,14 @@ client_process(struct client *c)
 int
 client_flush(struct client *c)
 {
-	size_t left = evbuffer_get_length(c->out);
+	size_t left;
 	int n;
 
 	if (c->resp == RESP_TUNNEL)
 		return tunnel_client_flush(c);
+	if (c->out == NULL)
+		return 0;	/* idle: nothing to write */
+	left = evbuffer_get_length(c->out);
 	while (left > 0) {
 		n = evbuffer_write(c->out, c->fd);
 		if (n > 0) {
@@ -687,10 +774,7 @@ client_flush(struct client *c)
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			if (!c->writing) {
-				c->writing = true;
-				event_add(&c->wev, NULL);
-			}
+			c->writing = true;	/* the next write edge says there is room */
 			if (c->up != NULL && !c->up_paused && left > PROXY_BUF_HIGH) {
 				c->up_paused = true;
 				event_del(&c->up->rev);
@@ -700,33 +784,26 @@ client_flush(struct client *c)
 		client_close(c);
 		return -1;
 	}
-	if (c->writing) {
-		c->writing = false;
-		event_del(&c->wev);
-	}
+	c->writing = false;
 	if (c->up != NULL && c->up_paused)
 		upstream_resume(c);
 	if (c->close_after && c->up == NULL) {
 		client_close(c);
 		return -1;
 	}
+	client_rest(c);
 	return 0;
 }
 
-static void
-client_write_cb(evutil_socket_t fd, short what, void *arg)
+/* The socket takes more after a full one: -1 when c is gone. */
+static int
+client_write_ready(struct client *c)
 {
-	struct client *c = arg;
-
-	px.now = proc_now_ns();
-	if (c->resp == RESP_TUNNEL) {
-		tunnel_client_flush(c);
-		return;
-	}
-	if (client_flush(c) == -1)
-		return;
-	if (c->up != NULL && evbuffer_get_length(c->up->in) > 0)
-		upstream_process(c);
+	if (client_flush(c) == -1)	/* a tunnel's too (client_flush() passes it on) */
+		return -1;
+	if (c->resp != RESP_TUNNEL && c->up != NULL && evbuffer_get_length(c->up->in) > 0)
+		return upstream_process(c);
+	return 0;
 }
 
 /*
@@ -742,11 +819,11 @@ request_overdue(const struct client *c)
 
 	if (c->resp != RESP_NONE)
 		return false;
-	if (c->req == REQ_HEAD && c->req_pc.head != NULL)
+	if (c->req == REQ_HEAD && c->rq != NULL && c->rq->pc.head != NULL)
 		return px.now - c->head_started_ns > limit;
 	if (c->req == REQ_BODY)
 		return px.now - c->body_started_ns >
-		    limit + (int64_t)(c->req_pc.body_len * 1000000000 / PROXY_BODY_MIN_RATE);
+		    limit + (int64_t)(c->rq->pc.body_len * 1000000000 / PROXY_BODY_MIN_RATE);
 	return false;
 }
 
@@ -787,7 +864,8 @@ client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		deadline_ensure(&c->timer, px.now + limit, px.now);
 		return;
 	}
-	partial = c->req == REQ_BODY || (c->req == REQ_HEAD && evbuffer_get_length(c->in) > 0);
+	partial = c->req == REQ_BODY ||
+	    (c->req == REQ_HEAD && c->in != NULL && evbuffer_get_length(c->in) > 0);
 	if (partial && c->resp == RESP_NONE) {
 		c->keep_alive = false;
 		/* Still open while the 408 goes out: the timer keeps watching. */
@@ -798,27 +876,31 @@ client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Bytes (or the end) from the client, while reading is on. */
 static void
-client_read_cb(evutil_socket_t fd, short what, void *arg)
+client_read_ready(struct client *c)
 {
-	struct client *c = arg;
 	bool eof, more, got_data;
 	int rc;
 
-	px.now = proc_now_ns();
 	if (c->resp == RESP_TUNNEL) {
-		tunnel_client_readable(c, (what & EV_CLOSED) != 0);
+		tunnel_client_readable(c, c->peer_closed);
 		return;
 	}
-	rc = net_read(fd, c->in, (what & EV_CLOSED) != 0, &more, &got_data);
+	if (client_bufs_take(c) == -1) {
+		log_error("out of memory for a connection's buffers", NULL);
+		client_close(c);
+		return;
+	}
+	rc = net_read(c->fd, c->in, c->peer_closed, &more, &got_data);
 	if (rc == -1) {
 		client_close(c);
 		return;
 	}
 	eof = rc == 0;
-	/* Come back for the rest; dropped with the event if c closes or stops reading. */
+	/* Come back for the rest: dropped with the event if c closes, ignored if it stops reading. */
 	if (more)
-		event_active(&c->rev, EV_READ, 0);
+		event_active(&c->ev, EV_READ, 0);
 	if (got_data)
 		c->last_io_ns = px.now;
 	if (request_overdue(c)) {
@@ -842,7 +924,8 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 		 * The client stopped sending mid-request. If it only half-closed it
 		 * can still read why the request failed; if it is gone, the write fails.
 		 */
-		if (c->resp == RESP_NONE && (c->req == REQ_BODY || evbuffer_get_length(c->in) > 0)) {
+		if (c->resp == RESP_NONE && (c->req == REQ_BODY ||
+		    (c->in != NULL && evbuffer_get_length(c->in) > 0))) {
 			c->keep_alive = false;
 			client_error(c, 400, NULL, "The connection ended before the request did");
 		} else {
@@ -853,6 +936,26 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	/* Half-closed after a whole request: answer it, then close. */
 	c->close_after = true;
 	client_set_reading(c, false);
+}
+
+/*
+ * The client's one event. An edge for a direction that is off (reading
+ * paused, nothing blocked to write) is ignored: turning the direction on
+ * looks again (client_set_reading()), or the next write that finds the
+ * socket full waits for the next edge.
+ */
+static void
+client_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	px.now = proc_now_ns();
+	if (what & EV_CLOSED)
+		c->peer_closed = true;	/* no later edge would say so */
+	if ((what & EV_WRITE) && c->writing && client_write_ready(c) == -1)
+		return;
+	if ((what & (EV_READ | EV_CLOSED)) && c->reading)
+		client_read_ready(c);
 }
 
 /* ---- public ---- */
@@ -884,17 +987,8 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 {
 	struct client *c = calloc(1, sizeof(*c));
 
-	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL ||
-	    (c->req_head = evbuffer_new()) == NULL) {
+	if (c == NULL) {
 		log_error("out of memory for a new connection", NULL);
-		if (c != NULL) {
-			struct evbuffer *bufs[] = { c->in, c->out, c->req_head };
-
-			for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
-				if (bufs[i] != NULL)
-					evbuffer_free(bufs[i]);
-			free(c);
-		}
 		close(fd);
 		return;
 	}
@@ -902,18 +996,9 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	c->metrics_only = metrics_only;
 	net_nodelay(fd);
 	net_format_ip(c->ip, sizeof(c->ip), sa);
-	llhttp_init(&c->parser, HTTP_REQUEST, &px.req_settings);
-	/*
-	 * Any one-digit version parses (llhttp has no setter for this flag):
-	 * request_head() serves HTTP/1.x above 1.1 as 1.1 (RFC 9110 2.5), as
-	 * nginx and HAProxy do, and answers HTTP/2 and above with 505.
-	 */
-	c->parser.lenient_flags |= LENIENT_VERSION;
-	c->parser.data = &c->req_pc;
-	/* Edge-triggered, with the client's close reported: see net_read(). */
-	event_assign(&c->rev, px.base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET,
-	    client_read_cb, c);
-	event_assign(&c->wev, px.base, fd, EV_WRITE | EV_PERSIST | EV_ET, client_write_cb, c);
+	/* Edge-triggered both ways, with the client's close reported: see net_read(). */
+	event_assign(&c->ev, px.base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET,
+	    client_io_cb, c);
 	deadline_assign(&c->timer, px.base, client_timer_cb, c);
 	px.now = proc_now_ns();
 	c->last_io_ns = px.now;
@@ -924,15 +1009,15 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	    memory_order_relaxed);
 	/* Registering looks at the socket: a request already there is reported at once. */
 	c->reading = true;
-	event_add(&c->rev, NULL);
+	event_add(&c->ev, NULL);
 }
 
 /* Whether c waits for a request with nothing received, nothing pending and nothing to send. */
 static bool
 client_idle(const struct client *c)
 {
-	return c->req == REQ_HEAD && evbuffer_get_length(c->in) == 0 && c->up == NULL &&
-	    evbuffer_get_length(c->out) == 0;
+	return c->req == REQ_HEAD && c->up == NULL &&
+	    (c->in == NULL || (evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->out) == 0));
 }
 
 /* The grace for fresh connections is over: close whoever is still idle. */
@@ -1022,4 +1107,8 @@ proxy_free(void)
 	px.pool = NULL;
 	while (px.nspare > 0)
 		free(px.spare[--px.nspare]);
+	while (px.nspare_bufs > 0)
+		evbuffer_free(px.spare_bufs[--px.nspare_bufs]);
+	while (px.nspare_rq > 0)
+		free(px.spare_rq[--px.nspare_rq]);
 }

@@ -69,18 +69,17 @@ pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool 
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			if (!*writing) {
-				*writing = true;
+			/* The client's event is always registered (wev NULL); a backend's is added. */
+			if (!*writing && wev != NULL)
 				event_add(wev, NULL);
-			}
+			*writing = true;
 			return 0;
 		}
 		return -1;
 	}
-	if (*writing) {
-		*writing = false;
+	if (*writing && wev != NULL)
 		event_del(wev);
-	}
+	*writing = false;
 	if (src_eof && !*shut) {
 		*shut = true;
 		shutdown(fd, SHUT_WR);
@@ -91,7 +90,7 @@ pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool 
 int
 tunnel_client_flush(struct client *c)
 {
-	if (pump_write(c->fd, c->out, &c->wev, &c->writing, c->tun_backend_eof, &c->tun_client_shut,
+	if (pump_write(c->fd, c->out, NULL, &c->writing, c->tun_backend_eof, &c->tun_client_shut,
 	    &c->last_io_ns) == -1)
 		return tunnel_end(c);
 	/* Room again: the backend may be read again. */
@@ -142,7 +141,7 @@ pump_read(int fd, struct evbuffer *dst, bool closing, struct event *rev, uint64_
 void
 tunnel_client_readable(struct client *c, bool closing)
 {
-	int rc = pump_read(c->fd, c->up->out, closing, &c->rev, &c->tun_up_bytes);
+	int rc = pump_read(c->fd, c->up->out, closing, &c->ev, &c->tun_up_bytes);
 
 	if (rc == -1) {
 		tunnel_end(c);
@@ -179,11 +178,41 @@ tunnel_backend_readable(struct client *c, bool closing)
 	tunnel_client_flush(c);
 }
 
+/*
+ * A tunnel reads each side straight into the other's output: it keeps no
+ * parsed heads, no input buffers, no retry copies, and of the request only
+ * "METHOD target" for its access-log line (an idle tunnel costs its structs).
+ */
+static void
+tunnel_trim(struct client *c)
+{
+	struct evbuffer *line = buf_get();
+
+	client_rq_give(c);
+	head_put(c->up->pc.head);
+	c->up->pc.head = NULL;
+	buf_put(c->in);
+	c->in = NULL;
+	evbuffer_free(c->up->in);
+	c->up->in = NULL;
+	buf_put(c->held);
+	c->held = NULL;
+	buf_put(c->replay);
+	c->replay = NULL;
+	if (line != NULL && evbuffer_remove_buffer(c->req_head, line, c->line_len + 1) ==
+	    (int)c->line_len + 1) {
+		buf_put(c->req_head);	/* not empty: freed */
+		c->req_head = line;
+	} else {
+		buf_put(line);
+	}
+}
+
 int
 tunnel_start(struct client *c)
 {
 	struct upconn *u = c->up;
-	const struct http_head *h = c->resp_pc.head;
+	const struct http_head *h = c->up->pc.head;
 	const char *base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
 	size_t before = evbuffer_get_length(c->out);
 
@@ -199,6 +228,7 @@ tunnel_start(struct client *c)
 	evbuffer_add_buffer(u->out, c->in);
 	c->status = 101;
 	c->resp = RESP_TUNNEL;
+	tunnel_trim(c);
 	c->tun_started_ns = px.now;
 	c->last_io_ns = px.now;
 	atomic_fetch_add_explicit(&shm_stats(px.shm, (uint32_t)px.worker, u->backend)->tunnels[0], 1,

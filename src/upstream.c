@@ -36,8 +36,8 @@ upstream_release(struct client *c, bool reusable)
 	if (u == NULL)
 		return;
 	c->up = NULL;
-	head_put(c->resp_pc.head);
-	c->resp_pc.head = NULL;
+	head_put(u->pc.head);
+	u->pc.head = NULL;
 	u->requests++;
 	if (reusable)
 		pool_put(px.pool, u, px.now);
@@ -263,13 +263,13 @@ upstream_start(struct client *c)
 	c->up_paused = false;
 	u->owner = c;
 	u->fed = 0;
-	c->resp_pc.head = head_get();
-	if (c->resp_pc.head == NULL)
+	c->up->pc.head = head_get();
+	if (c->up->pc.head == NULL)
 		return client_error(c, 500, NULL, NULL);
 	/* A pooled connection's parser only needs the reset message_reset() does. */
 	if (!c->up_reused)
 		llhttp_init(&u->parser, HTTP_RESPONSE, &px.resp_settings);
-	message_reset(&u->parser, &c->resp_pc, c->resp_pc.head);
+	message_reset(&u->parser, &c->up->pc, c->up->pc.head);
 	if (queue_request(c, (uint32_t)b) == -1)
 		return client_error(c, 500, NULL, NULL);
 	if (u->connecting) {
@@ -443,7 +443,7 @@ static int
 response_head(struct client *c)
 {
 	struct upconn *u = c->up;
-	struct http_head *h = c->resp_pc.head;
+	struct http_head *h = c->up->pc.head;
 	const char *base;
 	int status = u->parser.status_code;
 	bool chunked = (u->parser.flags & F_CHUNKED) != 0;
@@ -470,7 +470,7 @@ response_head(struct client *c)
 			    (int)h->reason.len, base + h->reason.off);
 		evbuffer_drain(u->in, u->fed);
 		u->fed = 0;
-		message_reset(&u->parser, &c->resp_pc, h);
+		message_reset(&u->parser, &c->up->pc, h);
 		return client_flush(c);
 	}
 	c->mode = c->keep_alive && !px.draining ?
@@ -491,11 +491,11 @@ response_head(struct client *c)
 	u->fed = 0;
 	c->resp = RESP_BODY;
 	/* A chunked answer is framed again (or de-chunked), never passed on as framed. */
-	c->resp_pc.body_to = chunked ? c->out : NULL;
-	c->resp_pc.rechunk = !dechunk;
+	c->up->pc.body_to = chunked ? c->out : NULL;
+	c->up->pc.rechunk = !dechunk;
 	if (c->head_method) {
 		/* No body follows an answer to HEAD, whatever its headers say. */
-		c->resp_pc.msg_done = true;
+		c->up->pc.msg_done = true;
 		return 0;
 	}
 	llhttp_resume(&u->parser);
@@ -530,10 +530,11 @@ upstream_process(struct client *c)
 	llhttp_errno_t e;
 	size_t before;
 
-	while ((u = c->up) != NULL) {
-		if (!c->resp_pc.head_done) {
-			e = message_feed(&u->parser, &c->resp_pc, u->in, &u->fed);
-			if (!c->resp_pc.head_done) {
+	/* A tunnel (after a 101) is tunnel.c's, not the HTTP parser's. */
+	while ((u = c->up) != NULL && c->resp != RESP_TUNNEL) {
+		if (!c->up->pc.head_done) {
+			e = message_feed(&u->parser, &c->up->pc, u->in, &u->fed);
+			if (!c->up->pc.head_done) {
 				if (e != HPE_OK && e != HPE_PAUSED)
 					return attempt_failed(c, "invalid response",
 					    METRICS_ERR_BAD_RESPONSE);
@@ -548,20 +549,20 @@ upstream_process(struct client *c)
 			continue;
 		}
 		/* A chunked body reaches c->out through the parser's callbacks. */
-		before = c->resp_pc.body_to != NULL ? evbuffer_get_length(c->out) : 0;
-		if (!c->resp_pc.msg_done) {
-			e = message_feed(&u->parser, &c->resp_pc, u->in, &u->fed);
+		before = c->up->pc.body_to != NULL ? evbuffer_get_length(c->out) : 0;
+		if (!c->up->pc.msg_done) {
+			e = message_feed(&u->parser, &c->up->pc, u->in, &u->fed);
 			if (e != HPE_OK && e != HPE_PAUSED) {
 				log_warn("invalid response body", "backend",
 				    px.cfg->backends[u->backend].addr.hostport,
-				    "error", c->resp_pc.error_reason != NULL ?
-				    c->resp_pc.error_reason : llhttp_errno_name(e), NULL);
+				    "error", c->up->pc.error_reason != NULL ?
+				    c->up->pc.error_reason : llhttp_errno_name(e), NULL);
 				client_close(c);
 				return -1;
 			}
 		}
-		count_trailers(&c->resp_pc);
-		if (c->resp_pc.body_to != NULL) {
+		count_trailers(&c->up->pc);
+		if (c->up->pc.body_to != NULL) {
 			evbuffer_drain(u->in, u->fed);
 			c->resp_bytes += evbuffer_get_length(c->out) - before;
 		} else {
@@ -569,7 +570,7 @@ upstream_process(struct client *c)
 			c->resp_bytes += u->fed;
 		}
 		u->fed = 0;
-		if (!c->resp_pc.msg_done)
+		if (!c->up->pc.msg_done)
 			return client_flush(c);
 		return response_done(c);
 	}
@@ -641,7 +642,7 @@ upstream_read_cb(struct upconn *u, short what)
 		if (c->resp == RESP_BODY && rc == 0 && llhttp_message_needs_eof(&u->parser)) {
 			/* A close-delimited body just ended. */
 			llhttp_finish(&u->parser);
-			c->resp_pc.msg_done = true;
+			c->up->pc.msg_done = true;
 			exchange_record(c);
 			upstream_release(c, false);
 			c->resp = RESP_DONE;

@@ -29,6 +29,8 @@ struct upconn;
 #define PROXY_HOLD_MAX		(64 * 1024)	/* request body kept for an idempotent retry */
 #define PROXY_TRIES_MAX		8
 #define PROXY_SPARE_HEADS	64
+#define PROXY_SPARE_BUFS	256	/* empty evbuffers kept for the next busy connection */
+#define PROXY_SPARE_RQ		64
 /* A request body slower than this (bytes per second) runs into client_timeout. */
 #define PROXY_BODY_MIN_RATE	500
 /* On drain, how long a just-accepted connection may take to send its request. */
@@ -49,6 +51,12 @@ enum resp_state {
 	RESP_TUNNEL,	/* 101 sent: bytes both ways until both sides are done (tunnel.c) */
 };
 
+/* What reading a request takes: lent from the worker's spares to busy connections only. */
+struct client_request {
+	llhttp_t parser;
+	struct message_parse pc;
+};
+
 struct client {
 	LIST_ENTRY(client) entry;
 	TAILQ_ENTRY(client) flush_entry;	/* on px.flushes while flush_pending */
@@ -56,13 +64,17 @@ struct client {
 	bool flush_pending;
 	bool send_pending;
 	int fd;
-	struct event rev;
-	struct event wev;
+	/*
+	 * Read and write readiness, edge-triggered, registered once for the
+	 * connection's life (as nginx's are): stopping reading or writing is a
+	 * flag (reading, writing), not an epoll_ctl, and one event is 128 bytes
+	 * less per connection than two.
+	 */
+	struct event ev;
+	/* in, out and req_head: all NULL while the connection is idle (client_bufs_take()). */
 	struct evbuffer *in;
 	struct evbuffer *out;
-	llhttp_t parser;
-	struct message_parse req_pc;
-	struct message_parse resp_pc;
+	struct client_request *rq;	/* while a request is read or served; NULL when idle */
 	size_t fed;
 
 	enum req_state req;
@@ -71,6 +83,7 @@ struct client {
 	bool http10;
 	bool head_method;
 	bool idempotent;
+	uint8_t method;			/* llhttp's, kept past the request's parser (tunnels) */
 	bool has_host;
 	bool asterisk;			/* "OPTIONS *": no backend prefix */
 	bool upgrade;			/* asks to switch protocols: a 101 makes a tunnel */
@@ -111,6 +124,7 @@ struct client {
 	int64_t body_started_ns;	/* end of the head */
 	bool metrics_only;		/* accepted on metrics.listen */
 
+	bool peer_closed;		/* EV_CLOSED seen: read on to the end of file */
 	bool close_after;		/* close once out is flushed */
 	bool reading;			/* client read event armed */
 	bool writing;			/* client write event armed: out is blocked */
@@ -149,6 +163,10 @@ struct proxy_state {
 	llhttp_settings_t resp_settings;
 	struct http_head *spare[PROXY_SPARE_HEADS];
 	int nspare;
+	struct evbuffer *spare_bufs[PROXY_SPARE_BUFS];
+	int nspare_bufs;
+	struct client_request *spare_rq[PROXY_SPARE_RQ];
+	int nspare_rq;
 };
 
 extern struct proxy_state px;
@@ -169,6 +187,13 @@ buffer_clear(struct evbuffer *b)
 struct http_head *head_get(void);
 void head_put(struct http_head *h);
 
+/*
+ * Empty evbuffers from the worker's spares, and back: an idle connection
+ * holds none (client_bufs_take() when bytes arrive, given back once idle).
+ */
+struct evbuffer *buf_get(void);
+void buf_put(struct evbuffer *b);
+
 /* Count the finished request once, in this worker's slot, and log it if asked to. */
 void exchange_record(struct client *c);
 
@@ -179,6 +204,9 @@ int exchange_done(struct client *c);
 void count_trailers(struct message_parse *pc);
 
 void client_close(struct client *c);
+
+/* Give back c's request state (a tunnel has no more requests to read). */
+void client_rq_give(struct client *c);
 void client_set_reading(struct client *c, bool on);
 
 /*

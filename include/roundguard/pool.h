@@ -10,6 +10,7 @@
 #include <llhttp.h>
 
 #include "roundguard/deadline.h"
+#include "roundguard/message.h"
 
 struct event_base;
 struct evbuffer;
@@ -27,7 +28,7 @@ struct upconn {
 	struct evbuffer *in;		/* response bytes not yet passed on */
 	struct evbuffer *out;		/* request bytes not yet written */
 	llhttp_t parser;
-	struct http_head *head;		/* response head spans while it is parsed */
+	struct message_parse pc;	/* the answer being parsed (head spans, body, limits) */
 	size_t fed;			/* bytes of in already given to llhttp */
 	void *owner;			/* the client using it, NULL when idle */
 	struct pool *pool;
