@@ -12,6 +12,10 @@ usage: benchlib.py freeports N START     N free loopback TCP ports from START up
                                          children, and (cpu) that of TPID and descendants
        benchlib.py wrk FILE              parse a wrk --latency output:
                                          "rps p50_us p99_us errors requests"
+       benchlib.py wsload FILE           parse the WSLOAD line of a wsload run:
+                                         "msgs/s p50_us p99_us errors messages cpu_us"
+       benchlib.py fds PID               open descriptors of the worker processes under PID
+                                         (as for rss)
        benchlib.py idle PORT N READYFILE open N keep-alive connections, one GET / on each,
                                          write the number that got a 200 to READYFILE,
                                          then hold them until killed
@@ -121,10 +125,23 @@ def _vmrss(pid):
     return 0
 
 
-def rss_kib(root):
+def _workers(root):
     procs = tree(root)
-    workers = [p for p in procs if "worker" in _cmdline(p)]
-    return sum(_vmrss(p) for p in (workers or [root]))
+    return [p for p in procs if "worker" in _cmdline(p)] or [root]
+
+
+def rss_kib(root):
+    return sum(_vmrss(p) for p in _workers(root))
+
+
+def fds(root):
+    n = 0
+    for p in _workers(root):
+        try:
+            n += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            pass
+    return n
 
 
 UNITS = {"us": 1, "ms": 1000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
@@ -154,6 +171,21 @@ def parse_wrk(path):
         return
     print(rps.group(1), _time_us(p50.group(1)) if p50 else "nan",
           _time_us(p99.group(1)) if p99 else "nan", errors, reqs.group(1))
+
+
+def parse_wsload(path):
+    """bench/wsload's summary line (key=value pairs after "WSLOAD")."""
+    kv = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("WSLOAD "):
+                kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
+    if not kv or "messages" not in kv:
+        print("0 nan nan -1 0 -1")
+        return
+    msgs = int(kv["messages"])
+    p50, p99 = (kv["p50_us"], kv["p99_us"]) if msgs else ("nan", "nan")
+    print(kv["rate"], p50, p99, kv["errors"], msgs, kv.get("cpu_us", "-1"))
 
 
 def idle(port, n, readyfile):
@@ -221,6 +253,7 @@ def ratio(a, b):
 def report(path):
     rows = []     # run rows
     mems = []     # memory rows
+    bigmems = []  # memory rows with ~10,000 idle connections (tunnels, keep-alive)
     notes = {}    # section -> title
     extra = []
     with open(path) as f:
@@ -236,6 +269,8 @@ def report(path):
                 notes[p[1]] = p[2]
             elif p[0] == "mem":
                 mems.append(p[1:])
+            elif p[0] == "bigmem":
+                bigmems.append(p[1:])
             elif p[0] == "note":
                 extra.append((p[1], p[2]))
     order = []
@@ -252,8 +287,11 @@ def report(path):
                 targets.append(r["target"])
             if r["method"] not in methods:
                 methods.append(r["method"])
-        print(f"{'target':<19}{'method':<7}{'n':>2}  {'req/s median [min-max]':<28}"
-              f"{'p50':>9}{'p99':>9}{'errors':>8}{'CPU us/req':>12}{'CPU busy':>10}{'other CPU':>11}")
+        # WebSocket sections count echoed messages, per number of connections.
+        unit, col = ("msg", "conns") if sec.startswith("ws") else ("req", "method")
+        print(f"{'target':<19}{col:<7}{'n':>2}  {unit + '/s median [min-max]':<28}"
+              f"{'p50':>9}{'p99':>9}{'errors':>8}{'CPU us/' + unit:>12}{'CPU busy':>10}"
+              f"{'other CPU':>11}")
         med = {}
         for m in methods:
             for t in targets:
@@ -281,8 +319,8 @@ def report(path):
                     if t == me or (me, m) not in med or (t, m) not in med:
                         continue
                     a, b = med[(me, m)], med[(t, m)]
-                    print(f"  {me + ' / ' + t:<38} {m:<5} req/s {ratio(a[0], b[0]):>5}   "
-                          f"CPU/req {ratio(a[1], b[1]):>5}   p99 {ratio(a[2], b[2]):>5}")
+                    print(f"  {me + ' / ' + t:<38} {m:<5} {unit}/s {ratio(a[0], b[0]):>5}   "
+                          f"CPU/{unit} {ratio(a[1], b[1]):>5}   p99 {ratio(a[2], b[2]):>5}")
         for nsec, text in extra:
             if nsec == sec:
                 print(text)
@@ -296,8 +334,32 @@ def report(path):
             per = f"{d * 1024 / c / 1024:.1f}KiB" if c else "-"
             delta = f"{(d - b) * 1024 / c / 1024:.2f}KiB" if c else "-"
             print(f"{t:<14}{c:>7}{b:>9}KiB{d:>9}KiB{per:>12}{delta:>12}")
+    if bigmems:
+        print()
+        print(f"== {notes.get('bigmem', 'memory with ~10,000 idle connections')}")
+        print(f"{'target':<14}{'idle connections':<20}{'open':>7}{'worker fds':>12}"
+              f"{'RSS before':>12}{'RSS open':>12}{'delta/conn':>12}")
+        kinds = {"ws": "WebSocket tunnels", "http": "HTTP keep-alive"}
+        per = {}
+        for t, kind, conns, nfds, before, during in bigmems:
+            c, b, d = int(conns), int(before), int(during)
+            per[(t, kind)] = (d - b) / c if c else float("nan")
+            delta = f"{(d - b) / c:.2f}KiB" if c else "-"
+            print(f"{t:<14}{kinds.get(kind, kind):<20}{c:>7}{nfds:>12}{b:>9}KiB{d:>9}KiB"
+                  f"{delta:>12}")
+        me = "roundguardd"
+        for t in dict.fromkeys(r[0] for r in bigmems):
+            if t == me:
+                continue
+            parts = [f"{kinds.get(k, k)} {ratio(per.get((me, k)), per.get((t, k))):>5}"
+                     for k in kinds if (me, k) in per and (t, k) in per]
+            if parts:
+                print(f"  {me + ' / ' + t:<26} delta/conn: " + "   ".join(parts))
     for nsec, text in extra:
-        if nsec not in order:
+        if nsec not in order and nsec != "bigmem":
+            print(text)
+    for nsec, text in extra:
+        if nsec == "bigmem" and bigmems:
             print(text)
 
 
@@ -315,6 +377,10 @@ def main():
         sysload(int(args[0]), int(args[1]) if len(args) > 1 else None)
     elif cmd == "wrk":
         parse_wrk(args[0])
+    elif cmd == "wsload":
+        parse_wsload(args[0])
+    elif cmd == "fds":
+        print(fds(int(args[0])))
     elif cmd == "idle":
         idle(int(args[0]), int(args[1]), args[2])
     elif cmd == "report":
