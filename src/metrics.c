@@ -166,6 +166,13 @@ metrics_record(struct metrics_slot *s, int llhttp_method, int status, int64_t du
 }
 
 void
+metrics_slot_tunnels_gone(struct metrics_slot *s)
+{
+	atomic_store_explicit(&s->tunnels[1], atomic_load_explicit(&s->tunnels[0],
+	    memory_order_relaxed), memory_order_relaxed);
+}
+
+void
 metrics_record_upstream_error(struct metrics_slot *s, enum metrics_upstream_error e)
 {
 	if ((unsigned)e < METRICS_UPSTREAM_ERRORS)

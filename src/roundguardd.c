@@ -611,6 +611,10 @@ child_exited(struct child *c, int status)
 
 	c->pid = 0;
 	proc_describe_exit(status, desc, sizeof(desc));
+	/* Killed with tunnels open, it never counted them closed; nobody owns its slot now. */
+	if (c->kind == CHILD_WORKER)
+		for (uint32_t b = 0; b < (uint32_t)g->cfg.nbackends; b++)
+			metrics_slot_tunnels_gone(shm_stats(&g->shm, (uint32_t)c->index, b));
 	if (m.stopping || g->retiring) {
 		log_debug("child exited", "child", what, "status", desc, NULL);
 		if (live_children(g) == 0) {

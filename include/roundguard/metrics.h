@@ -28,6 +28,13 @@ const char *metrics_upstream_error_str(enum metrics_upstream_error e);
 void metrics_record(struct metrics_slot *s, int llhttp_method, int status, int64_t duration_ns);
 void metrics_record_upstream_error(struct metrics_slot *s, enum metrics_upstream_error e);
 
+/*
+ * The slot's worker is gone, and the kernel closed its tunnels with it: count
+ * them closed, so that roundguard_tunnels_active comes down. For the master,
+ * on a worker's death, before its replacement owns the slot.
+ */
+void metrics_slot_tunnels_gone(struct metrics_slot *s);
+
 /* dst += src, counter by counter (the master carrying totals into a new segment). */
 void metrics_slot_add(struct metrics_slot *dst, const struct metrics_slot *src);
 

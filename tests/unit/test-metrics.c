@@ -270,6 +270,33 @@ START_TEST(slot_add_every_counter)
 }
 END_TEST
 
+/* Tunnels: opened minus closed over every worker; a dead worker's count as closed. */
+START_TEST(render_tunnels_and_dead_worker)
+{
+	struct fixture f;
+	char *t;
+
+	scene(&f);
+	atomic_store(&shm_stats(&f.shm, 0, 0)->tunnels[0], 5);
+	atomic_store(&shm_stats(&f.shm, 0, 0)->tunnels[1], 2);
+	atomic_store(&shm_stats(&f.shm, 1, 0)->tunnels[0], 4);
+	atomic_store(&shm_stats(&f.shm, 1, 0)->tunnels[1], 4);
+	t = render(&f, "1");
+	ck_line(t, "# TYPE roundguard_tunnels_active gauge");
+	ck_line(t, "roundguard_tunnels_active{backend=\"10.0.0.1:8001\"} 3");
+	ck_line(t, "roundguard_tunnels_total{backend=\"10.0.0.1:8001\"} 9");
+	ck_line(t, "roundguard_tunnels_active{backend=\"[::1]:8003\"} 0");
+	free(t);
+	/* Worker 0 killed with its 3 tunnels open: the kernel closed them. */
+	metrics_slot_tunnels_gone(shm_stats(&f.shm, 0, 0));
+	t = render(&f, "1");
+	ck_line(t, "roundguard_tunnels_active{backend=\"10.0.0.1:8001\"} 0");
+	ck_line(t, "roundguard_tunnels_total{backend=\"10.0.0.1:8001\"} 9");
+	free(t);
+	fixture_free(&f);
+}
+END_TEST
+
 START_TEST(render_scene)
 {
 	struct fixture f;
@@ -590,6 +617,7 @@ main(void)
 	tcase_add_test(tc, escape_label_values);
 	tcase_add_test(tc, render_escapes_version_and_newline);
 	tcase_add_test(tc, render_format_lines);
+	tcase_add_test(tc, render_tunnels_and_dead_worker);
 	suite_add_tcase(s, tc);
 	return unit_run(s, CK_NORMAL);
 }
