@@ -38,6 +38,12 @@ Paths (the query string selects options):
   /badhead?kind=K     200 whose head is broken on purpose (K: cr, lf, nul,
                       fold, reason-cr, name-space); the broken header carries
                       the word "evil" and smuggles an "X-Injected" header
+  /events?n=N&ms=M[&framing=F]
+                      200 text/event-stream: N events, one every M ms, each
+                      "id: I\ndata: {"i": I, "t": SEND_TIME}\n\n" (t: Unix time
+                      taken right before its write) in its own write. F chunked
+                      (default: each event one chunk) or close (no length, the
+                      connection closed after the last event)
   /_ctl?live=S&live_delay_ms=N&mode=M
                       changes the health answer / mode; 200 "ok"
 
@@ -341,6 +347,25 @@ def handle(sock):
                 for i in range(0, len(CLOSE_BODY), 16384):
                     conn.send(CLOSE_BODY[i:i + 16384])
                 return
+            elif path == "/events":
+                read_body(conn, headers, lambda b: None)
+                n, ms = qint("n", 10), qint("ms", 100)
+                chunked = q.get("framing", ["chunked"])[0] != "close"
+                h = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\n")
+                if chunked:
+                    h += "Transfer-Encoding: chunked\r\n"
+                if not chunked or not keep:
+                    h += "Connection: close\r\n"
+                conn.send((h + "\r\n").encode())
+                start = time.monotonic()
+                for i in range(n):
+                    time.sleep(max(0.0, start + i * ms / 1000.0 - time.monotonic()))
+                    ev = ("id: %d\ndata: {\"i\": %d, \"t\": %.6f}\n\n" % (i, i, time.time())).encode()
+                    conn.send(b"%x\r\n%s\r\n" % (len(ev), ev) if chunked else ev)
+                if not chunked:
+                    return
+                conn.send(b"0\r\n\r\n")
             elif path == "/big":
                 read_body(conn, headers, lambda b: None)
                 n = qint("n", 0)
