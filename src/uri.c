@@ -79,6 +79,10 @@ uri_host_check(const char *h, size_t len)
 		alen = (size_t)(close - h - 1);
 		if (alen == 0 || alen >= sizeof(addr))
 			return "The Host header's IPv6 address is not valid";
+		/* inet_pton() stops at a NUL: only what an address is made of goes in. */
+		for (i = 1; i <= alen; i++)
+			if (!is_hex((unsigned char)h[i]) && h[i] != ':' && h[i] != '.')
+				return "The Host header's IPv6 address is not valid";
 		memcpy(addr, h + 1, alen);
 		addr[alen] = '\0';
 		/* Zone identifiers and IPvFuture are refused with the rest. */
@@ -102,6 +106,8 @@ uri_host_check(const char *h, size_t len)
 			continue;
 		if (c == '%' && h + i + 2 < end && is_hex((unsigned char)h[i + 1]) &&
 		    is_hex((unsigned char)h[i + 2])) {
+			if (h[i + 1] == '0' && h[i + 2] == '0')
+				return "The Host header has an encoded NUL (%00)";
 			i += 2;
 			continue;
 		}
