@@ -1,14 +1,18 @@
 /*
  * libFuzzer harness for header filtering: a request or response head parsed
  * by llhttp with the proxy's own span-recording callbacks (src/message.c),
- * refused where src/proxy.c refuses it, then rebuilt for the other side with
- * http_write_request_line + http_write_request_fields (to a backend) or
- * http_write_response_head (to a client).
+ * refused where src/proxy.c refuses it (http_request_refusal(), then
+ * uri_target_check()), then rebuilt for the other side as request_head()
+ * there does (an absolute-form target's authority replaces Host, names with
+ * "_" are dropped, the request line is the origin-form target behind the
+ * backend's prefix) with http_put_request_line + http_write_request_fields
+ * (to a backend), or with http_write_response_head (to a client).
  *
  * Input: two selector bytes, then the head.
  * - byte 0: bit 0 response (else request), bit 1 HTTP/1.0 client (response:
  *   keep-alive mode and de-chunking), bit 2 no Host fallback, bit 3 a
- *   backend path prefix, bit 4 client wants the connection closed;
+ *   backend path prefix, bit 4 client wants the connection closed, bit 5
+ *   names with "_" go on (proxy.underscores_in_headers);
  * - byte 1: how the bytes are cut into pieces, as recv() would (llhttp then
  *   hands the callbacks spans in several pieces).
  *
@@ -19,7 +23,10 @@
  * list, or a name listed in a Connection header of the head) unless
  * Roundguard added it itself, exactly one X-Forwarded-For/-Proto, no
  * Transfer-Encoding when de-chunking, and for requests what the issue's
- * smuggling rules ask (see FUZZ_HTTP_SMUGGLING).
+ * smuggling rules ask (see FUZZ_HTTP_SMUGGLING), a Host that passes
+ * uri_host_check() (an absolute-form target's authority when there is one),
+ * no name with "_" unless allowed, and a request target that passes
+ * uri_target_check() again in origin-form (or is "*" for OPTIONS).
  *
  * llhttp must be built as the daemon builds it (LLHTTP_STRICT_MODE=1, see
  * meson.build here).
@@ -34,6 +41,7 @@
 
 #include "roundguard/http.h"
 #include "roundguard/message.h"
+#include "roundguard/uri.h"
 
 #include "fuzz.h"
 
@@ -185,7 +193,8 @@ struct field_check {
 	const struct http_head *h;
 	bool response;
 	bool dechunk;
-	bool fallback_used;
+	const char *fallback;	/* the Host Roundguard may add, or NULL */
+	bool underscores;	/* names with "_" may go on */
 	/* Counts of what Roundguard adds itself, and what smuggling checks look at. */
 	size_t xff, xfp, xfh, host, connection, backend_server, cl, te;
 	const char *host_value, *xfh_value, *te_value;
@@ -216,9 +225,12 @@ field_cb(void *arg, const char *name, size_t nlen, const char *value, size_t vle
 		fc->host++;
 		fc->host_value = value;
 		fc->host_len = vlen;
-		/* The fallback when the client sent no Host, or one listed in Connection. */
-		ours = fc->fallback_used && vlen == strlen(FALLBACK_HOST) &&
-		    memcmp(value, FALLBACK_HOST, vlen) == 0;
+		/*
+		 * The fallback when no client Host goes on (none, one listed in
+		 * Connection, or one an absolute-form target's authority replaces).
+		 */
+		ours = fc->fallback != NULL && vlen == strlen(fc->fallback) &&
+		    memcmp(value, fc->fallback, vlen) == 0;
 	} else if (name_is(name, nlen, "x-backend-server")) {
 		fc->backend_server++;
 		ours = fc->response;
@@ -235,26 +247,51 @@ field_cb(void *arg, const char *name, size_t nlen, const char *value, size_t vle
 	}
 	if (ours)
 		return;
+	FUZZ_CHECK(fc->underscores || fc->response || memchr(name, '_', nlen) == NULL,
+	    "header \"%.*s\" with \"_\" forwarded", (int)nlen, name);
 	FUZZ_CHECK(!static_hop(name, nlen), "hop-by-hop header \"%.*s\" forwarded", (int)nlen, name);
 	FUZZ_CHECK(!connection_listed(fc->base, fc->h, name, nlen),
 	    "header \"%.*s\" listed in Connection forwarded", (int)nlen, name);
 }
 
+/* How request_head() in src/proxy.c sends the request on. */
+struct sent_request {
+	const struct uri_target *ut;
+	const char *fallback;	/* Host when no client Host goes on */
+	bool prefix;
+	bool underscores;
+	bool options;
+};
+
 static void
-check_request(const char *base, const struct http_head *h, bool prefix, bool fallback,
+check_request(const char *base, const struct http_head *h, const struct sent_request *sr,
     const char *head_bytes, size_t head_len)
 {
 	struct evbuffer *out = evbuffer_new();
+	const struct uri_target *ut = sr->ut;
+	const char *prefix = sr->prefix && ut->form != URI_ASTERISK ? PREFIX : "";
+	const char *target = base + h->target.off + ut->path_off;
+	struct uri_target again;
 	struct field_check fc;
 	struct emitted e;
-	size_t tlen;
+	size_t tlen, plen = strlen(prefix);
+	char pre[sizeof(PREFIX) + 1], *line;
 
 	if (out == NULL)
 		abort();
-	FUZZ_CHECK(http_write_request_line(out, base, h, prefix ? PREFIX : "") == 0,
-	    "http_write_request_line failed");
-	FUZZ_CHECK(http_write_request_fields(out, base, h, CLIENT_IP,
-	    fallback ? FALLBACK_HOST : NULL) == 0, "http_write_request_fields failed");
+	/* request_line_keep() and queue_request(): [prefix]["/"]path-and-query. */
+	memcpy(pre, prefix, plen);
+	if (ut->need_slash)
+		pre[plen++] = '/';
+	line = malloc(HTTP_REQUEST_LINE_SIZE(h->method.len, plen, ut->path_len));
+	if (line == NULL)
+		abort();
+	tlen = http_put_request_line(line, base + h->method.off, h->method.len, pre, plen, target,
+	    ut->path_len);
+	FUZZ_CHECK(evbuffer_add(out, line, tlen) == 0, "evbuffer_add");
+	free(line);
+	FUZZ_CHECK(http_write_request_fields(out, base, h, CLIENT_IP, sr->fallback) == 0,
+	    "http_write_request_fields failed");
 	e.len = evbuffer_get_length(out);
 	e.buf = (const char *)evbuffer_pullup(out, -1);
 	check_framing(&e);
@@ -276,11 +313,16 @@ check_request(const char *base, const struct http_head *h, bool prefix, bool fal
 		FUZZ_CHECK(c > 0x20 && c != 0x7f, "byte 0x%02x in request target \"%.*s\"", c,
 		    (int)e.line_len, e.line);
 	}
+	/* What the backend gets is a target the proxy itself would take, in origin-form. */
+	FUZZ_CHECK(uri_target_check(e.line + h->method.len + 1, tlen, sr->options, &again) ==
+	    NULL && again.form == (ut->form == URI_ASTERISK ? URI_ASTERISK : URI_ORIGIN),
+	    "request target sent on: \"%.*s\"", (int)e.line_len, e.line);
 
 	memset(&fc, 0, sizeof(fc));
 	fc.base = base;
 	fc.h = h;
-	fc.fallback_used = fallback;
+	fc.fallback = sr->fallback;
+	fc.underscores = sr->underscores;
 	each_field(&e, field_cb, &fc);
 	FUZZ_CHECK(fc.xff == 1 && fc.xfp == 1, "%zu X-Forwarded-For, %zu X-Forwarded-Proto",
 	    fc.xff, fc.xfp);
@@ -288,7 +330,13 @@ check_request(const char *base, const struct http_head *h, bool prefix, bool fal
 	FUZZ_CHECK(fc.xfh == 0 || (fc.host == 1 && fc.xfh_len == fc.host_len &&
 	    memcmp(fc.xfh_value, fc.host_value, fc.host_len) == 0),
 	    "X-Forwarded-Host differs from Host");
-	FUZZ_CHECK(!fallback || fc.host == 1, "no Host line despite a fallback");
+	FUZZ_CHECK(sr->fallback == NULL || fc.host == 1, "no Host line despite a fallback");
+	FUZZ_CHECK(fc.host == 0 || uri_host_check(fc.host_value, fc.host_len) == NULL,
+	    "Host \"%.*s\" forwarded", (int)fc.host_len, fc.host_value);
+	if (ut->form == URI_ABSOLUTE)
+		FUZZ_CHECK(fc.host == 1 && fc.host_len == ut->authority_len &&
+		    memcmp(fc.host_value, base + h->target.off + ut->authority_off, fc.host_len) == 0,
+		    "Host is not the absolute-form target's authority");
 #if FUZZ_HTTP_SMUGGLING
 	FUZZ_CHECK(fc.cl <= 1, "%zu Content-Length headers forwarded", fc.cl);
 	FUZZ_CHECK(fc.cl == 0 || fc.te == 0, "both Content-Length and Transfer-Encoding forwarded");
@@ -348,6 +396,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct http_head head;
+	char authority[300];	/* as request_head() in src/proxy.c has it */
+	struct sent_request sr;
+	struct uri_target ut;
 	llhttp_settings_t settings;
 	struct message_parse pc;
 	llhttp_t parser;
@@ -444,6 +495,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		head.major = parser.http_major;
 		head.minor = parser.http_minor;
+		if (uri_target_check(buf + head.target.off, head.target.len,
+		    parser.method == HTTP_OPTIONS, &ut) != NULL)
+			return 0;
+		sr.ut = &ut;
+		sr.prefix = data[0] & 8;
+		sr.underscores = data[0] & 32;
+		sr.options = parser.method == HTTP_OPTIONS;
+		sr.fallback = (data[0] & 4) ? NULL : FALLBACK_HOST;
+		if (ut.form == URI_ABSOLUTE) {
+			/* The authority wins over Host, and goes on as Host. */
+			for (uint16_t i = 0; i < head.nfields; i++)
+				if (head.fields[i].kind == HTTP_FIELD_HOST)
+					head.fields[i].hop = true;
+			FUZZ_CHECK(ut.authority_len < sizeof(authority), "authority of %zu bytes",
+			    ut.authority_len);
+			memcpy(authority, buf + head.target.off + ut.authority_off, ut.authority_len);
+			authority[ut.authority_len] = '\0';
+			sr.fallback = authority;
+		}
+		if (!sr.underscores)
+			http_drop_underscore_fields(buf, &head);
 		{
 			/*
 			 * llhttp runs some checks (a Transfer-Encoding without chunked
@@ -459,7 +531,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE)
 				return 0;
 		}
-		check_request(buf, &head, data[0] & 8, !(data[0] & 4), buf, off);
+		check_request(buf, &head, &sr, buf, off);
 	}
 	return 0;
 }

@@ -5,7 +5,7 @@ Run:
   ROUNDGUARD_D=build/src/roundguardd ROUNDGUARD_ECHO=build/src/roundguard-echo \\
       python3 tests/integration/test_faults.py -v
 
-Every scenario runs a steady load through roundguardd (2 workers): 16 client
+Scenarios 1-7 run a steady load through roundguardd (2 workers): 16 client
 threads, each on one keep-alive connection, alternating `GET /live?rid=ID` and
 `POST /reflect?rid=ID` with a JSON body unique to the request, 1 ms apart
 (FAULTS_PAUSE), so that keep-alive connections are idle most of the time as
@@ -31,8 +31,45 @@ Before reusing a keep-alive connection a client checks whether roundguardd has
 closed it meanwhile (as browsers and HTTP libraries do) and then reconnects;
 such reconnects are counted, not failures.
 
+Scenarios 8 and 9 are about a request with a body whose pooled keep-alive
+backend connection turns out dead before a byte of it was written (found with
+wrk -c256 POSTing 199 bytes while a backend was killed and restarted: about 20
+requests per kill hung until the next kill, because the retry on the next
+backend sent the head only; the body had gone into the dead connection's
+buffer):
+  8a-e  the race itself, made deterministic (reset_race()), for a POST with
+        Content-Length (a), a PUT (b), a chunked POST (c), a POST whose pooled
+        connection the backend closed with a FIN rather than an RST (d), and a
+        POST of which only the head and 1000 of 6000 body bytes are there when
+        the worker runs, so that they are written at once and the write fails
+        (e; the rest follows 0.2 s later): roundguardd -w 1 with two reset-idle
+        stubs A and B; warm-up GETs on one keep-alive client connection leave
+        an idle pooled connection to A and the round-robin ticket on A; the
+        worker is stopped (SIGSTOP), the request sent on that client connection
+        (one the worker has accepted already: a fresh one would be accepted in
+        the same loop turn as the RST is read, and read only in the next, when
+        the pool has dropped the dead connection), A resets its idle
+        connection, the worker continued (SIGCONT). The client's socket became
+        readable before the pooled one got the RST, and epoll reports ready
+        sockets in that order, so the worker queues head and body on the dead
+        connection and, in the same loop turn, sees the reset with nothing
+        written. Expected: 200 from B with the body echoed within 2 s, B
+        received the whole body, A nothing, and the log line "upstream failed"
+        (A, "reused":"yes") shows the race was hit; a set-up that missed it is
+        tried again (RACE_TRIES), and never hitting it fails the test. Before
+        the fix (aeaec9f) every variant failed: no answer, B holding the head
+        (and, in e, the body without its first 1000 bytes) and waiting.
+  9     256 keep-alive connections (MuxLoad: one thread, a selector) POSTing
+        200-byte JSON bodies with no think time behind roundguardd (2 workers)
+        and 3 roundguard-echo backends, one of them kill -9'd every 2.5 s and
+        revived on its port 1 s later, 7 times (about 20 s of load). Every
+        request must end within 2 s with 200 and its body echoed, or with 502
+        (a POST the killed backend had taken; never sent twice), and the 502s
+        only at the kills; the slowest request is reported.
+
 The fault stubs (backends that stall, answer slowly, drop the request, break
-off in the head or in the body) live in this file too: `python3
+off in the head or in the body, reset their idle keep-alive connections on
+request) live in this file too: `python3
 test_faults.py --stub MODE PORT [MS]` (see stub_main). They answer the health
 probes (requests without X-Forwarded-For) normally unless the mode says
 otherwise, and write one JSON line per proxied request to stdout.
@@ -42,6 +79,8 @@ what was expected.
 """
 
 import collections
+import errno
+import hashlib
 import json
 import os
 import re
@@ -79,6 +118,12 @@ FAST = {"interval": "200ms", "timeout": "100ms"}
 INTERVAL, CHECK_TIMEOUT = 0.2, 0.1
 DETECT = INTERVAL + CHECK_TIMEOUT + 1.5     # generous bound for a transition to be logged
 
+CALM = {"interval": "2s", "timeout": "1s"}  # no flapping where one request's path matters
+RACE_TRIES = 3                # scenario 8: set-ups tried before "the race was never hit"
+RACE_CLIENT_TIMEOUT = 5.0     # scenario 8: the client's wait for its answer
+MUX_CONNS = 256               # scenario 9: client connections (one thread)
+MUX_TIMEOUT = 5.0             # scenario 9: a request with no answer by then is a timeout
+
 SUMMARY = []                  # rows of the closing table
 
 
@@ -96,9 +141,13 @@ def stub_main(argv):
       halfhead         sends part of a response head, then closes
       cutbody          sends a 200 head with Content-Length 4096 and 100 bytes of
                        body, then resets the connection
+      reset-idle       see reset_idle_stub(): echoes every body; a control request
+                       resets the idle keep-alive connections roundguardd holds
     """
     mode, port = argv[0], int(argv[1])
     ms = int(argv[2]) if len(argv) > 2 else 0
+    if mode == "reset-idle":
+        return reset_idle_stub(port)
     state = {"stall": False}
     out_lock = threading.Lock()
 
@@ -196,6 +245,166 @@ def stub_main(argv):
         s, _ = srv.accept()
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=serve, args=(s,), daemon=True).start()
+
+
+def parse_request(buf):
+    """One whole request at the start of buf: (method, target, headers (lower-case
+    names), body (de-chunked), bytes used), or None while incomplete. ValueError
+    for what cannot be parsed."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buf[:end].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise ValueError("request line %r" % lines[0])
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    pos = end + 4
+    if "chunked" in hdrs.get("transfer-encoding", "").lower():
+        body = b""
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(buf[pos:eol].split(b";")[0], 16)
+            pos = eol + 2
+            if size == 0:
+                break
+            if len(buf) < pos + size + 2:
+                return None
+            body += buf[pos:pos + size]
+            pos += size + 2
+        while True:                        # trailer fields, then the empty line
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            line, pos = buf[pos:eol], eol + 2
+            if not line:
+                break
+    else:
+        n = int(hdrs.get("content-length") or 0)
+        if len(buf) < pos + n:
+            return None
+        body, pos = buf[pos:pos + n], pos + n
+    return parts[0], parts[1], hdrs, body, pos
+
+
+def reset_idle_stub(port):
+    """Stub mode reset-idle: one thread, a selector. Every request is answered 200:
+    with the body received (de-chunked, Content-Length framing) when it had one,
+    else empty. Each proxied request (one with X-Forwarded-For) is logged to
+    stdout: {"t", "action": "served", "conn", "method", "target", "body_len",
+    "body_sha256"}; a connection that ends with bytes of an unfinished request
+    logs {"action": "partial", "conn", "bytes", "data"}.
+
+    GET /_reset-idle[?how=fin] (sent directly, without X-Forwarded-For) resets
+    (how=fin: closes, a FIN rather than an RST) every
+    connection that has carried a proxied request and is idle (its last answer
+    written, nothing of a next request received): SO_LINGER 0, then close(), so
+    roundguardd's pooled connection gets an RST. The answer, sent after the
+    resets, is {"reset": [conn, ...]} (also logged, action "reset"). Connections
+    of the health checker are never reset. GET /_pending answers {"pending":
+    [{"conn", "bytes", "data"}, ...]}: the connections holding bytes of a
+    request not complete yet (a head waiting for its body, say)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind((HOST, port))
+    except OSError as e:
+        sys.stderr.write("stub: cannot listen on %s:%d: %s (address in use?)\n" % (HOST, port, e))
+        return 1
+    srv.listen(512)
+    srv.setblocking(False)
+    sel.register(srv, selectors.EVENT_READ, None)
+    conns = {}          # socket -> {"id", "buf", "proxied"}
+    ids = iter(range(1, 1 << 30))
+
+    def log(obj):
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    def drop(sock, reset=False):
+        st = conns.pop(sock)
+        sel.unregister(sock)
+        if st["buf"]:
+            log({"t": time.time(), "action": "partial", "conn": st["id"],
+                 "bytes": len(st["buf"]), "data": st["buf"][:300].decode("latin-1")})
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    sys.stderr.write("stub reset-idle listening on %s:%d\n" % (HOST, port))
+    sys.stderr.flush()
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is srv:
+                try:
+                    s, _ = srv.accept()
+                except OSError:
+                    continue
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.setblocking(True)           # answers are small: sendall() at once
+                conns[s] = {"id": next(ids), "buf": b"", "proxied": False}
+                sel.register(s, selectors.EVENT_READ, None)
+                continue
+            s = key.fileobj
+            st = conns.get(s)
+            if st is None:                    # reset earlier in this batch
+                continue
+            try:
+                d = s.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                drop(s)
+                continue
+            st["buf"] += d
+            while True:
+                try:
+                    req = parse_request(st["buf"])
+                except ValueError:
+                    drop(s)
+                    break
+                if req is None:
+                    break
+                method, target, hdrs, body, used = req
+                st["buf"] = st["buf"][used:]
+                extra = b""
+                if "x-forwarded-for" in hdrs:
+                    st["proxied"] = True
+                    log({"t": time.time(), "action": "served", "conn": st["id"],
+                         "method": method, "target": target, "body_len": len(body),
+                         "body_sha256": hashlib.sha256(body).hexdigest()})
+                elif target.startswith("/_reset-idle"):
+                    victims = [x for x, o in conns.items()
+                               if o["proxied"] and not o["buf"] and x is not s]
+                    done = sorted(conns[x]["id"] for x in victims)
+                    for x in victims:
+                        drop(x, reset="how=fin" not in target)
+                    log({"t": time.time(), "action": "reset", "conns": done})
+                    body = json.dumps({"reset": done}).encode()
+                    extra = b"Content-Type: application/json\r\n"
+                elif target == "/_pending":
+                    body = json.dumps({"pending": [
+                        {"conn": o["id"], "bytes": len(o["buf"]),
+                         "data": o["buf"][:300].decode("latin-1")}
+                        for x, o in conns.items() if o["buf"] and x is not s]}).encode()
+                    extra = b"Content-Type: application/json\r\n"
+                resp = (b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s"
+                        % (extra, len(body), body))
+                try:
+                    s.sendall(resp)
+                except OSError:
+                    drop(s)
+                    break
+                if "close" in hdrs.get("connection", "").lower():
+                    drop(s)
+                    break
 
 
 # ---------------------------------------------------------------------------
@@ -465,6 +674,306 @@ class Load:
         return sum(c.stale_reconnects for c in self.clients)
 
 
+def json_body(rid, size):
+    """A JSON object naming rid, padded to exactly size bytes (when size allows)."""
+    base = {"rid": rid, "pad": ""}
+    n = max(0, size - len(json.dumps(base)))
+    base["pad"] = "p" * n
+    return json.dumps(base).encode()
+
+
+def parse_response(buf):
+    """One whole response at the start of buf: (status, headers (lower-case
+    names), body, bytes used), or None while incomplete; 1xx answers are
+    skipped. ValueError for what cannot be parsed."""
+    pos = 0
+    while True:
+        end = buf.find(b"\r\n\r\n", pos)
+        if end < 0:
+            return None
+        lines = buf[pos:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+            raise ValueError("status line %r" % lines[0])
+        status = int(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        pos = end + 4
+        if not 100 <= status < 200:
+            break
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(buf[pos:eol].split(b";")[0], 16)
+            pos = eol + 2
+            if len(buf) < pos + size + 2:
+                return None
+            body += buf[pos:pos + size]
+            pos += size + 2
+            if size == 0:
+                break
+        return status, headers, body, pos
+    n = int(headers.get("content-length", "0"))
+    if len(buf) < pos + n:
+        return None
+    return status, headers, buf[pos:pos + n], pos + n
+
+
+class _MuxConn:
+    __slots__ = ("cid", "sock", "seq", "conn_seq", "state", "out", "off", "buf", "o",
+                 "expect", "got")
+
+    def __init__(self, cid):
+        self.cid = cid
+        self.sock = None
+        self.seq = 0            # requests made on this client slot
+        self.conn_seq = 0       # connections opened
+        self.state = "idle"     # idle, connecting, sending, reading
+        self.out = b""
+        self.off = 0
+        self.buf = b""
+        self.o = None
+        self.expect = b""
+        self.got = 0
+
+
+class MuxLoad(threading.Thread):
+    """n keep-alive client connections driven by one thread through a selector
+    (no GIL queue between a socket becoming readable and its answer being
+    timed, as 256 client threads would have). Each sends `POST
+    /reflect?rid=ID` with a JSON body of `size` bytes unique to the request,
+    the next one `pause` seconds after the answer, until `seconds` have passed
+    or `max_requests` were made; then the requests under way get up to
+    `timeout` to end and everything is closed. Outcomes are Client's (t0 =
+    request ready, t_req = first byte written, t1 = answer complete or
+    failure); a request with no whole answer within `timeout` is a
+    "timeout"."""
+
+    def __init__(self, port, tag, n=256, seconds=20.0, max_requests=500000, timeout=5.0,
+                 size=200, pause=0.0):
+        super().__init__(daemon=True)
+        self.port, self.tag, self.n = port, tag, n
+        self.seconds, self.max_requests = seconds, max_requests
+        self.timeout, self.size, self.pause = timeout, size, pause
+        self.results = []
+        self.made = 0
+        self.stale_reconnects = 0
+        self.connected = 0      # connections established so far
+        self.halt = threading.Event()
+        self.error = None
+
+    def run(self):
+        import heapq
+        import selectors
+        self.sel = selectors.DefaultSelector()
+        conns = [_MuxConn(i) for i in range(self.n)]
+        self.due = collections.deque(conns)     # to start their next request now
+        self.later = []                         # (monotonic time, cid): after a pause
+        end = time.monotonic() + self.seconds
+        last_scan = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                stopping = now >= end or self.made >= self.max_requests or self.halt.is_set()
+                if not stopping:
+                    while self.later and self.later[0][0] <= now:
+                        self.due.append(conns[heapq.heappop(self.later)[1]])
+                    while self.due:
+                        self._next(self.due.popleft())
+                elif all(c.state == "idle" for c in conns):
+                    break
+                wait = 0.05
+                if self.later and not stopping:
+                    wait = min(wait, max(0.0, self.later[0][0] - now))
+                for key, ev in self.sel.select(wait):
+                    self._event(key.data, ev)
+                if now - last_scan >= 0.05:
+                    last_scan = now
+                    wall = time.time()
+                    for c in conns:
+                        if c.state != "idle" and wall - c.o.t0 > self.timeout:
+                            self._done(c, "timeout", detail="no whole answer in %.1f s (%s, "
+                                       "%d bytes of the answer)" % (self.timeout, c.state, c.got))
+                            self._close(c)
+        except Exception as e:       # reported by the test, not lost in a thread
+            self.error = e
+            raise
+        finally:
+            for c in conns:
+                self._close(c)
+            self.sel.close()
+
+    # -- one connection -------------------------------------------------------
+
+    def _close(self, c):
+        if c.sock is not None:
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+            c.sock.close()
+            c.sock = None
+
+    def _watch(self, c, ev):
+        try:
+            self.sel.modify(c.sock, ev, c)
+        except KeyError:
+            self.sel.register(c.sock, ev, c)
+
+    def _next(self, c):
+        """Start the next request of c (a new connection if it has none)."""
+        import selectors
+        rid = "%s-m%03d-%06d" % (self.tag, c.cid, c.seq)
+        c.seq += 1
+        self.made += 1
+        body = json_body(rid, self.size)
+        c.out = (b"POST /reflect?rid=%s HTTP/1.1\r\nHost: faults.test\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (rid.encode(), len(body), body))
+        c.off = 0
+        c.buf = b""
+        c.got = 0
+        c.expect = body
+        c.o = Outcome(c.cid, c.conn_seq, rid, "POST", time.time())
+        if c.sock is not None and self._stale(c):
+            self.stale_reconnects += 1
+            self._close(c)
+        c.o.reused = c.sock is not None
+        if c.sock is None:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = s.connect_ex((HOST, self.port))
+            c.sock = s
+            c.conn_seq += 1
+            c.o.conn = c.conn_seq
+            if err not in (0, errno.EINPROGRESS):
+                return self._connect_failed(c, err)
+            c.state = "connecting"
+            self._watch(c, selectors.EVENT_WRITE)
+            return
+        self._send(c)
+
+    def _stale(self, c):
+        try:
+            r, _, _ = select.select([c.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(r)
+
+    def _connect_failed(self, c, err):
+        kind = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "connect_reset"}.get(
+            err, "connect_error")
+        self._done(c, kind, detail=os.strerror(err))
+        self._close(c)
+        self._later(c, 0.02)
+
+    def _send(self, c):
+        import selectors
+        c.state = "sending"
+        if c.o.t_req is None:
+            c.o.t_req = time.time()
+        try:
+            while c.off < len(c.out):
+                c.off += c.sock.send(c.out[c.off:])
+        except BlockingIOError:
+            self._watch(c, selectors.EVENT_WRITE)
+            return
+        except OSError as e:
+            self._done(c, "send_error", detail=repr(e))
+            self._close(c)
+            return
+        c.state = "reading"
+        self._watch(c, selectors.EVENT_READ)
+
+    def _event(self, c, ev):
+        if c.state == "connecting":
+            err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                return self._connect_failed(c, err)
+            self.connected += 1
+            c.o.t_conn = time.time()
+            return self._send(c)
+        if c.state == "sending":
+            return self._send(c)
+        try:
+            d = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            d, why = None, repr(e)
+        else:
+            why = "EOF"
+        if not d:
+            self._done(c, "lost" if c.got == 0 else "cut",
+                       detail="%s after %d bytes of the answer" % (why, c.got))
+            self._close(c)
+            return
+        c.got += len(d)
+        c.buf += d
+        try:
+            r = parse_response(c.buf)
+        except ValueError as e:
+            self._done(c, "protocol", detail=repr(e))
+            self._close(c)
+            return
+        if r is None:
+            return
+        status, headers, body, used = r
+        c.o.status = status
+        c.o.backend = headers.get("x-backend-server")
+        if used != len(c.buf):
+            self._done(c, "protocol", detail="%d bytes after the answer" % (len(c.buf) - used))
+            self._close(c)
+            return
+        if status != 200:
+            self._done(c, "status_%d" % status, detail=body[:200].decode("latin-1"))
+        elif body != c.expect:
+            self._done(c, "bad_body", detail="got %r" % body[:200])
+        else:
+            self._done(c, "ok")
+        if "close" in headers.get("connection", "").lower():
+            self._close(c)
+
+    def _done(self, c, kind, detail=""):
+        """End c's request; the next one starts now (or after pause / a failed connect)."""
+        o = c.o
+        o.t1 = time.time()
+        o.kind = kind
+        o.detail = detail
+        self.results.append(o)
+        c.state = "idle"
+        c.o = None
+        if c.sock is not None:
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        self._later(c, self.pause)
+
+    def _later(self, c, delay):
+        import heapq
+        if delay > 0:
+            heapq.heappush(self.later, (time.monotonic() + delay, c.cid))
+        else:
+            self.due.append(c)
+
+    def stop_wait(self):
+        """Wait for the thread to end by itself (it is bounded); raise if it did not."""
+        self.join(self.seconds + self.timeout + 15)
+        if self.is_alive():
+            self.halt.set()
+            self.join(self.timeout + 5)
+            raise AssertionError("MuxLoad did not stop by itself")
+        if self.error is not None:
+            raise AssertionError("MuxLoad failed: %r" % self.error)
+
+
 def kinds(outcomes):
     return collections.Counter(o.kind for o in outcomes)
 
@@ -548,8 +1057,8 @@ class FaultTestCase(unittest.TestCase):
         SUMMARY.append(r)
         return r
 
-    def lb(self, backends, proxy=None, access=False, workers=2):
-        cfg = lbt.make_config([lbt.url(b) for b in backends], health=FAST, proxy=proxy,
+    def lb(self, backends, proxy=None, access=False, workers=2, health=FAST):
+        cfg = lbt.make_config([lbt.url(b) for b in backends], health=health, proxy=proxy,
                               log={"access": access})
         return lbt.LB(self.addCleanup, cfg, workers=workers).start()
 
@@ -600,8 +1109,9 @@ class FaultTestCase(unittest.TestCase):
             if down is not None:
                 info["after"] = backend_counters(lb, addr)
             info["t_revive"] = time.time()
-            backends[i] = lbt.echo_backend(self.addCleanup, port=victim.port)
+            # Marked first: the checker may see the backend up before start() returns.
             mark = lb.d.stderr_mark()
+            backends[i] = lbt.echo_backend(self.addCleanup, port=victim.port)
             info["up"] = rgtest.wait_json_log(
                 lb.d, lambda o: o.get("backend") == addr and o.get("msg") == "backend up",
                 timeout=DETECT, since=mark)
@@ -976,6 +1486,261 @@ class FaultTestCase(unittest.TestCase):
         self.assertLess(max((o.t1 for o in res if o.kind == "ok"), default=0), t_exit + 0.01)
         row["verdict"] = "PASS"
 
+    # -- 8 ---------------------------------------------------------------------
+
+    # variant: (method, body size, chunked, how A closes, body bytes sent while
+    # the worker is stopped (None: all), test letter, what)
+    RACE_VARIANTS = {
+        "post": ("POST", 199, False, "rst", None, "a",
+                 "POST (Content-Length) on a pooled connection reset"),
+        "put": ("PUT", 1500, False, "rst", None, "b", "PUT on a pooled connection reset"),
+        "chunked": ("POST", 700, True, "rst", None, "c",
+                    "chunked POST on a pooled connection reset"),
+        "fin": ("POST", 199, False, "fin", None, "d",
+                "POST on a pooled connection closed (FIN, not RST)"),
+        "partial": ("POST", 6000, False, "rst", 1000, "e",
+                    "POST, 1000 of 6000 body bytes in (the rest 0.2 s later), on a pooled "
+                    "connection reset"),
+    }
+
+    def reset_race(self, variant):
+        """A request with a body meets a pooled keep-alive connection that its
+        backend has just reset, before a byte of it was written.
+
+        roundguardd -w 1 with backends A and B, both reset-idle stubs. Warm-up
+        GETs on one keep-alive client connection until one went to A and the
+        last to B: the worker now holds an idle pooled connection to A, and as
+        the ticket alternates, the next request goes to A. Then the worker is
+        stopped (SIGSTOP), the request (head and body in one write) is sent on
+        that client connection, A resets its idle proxied connections (SO_LINGER
+        0, close: an RST to the pooled one; variant "fin": a plain close) and
+        says which, and the worker is continued (SIGCONT). The kernel reports
+        the client's socket first, as it became readable first: the worker
+        takes the pooled connection to A, queues head and body in it (a whole
+        request is written at the end of the loop turn), then, in the same
+        turn, reads the RST with nothing written, and retries on B. (Variant
+        "partial": only the head and 1000 body bytes are there, so they are
+        written at once, the write fails on the reset connection, and the rest
+        of the body, sent 0.2 s after SIGCONT, must follow to B.) B must get
+        the whole body, A none of it, and the client 200 from B with its body
+        echoed within 2 s. The log line "upstream failed" (A, "reused":"yes")
+        proves the race was hit; without it the set-up is tried again, up to
+        RACE_TRIES times, and the test fails if it never hit. Before the fix
+        (aeaec9f) only the head went to B, which waited for the body: the
+        client got nothing (504 after proxy.timeout, 60 s)."""
+        method, size, chunked, how, first, letter, what = self.RACE_VARIANTS[variant]
+        a, b = self.stub("reset-idle"), self.stub("reset-idle")
+        lb = self.lb([a, b], workers=1, access=True, health=CALM)
+        # "ready" can come before the worker has its title.
+        workers = rgtest.wait_until(lb.workers, timeout=3)
+        self.assertEqual(len(workers), 1, {p: rgtest.cmdline(p) for p in lb.children()})
+        worker = workers[0]
+        tag = "s8" + letter
+        cli = rgtest.RawHTTP(HOST, lb.port, timeout=RACE_CLIENT_TIMEOUT)
+        self.addCleanup(cli.close)
+        tries = []        # per try: dict
+        warm = 0
+        for n in range(1, RACE_TRIES + 1):
+            rid = "%s-race%d" % (tag, n)
+            body = json_body(rid, size)
+            hdrs = [("Content-Type", "application/json")]
+            if chunked:
+                req = rgtest.build_request(method, "/reflect?rid=" + rid, headers=hdrs,
+                                           host="faults.test",
+                                           chunks=[body[:100], body[100:450], body[450:]])
+            else:
+                req = rgtest.build_request(method, "/reflect?rid=" + rid, body=body,
+                                           headers=hdrs, host="faults.test")
+            rest = b""
+            if first is not None:
+                rest = body[first:]
+                req = req[:len(req) - len(rest)]
+            # Warm-up: until one answer came from A and the last from B.
+            seen = []
+            while len(seen) < 6 and not (a.address in seen and seen[-1] == b.address):
+                warm += 1
+                cli.request("GET", "/live?rid=%s-warm%d" % (tag, warm), host="faults.test")
+                r = cli.read_response()
+                self.assertEqual(r.status, 200, r)
+                seen.append(r.header("X-Backend-Server"))
+            self.assertTrue(a.address in seen and seen[-1] == b.address,
+                            "warm-up answers %r (A %s, B %s): no A then B"
+                            % (seen, a.address, b.address))
+            time.sleep(0.05)          # the worker is back in epoll_wait
+            mark = lb.d.stderr_mark()
+            a_mark = len(stub_lines(a))
+            info = {"try": n, "rid": rid, "warm-up": seen}
+            tries.append(info)
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                stopped = rgtest.wait_until(
+                    lambda: (rgtest.proc_stat(worker) or ("?",))[0] == "T", timeout=2)
+                self.assertTrue(stopped, "worker %d not stopped: %r"
+                                % (worker, rgtest.proc_stat(worker)))
+                t_req = time.time()
+                cli.send(req)
+                time.sleep(0.05)      # in the worker's socket queue (loopback)
+                reset = rgtest.http_request(a.host, a.port, "GET", "/_reset-idle?how=" + how,
+                                            timeout=3)
+                info["reset"] = json.loads(reset.body)["reset"]
+                time.sleep(0.05)      # the RST (FIN) is in the pooled socket too
+            finally:
+                t_cont = time.time()
+                os.kill(worker, signal.SIGCONT)
+            o = Outcome(0, n, rid, method, t_cont)
+            o.t_req = t_req
+            r = None
+            try:
+                if rest:
+                    time.sleep(0.2)
+                    cli.send(rest)
+                r = cli.read_response()
+            except socket.timeout:
+                o.kind, o.detail = "timeout", "no answer in %.0f s" % RACE_CLIENT_TIMEOUT
+            except (OSError, rgtest.ConnectionClosed) as e:
+                o.kind, o.detail = "lost", repr(e)
+            o.t1 = time.time()
+            if r is not None:
+                o.status, o.backend = r.status, r.header("X-Backend-Server")
+                o.kind = ("ok" if r.body == body else "bad_body") if r.status == 200 \
+                    else "status_%d" % r.status
+            info["outcome"] = o
+            info["hit"] = rgtest.wait_json_log(
+                lb.d, lambda x: x.get("msg") == "upstream failed" and
+                x.get("backend") == a.address and x.get("reused") == "yes",
+                timeout=1.0 if o.kind == "ok" else 0.2, since=mark)
+            if info["hit"] or o.kind != "ok":
+                break
+            if r is None or r.wants_close():
+                break
+        last = tries[-1]
+        o = last["outcome"]
+        time.sleep(0.3)               # the access log is written every 100 ms
+        a_lines, b_lines = stub_lines(a)[a_mark:], stub_lines(b)
+        at_a = [x for x in a_lines if x.get("action") != "reset"]
+        at_b = [x for x in b_lines if rid_of(x.get("target", "")) == last["rid"]]
+        fails = [x for x in lb.logs() if x.get("msg") == "upstream failed"]
+        row = self.row("8%s %s before a byte was written (1 worker)"
+                       % (letter, what), [t["outcome"] for t in tries],
+                       "retried on the other backend with the whole body: 200, body echoed, "
+                       "within 2 s; race hit (\"upstream failed\", reused) in <= %d tries"
+                       % RACE_TRIES,
+                       "tries %d; answer %.3f s after SIGCONT (%s from %s); A closed %s; "
+                       "upstream failed: %s" % (
+                           len(tries), o.t1 - o.t0, o.kind, o.backend,
+                           last.get("reset"), [(x.get("backend"), x.get("reason"),
+                                                x.get("reused")) for x in fails]))
+        self.assertTrue(last["hit"] or o.kind != "ok",
+                        "the race was not hit in %d tries (no \"upstream failed\" with "
+                        "\"reused\":\"yes\" for A); tries %r; stderr:\n%s"
+                        % (len(tries), tries, self.stderr_tail(lb)))
+        if o.kind != "ok":
+            pending = rgtest.http_request(b.host, b.port, "GET", "/_pending", timeout=3)
+            self.fail("%r; B received %r and holds, incomplete, %s; stderr:\n%s"
+                      % (o, at_b, pending.body.decode(), self.stderr_tail(lb)))
+        self.assertEqual(o.backend, b.address, o)
+        self.assertLess(o.t1 - o.t0, 2.0, o)
+        self.assertTrue(last.get("reset"), "A closed no connection: %r" % last)
+        want = {"method": method, "body_len": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest()}
+        self.assertEqual([{k: x.get(k) for k in want} for x in at_b], [want],
+                         "what B received of the request")
+        self.assertEqual(at_a, [], "A received something after the reset")
+        self.assertEqual([x for x in fails if x.get("backend") != a.address or
+                          x.get("reused") != "yes"], [], "other upstream failures")
+        row["verdict"] = "PASS"
+
+    def test_8a_reset_pooled_connection_post(self):
+        self.reset_race("post")
+
+    def test_8b_reset_pooled_connection_put(self):
+        self.reset_race("put")
+
+    def test_8c_reset_pooled_connection_chunked_post(self):
+        self.reset_race("chunked")
+
+    def test_8d_closed_pooled_connection_post(self):
+        self.reset_race("fin")
+
+    def test_8e_reset_pooled_connection_post_body_streaming(self):
+        self.reset_race("partial")
+
+    # -- 9 ---------------------------------------------------------------------
+
+    def test_9_backend_kills_256_connections_post(self):
+        """256 keep-alive connections POSTing JSON bodies (200 bytes), no think
+        time (MuxLoad, one thread); kill -9 of one of 3 echo backends every
+        2.5 s, revived on its port 1 s later, 7 times. Every request must end
+        within 2 s: 200 with its body, or 502 (a POST the killed backend had
+        taken is never sent twice). Before the fix a POST whose pooled
+        connection turned out dead was retried with its head only, and hung
+        until the next kill or proxy.timeout: on aeaec9f this scenario failed 2
+        runs in 3 (one request taking 2.5 s, one 5 s timeout); the race itself
+        is caught every time by scenario 8."""
+        backends = [lbt.echo_backend(self.addCleanup) for _ in range(3)]
+        lb = self.lb(backends)
+        kills_n, period, down_for, warm = 7, 2.5, 1.0, 1.5
+        load = MuxLoad(lb.port, "s9", n=MUX_CONNS, seconds=warm + kills_n * period + 1.0,
+                       timeout=MUX_TIMEOUT)
+        self.addCleanup(load.halt.set)
+        load.start()
+        time.sleep(warm)
+        kills = []
+        for k in range(kills_n):
+            i = k % 3
+            victim = backends[i]
+            t_kill = time.time()
+            victim.kill()
+            time.sleep(max(0.0, t_kill + down_for - time.time()))
+            t_revive = time.time()
+            backends[i] = lbt.echo_backend(self.addCleanup, port=victim.port)
+            kills.append({"backend": victim.address, "t_kill": t_kill, "t_revive": t_revive})
+            time.sleep(max(0.0, t_kill + period - time.time()))
+        load.stop_wait()
+        res = sorted(load.results, key=lambda o: o.t0)
+        span = max(o.t1 for o in res) - min(o.t0 for o in res) if res else 1.0
+        slow = max(res, key=lambda o: o.duration) if res else None
+        durs = sorted(o.duration for o in res)
+        n502 = [o for o in res if o.kind == "status_502"]
+        per_kill = collections.Counter()
+        unexplained = []
+        for o in n502:
+            hit = [n for n, k in enumerate(kills)
+                   if k["t_kill"] - 0.05 <= o.t1 <= k["t_kill"] + 1.5]
+            if hit:
+                per_kill[hit[0]] += 1
+            else:
+                unexplained.append(o)
+        row = self.row("9 %d connections POST, backend kill -9 + revive x%d" % (MUX_CONNS, kills_n),
+                       res, "every request ends within 2 s: 200 with its body, or 502 (POSTs "
+                       "under way at a kill, <= %d per kill); no other failures" % MUX_CONNS)
+        row["extra"] = ("%.0f requests/s; 502 per kill %s; duration p50 %.3f s, p99 %.3f s, "
+                        "slowest %.3f s (%s %s from %s, conn %s); slowest 502 %.3f s; "
+                        "connections that got an answer %d" % (
+                            len(res) / span, [per_kill[n] for n in range(len(kills))],
+                            durs[len(durs) // 2] if durs else 0,
+                            durs[int(len(durs) * 0.99)] if durs else 0,
+                            slow.duration if slow else 0, slow.rid if slow else "-",
+                            kind_label(slow) if slow else "-", slow.backend if slow else "-",
+                            slow.cid if slow else "-",
+                            max((o.duration for o in n502), default=0),
+                            len({o.cid for o in res if o.kind in ("ok", "status_502")})))
+        ups = collections.Counter("%s/reused=%s" % (x.get("reason"), x.get("reused"))
+                                  for x in lb.logs() if x.get("msg") == "upstream failed")
+        row["extra"] += "; \"upstream failed\" lines: %s" % (
+            ", ".join("%s x%d" % kv for kv in sorted(ups.items())) or "none")
+        self.assertGreater(len(res), 2000, "load too thin to mean anything")
+        self.assertEqual(len({o.cid for o in res if o.kind == "ok"}), MUX_CONNS,
+                         "connections without a single 200")
+        self.assertEqual([o for o in res if o.kind not in ("ok", "status_502")], [],
+                         "failures other than 502 (%s); stderr:\n%s"
+                         % (fmt_kinds(res), self.stderr_tail(lb)))
+        self.assertEqual([o for o in res if o.duration > 2.0], [],
+                         "requests that took over 2 s")
+        self.assertEqual(unexplained, [], "502 not within 1.5 s of a kill")
+        self.assertLessEqual(max(per_kill.values(), default=0), MUX_CONNS)
+        row["verdict"] = "PASS"
+
 
 # ---------------------------------------------------------------------------
 
@@ -983,7 +1748,9 @@ def print_summary():
     if not SUMMARY:
         return
     out = sys.stdout
-    out.write("\nFaults under load: %d client threads, 2 workers\n" % CLIENTS)
+    out.write("\nFaults under load: %d client threads, 2 workers (scenarios 1-7); "
+              "8: one request, 1 worker; 9: %d connections, one client thread, 2 workers\n"
+              % (CLIENTS, MUX_CONNS))
     cols = ("scenario", "sent", "ok", "failures (by method and kind)", "expected", "verdict")
     out.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
     for r in SUMMARY:

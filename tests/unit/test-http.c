@@ -852,6 +852,186 @@ START_TEST(classify_trims_trailing_white_space)
 }
 END_TEST
 
+/* --- Names with "_" and Host values ------------------------------------------------------ */
+
+START_TEST(underscore_fields_dropped)
+{
+	static struct http_head h;
+	const char *b =
+	    "POST /p HTTP/1.1\r\n"
+	    "Host: h\r\n"
+	    "Content_Length: 5\r\n"
+	    "X-A: a_b\r\n"
+	    "x_forwarded_for: 10.0.0.1\r\n"
+	    "_: 1\r\n"
+	    "Transfer_Encoding: chunked\r\n"
+	    "X-B_: 2\r\n"
+	    "Content-Length: 5\r\n"
+	    "\r\n";
+	struct evbuffer *out = evbuffer_new();
+	char *s;
+
+	scan_head(b, &h, false);
+	ck_assert_uint_eq(http_drop_underscore_fields(b, &h), 5);
+	ck_assert(!h.fields[0].hop);
+	ck_assert(h.fields[1].hop);
+	ck_assert(!h.fields[2].hop);	/* "_" in a value is nothing */
+	ck_assert(h.fields[3].hop);
+	ck_assert(h.fields[4].hop);
+	ck_assert(h.fields[5].hop);
+	ck_assert(h.fields[6].hop);
+	ck_assert(!h.fields[7].hop);
+	/* Marked once: a second pass finds nothing more. */
+	ck_assert_uint_eq(http_drop_underscore_fields(b, &h), 0);
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL), 0);
+	s = drain(out);
+	ck_assert_str_eq(s,
+	    "Host: h\r\n"
+	    "X-A: a_b\r\n"
+	    "Content-Length: 5\r\n"
+	    "X-Forwarded-For: 192.0.2.7\r\n"
+	    "X-Forwarded-Proto: http\r\n"
+	    "X-Forwarded-Host: h\r\n"
+	    "\r\n");
+	free(s);
+	evbuffer_free(out);
+}
+END_TEST
+
+START_TEST(underscore_fields_none_or_hop)
+{
+	static struct http_head h;
+	/* Hop-by-hop already (listed in Connection): not counted again. */
+	const char *b = "GET / HTTP/1.1\r\nHost: h\r\nConnection: X_Y\r\nX_Y: 1\r\nX-Z: 2\r\n\r\n";
+
+	scan_head(b, &h, false);
+	ck_assert(h.fields[2].hop);
+	ck_assert_uint_eq(http_drop_underscore_fields(b, &h), 0);
+	ck_assert(!h.fields[0].hop && h.fields[1].hop && !h.fields[3].hop);
+	/* Nothing to drop, and no fields at all. */
+	scan_head("GET / HTTP/1.1\r\nHost: h\r\nX-Y: a_b\r\n\r\n", &h, false);
+	ck_assert_uint_eq(http_drop_underscore_fields("GET / HTTP/1.1\r\nHost: h\r\nX-Y: a_b\r\n\r\n",
+	    &h), 0);
+	scan_head("GET / HTTP/1.0\r\n\r\n", &h, false);
+	ck_assert_uint_eq(http_drop_underscore_fields("GET / HTTP/1.0\r\n\r\n", &h), 0);
+}
+END_TEST
+
+/* http_request_refusal() for a head with one "Host: <value>" line (HTTP/1.1, or 1.0). */
+static const char *
+host_refusal(const char *value, bool http10)
+{
+	static struct http_head h;
+	static char buf[512];
+	bool has_host = false;
+	const char *why;
+
+	snprintf(buf, sizeof(buf), "GET / HTTP/1.%d\r\nAccept: */*\r\nHost:%s%s\r\n\r\n",
+	    http10 ? 0 : 1, value[0] != '\0' ? " " : "", value);
+	scan_head(buf, &h, false);
+	why = http_request_refusal(buf, strlen(buf), &h, http10, &has_host);
+	ck_assert(has_host);
+	return why;
+}
+
+START_TEST(host_values_refused)
+{
+	static const char *const bad[] = {
+		"", "a, b", "a,b", "user@h", "u:p@h:80", "h:80/p", "h/", "h?x", "h#f", "h:",
+		"h:65536", "h:123456", ":80", "[::1", "[::1]x", "[fe80::1%25eth0]", "[v1.x]",
+		"a b", "h\\p", "h\x7f", "h\xc3\xa9", "h\"",
+	};
+	static const char *const good[] = {
+		"h", "a.example", "a.example:8080", "h:65535", "h:0", "[::1]", "[::1]:80",
+		"192.0.2.1:80", "a%41", "h \t",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *why = host_refusal(bad[i], false);
+
+		ck_assert_msg(why != NULL, "Host \"%s\" accepted", bad[i]);
+		ck_assert_msg(strstr(why, "Host") != NULL, "Host \"%s\": %s", bad[i], why);
+		/* HTTP/1.0 may leave Host out, but one it sends is checked the same. */
+		ck_assert_msg(host_refusal(bad[i], true) != NULL, "Host \"%s\" accepted (1.0)", bad[i]);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ck_assert_msg(host_refusal(good[i], false) == NULL, "Host \"%s\" refused: %s", good[i],
+		    host_refusal(good[i], false));
+		ck_assert_msg(host_refusal(good[i], true) == NULL, "Host \"%s\" refused (1.0)", good[i]);
+	}
+	/* The reasons say what is wrong. */
+	ck_assert_ptr_nonnull(strstr(host_refusal("", false), "empty"));
+	ck_assert_ptr_nonnull(strstr(host_refusal("a, b", false), "list"));
+	ck_assert_ptr_nonnull(strstr(host_refusal("user@h", false), "user information"));
+	ck_assert_ptr_nonnull(strstr(host_refusal("h:80/p", false), "path"));
+	ck_assert_ptr_nonnull(strstr(host_refusal("h:", false), "port"));
+}
+END_TEST
+
+START_TEST(host_refusal_other_rules_first)
+{
+	static struct http_head h;
+	bool has_host;
+	const char *why;
+	const char *two = "GET / HTTP/1.1\r\nHost: a\r\nHost: user@b\r\n\r\n";
+	const char *listed = "GET / HTTP/1.1\r\nHost: a, b\r\nConnection: Host\r\n\r\n";
+	const char *none = "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n";
+
+	/* Two Hosts: that, whatever their values. */
+	scan_head(two, &h, false);
+	why = http_request_refusal(two, strlen(two), &h, false, &has_host);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_ptr_nonnull(strstr(why, "more than one Host"));
+	/* A Host listed in Connection is still checked. */
+	scan_head(listed, &h, false);
+	why = http_request_refusal(listed, strlen(listed), &h, false, &has_host);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_ptr_nonnull(strstr(why, "list"));
+	/* HTTP/1.0 without Host: nothing to check. */
+	scan_head(none, &h, false);
+	ck_assert_ptr_null(http_request_refusal(none, strlen(none), &h, true, &has_host));
+	ck_assert(!has_host);
+}
+END_TEST
+
+START_TEST(request_fields_host_replaced)
+{
+	static struct http_head h;
+	const char *b = "GET http://auth.example:81/x HTTP/1.1\r\nHost: other.example\r\n"
+	    "X-Forwarded-Host: evil.example\r\nAccept: */*\r\n\r\n";
+	struct evbuffer *out = evbuffer_new();
+	char *s;
+
+	/*
+	 * An absolute-form target's authority wins over Host (request_head() in
+	 * src/proxy.c marks the client's Host hop): Host and X-Forwarded-Host both
+	 * come from the fallback.
+	 */
+	scan_head(b, &h, false);
+	h.fields[0].hop = true;
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, "auth.example:81"), 0);
+	s = drain(out);
+	ck_assert_str_eq(s,
+	    "Accept: */*\r\n"
+	    "Host: auth.example:81\r\n"
+	    "X-Forwarded-For: 192.0.2.7\r\n"
+	    "X-Forwarded-Proto: http\r\n"
+	    "X-Forwarded-Host: auth.example:81\r\n"
+	    "\r\n");
+	free(s);
+	/* With no fallback, neither goes on. */
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL), 0);
+	s = drain(out);
+	ck_assert_str_eq(s,
+	    "Accept: */*\r\n"
+	    "X-Forwarded-For: 192.0.2.7\r\n"
+	    "X-Forwarded-Proto: http\r\n"
+	    "\r\n");
+	free(s);
+	evbuffer_free(out);
+}
+END_TEST
+
 START_TEST(date_format)
 {
 	const char *d = http_date_now();
@@ -899,6 +1079,11 @@ main(void)
 	tcase_add_test(tc, response_head_reasons);
 	tcase_add_test(tc, response_head_connection_listed);
 	tcase_add_test(tc, error_response_503_exact);
+	tcase_add_test(tc, underscore_fields_dropped);
+	tcase_add_test(tc, underscore_fields_none_or_hop);
+	tcase_add_test(tc, host_values_refused);
+	tcase_add_test(tc, host_refusal_other_rules_first);
+	tcase_add_test(tc, request_fields_host_replaced);
 	suite_add_tcase(s, tc);
 	return unit_run(s, CK_NORMAL);
 }
