@@ -247,6 +247,31 @@ def stub_main(argv):
         threading.Thread(target=serve, args=(s,), daemon=True).start()
 
 
+def read_chunked(buf, pos):
+    """A chunked body starting at buf[pos]: (body, position after its trailer
+    section), or None while incomplete. ValueError for a bad chunk size."""
+    body = b""
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(buf[pos:eol].split(b";")[0], 16)
+        pos = eol + 2
+        if size == 0:
+            break
+        if len(buf) < pos + size + 2:
+            return None
+        body += buf[pos:pos + size]
+        pos += size + 2
+    while True:                        # trailer fields, then the empty line
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        line, pos = buf[pos:eol], eol + 2
+        if not line:
+            return body, pos
+
+
 def parse_request(buf):
     """One whole request at the start of buf: (method, target, headers (lower-case
     names), body (de-chunked), bytes used), or None while incomplete. ValueError
@@ -264,26 +289,10 @@ def parse_request(buf):
         hdrs[k.strip().lower()] = v.strip()
     pos = end + 4
     if "chunked" in hdrs.get("transfer-encoding", "").lower():
-        body = b""
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            size = int(buf[pos:eol].split(b";")[0], 16)
-            pos = eol + 2
-            if size == 0:
-                break
-            if len(buf) < pos + size + 2:
-                return None
-            body += buf[pos:pos + size]
-            pos += size + 2
-        while True:                        # trailer fields, then the empty line
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            line, pos = buf[pos:eol], eol + 2
-            if not line:
-                break
+        got = read_chunked(buf, pos)
+        if got is None:
+            return None
+        body, pos = got
     else:
         n = int(hdrs.get("content-length") or 0)
         if len(buf) < pos + n:
@@ -704,20 +713,8 @@ def parse_response(buf):
         if not 100 <= status < 200:
             break
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = b""
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            size = int(buf[pos:eol].split(b";")[0], 16)
-            pos = eol + 2
-            if len(buf) < pos + size + 2:
-                return None
-            body += buf[pos:pos + size]
-            pos += size + 2
-            if size == 0:
-                break
-        return status, headers, body, pos
+        got = read_chunked(buf, pos)
+        return None if got is None else (status, headers, got[0], got[1])
     n = int(headers.get("content-length", "0"))
     if len(buf) < pos + n:
         return None
