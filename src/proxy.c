@@ -775,18 +775,16 @@ client_flush(struct client *c)
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
 			c->writing = true;	/* the next write edge says there is room */
-			if (c->up != NULL && !c->up_paused && left > PROXY_BUF_HIGH) {
-				c->up_paused = true;
-				event_del(&c->up->rev);
-			}
+			if (c->up != NULL && left > PROXY_BUF_HIGH)
+				upstream_set_reading(c, false);
 			return 0;
 		}
 		client_close(c);
 		return -1;
 	}
 	c->writing = false;
-	if (c->up != NULL && c->up_paused)
-		upstream_resume(c);
+	if (c->up != NULL)
+		upstream_set_reading(c, true);
 	if (c->close_after && c->up == NULL) {
 		client_close(c);
 		return -1;

@@ -37,20 +37,6 @@ tunnel_done(const struct client *c)
 	    evbuffer_get_length(c->up->out) == 0;
 }
 
-static void
-backend_set_reading(struct client *c, bool on)
-{
-	if (on == !c->up_paused)
-		return;
-	c->up_paused = !on;
-	if (on) {
-		event_add(&c->up->rev, NULL);
-		event_active(&c->up->rev, EV_READ, 0);	/* edge-triggered: look now */
-	} else {
-		event_del(&c->up->rev);
-	}
-}
-
 /*
  * Write buf to fd until it is empty or the socket is full (then wev waits
  * for room). Once empty after the source's end of file, the end is passed on
@@ -95,7 +81,7 @@ tunnel_client_flush(struct client *c)
 		return tunnel_end(c);
 	/* Room again: the backend may be read again. */
 	if (!c->tun_backend_eof && evbuffer_get_length(c->out) < TUNNEL_HIGH)
-		backend_set_reading(c, true);
+		upstream_set_reading(c, true);
 	if (tunnel_done(c))
 		return tunnel_end(c);
 	return 0;
@@ -171,9 +157,9 @@ tunnel_backend_readable(struct client *c, bool closing)
 	c->last_io_ns = px.now;
 	if (rc == 0) {
 		c->tun_backend_eof = true;
-		backend_set_reading(c, false);
+		upstream_set_reading(c, false);
 	} else if (evbuffer_get_length(c->out) >= TUNNEL_HIGH) {
-		backend_set_reading(c, false);	/* back-pressure: the client is slow */
+		upstream_set_reading(c, false);	/* back-pressure: the client is slow */
 	}
 	tunnel_client_flush(c);
 }
@@ -239,7 +225,7 @@ tunnel_start(struct client *c)
 	deadline_cancel(&u->timer);
 	deadline_ensure(&c->timer, px.now + px.cfg->proxy.tunnel_timeout_ns, px.now);
 	client_set_reading(c, true);
-	backend_set_reading(c, true);
+	upstream_set_reading(c, true);
 	if (tunnel_client_flush(c) == -1)
 		return -1;
 	return tunnel_backend_flush(c);

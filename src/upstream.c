@@ -190,14 +190,21 @@ up_wait(struct upconn *u, int64_t limit)
 	deadline_ensure(&u->timer, px.now + limit, px.now);
 }
 
-/* The client takes the answer again: read the backend again, proxy.timeout from now. */
 void
-upstream_resume(struct client *c)
+upstream_set_reading(struct client *c, bool on)
 {
-	c->up_paused = false;
+	if (on == !c->up_paused)
+		return;
+	c->up_paused = !on;
+	if (!on) {
+		event_del(&c->up->rev);
+		return;
+	}
 	event_add(&c->up->rev, NULL);
 	event_active(&c->up->rev, EV_READ, 0);	/* edge-triggered: see client_set_reading() */
-	up_wait(c->up, px.cfg->proxy.timeout_ns);
+	/* An answer's proxy.timeout counts from now; a tunnel's idle timer is the client's. */
+	if (c->resp != RESP_TUNNEL)
+		up_wait(c->up, px.cfg->proxy.timeout_ns);
 }
 
 /*

@@ -235,8 +235,11 @@ int upstream_flush_soon(struct client *c);
 /* Read the backend: arm the read event, and proxy.timeout once the request is whole. */
 void upstream_arm_timeout(struct client *c);
 
-/* The client takes the answer again (c->up_paused): read the backend again. */
-void upstream_resume(struct client *c);
+/*
+ * Stop reading the backend while the client does not take what it sends
+ * (c->up_paused), or read it again (an answer's proxy.timeout counting anew).
+ */
+void upstream_set_reading(struct client *c, bool on);
 
 /* Relay what the backend sent: interim answers, the head, the body. */
 int upstream_process(struct client *c);
