@@ -30,11 +30,14 @@ struct pool {
 	int max_idle;
 	uint32_t total;
 	struct event *trim_ev;
+	struct deadlines *timers;	/* every connection's (see deadline.h) */
 	struct {
 		TAILQ_HEAD(upconn_list, upconn) conns;	/* most recently used first */
 		int n;
 	} *idle;
 };
+
+static void upconn_timer_cb(struct deadline *d);
 
 /* Close the idle connections past max_idle, least recently used first. */
 static void
@@ -73,7 +76,12 @@ pool_new(struct event_base *base, uint32_t nbackends, int max_idle, pool_io_cb o
 	p->on_timer = on_timer;
 	p->nbackends = nbackends;
 	p->max_idle = max_idle;
-	if ((p->trim_ev = evtimer_new(base, pool_trim_cb, p)) == NULL) {
+	p->trim_ev = evtimer_new(base, pool_trim_cb, p);
+	p->timers = deadlines_new(base, upconn_timer_cb);
+	if (p->trim_ev == NULL || p->timers == NULL) {
+		if (p->trim_ev != NULL)
+			event_free(p->trim_ev);
+		deadlines_free(p->timers);
 		free(p->idle);
 		free(p);
 		return NULL;
@@ -97,6 +105,7 @@ pool_free(struct pool *p)
 		}
 	}
 	event_free(p->trim_ev);
+	deadlines_free(p->timers);
 	free(p->idle);
 	free(p);
 }
@@ -110,6 +119,7 @@ upconn_new(struct pool *p, uint32_t backend)
 		return NULL;
 	u->pool = p;
 	u->fd = -1;
+	deadline_init(&u->timer, p->timers);
 	u->backend = backend;
 	u->in = evbuffer_new();
 	u->out = evbuffer_new();
@@ -167,12 +177,11 @@ upconn_write_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
+upconn_timer_cb(struct deadline *d)
 {
-	struct upconn *u = arg;
+	struct upconn *u = deadline_owner(d, struct upconn, timer);
 	int64_t now;
 
-	deadline_fired(&u->timer);
 	if (!u->pooled) {
 		u->pool->on_timer(u, 0);
 		return;
@@ -191,7 +200,6 @@ upconn_track(struct upconn *u)
 	    upconn_read_cb, u);
 	event_assign(&u->wev, u->pool->base, u->fd, EV_WRITE | EV_PERSIST | EV_ET, upconn_write_cb,
 	    u);
-	deadline_assign(&u->timer, u->pool->base, upconn_timer_cb, u);
 }
 
 struct upconn *

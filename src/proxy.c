@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -81,49 +82,49 @@ exchange_record(struct client *c)
 		return;
 	c->in_exchange = false;
 	c->served++;
-	ns = proc_now_ns() - c->started_ns;
-	if (c->backend >= 0) {
-		struct metrics_slot *s = shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->backend);
+	ns = proc_now_ns() - c->rq->started_ns;
+	if (c->rq->backend >= 0) {
+		struct metrics_slot *s = shm_stats(px.shm, (uint32_t)px.worker, (uint32_t)c->rq->backend);
 
 		/* A tunnel's answer time is until its 101; the log line has its whole life. */
-		metrics_record(s, c->method, c->status,
-		    tunnel ? c->tun_started_ns - c->started_ns : ns);
+		metrics_record(s, c->method, c->rq->status,
+		    tunnel ? c->rq->tun_started_ns - c->rq->started_ns : ns);
 		if (tunnel)
 			atomic_fetch_add_explicit(&s->tunnels[1], 1, memory_order_relaxed);
 	}
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
 	if (px.cfg->log.access && log_enabled(LOG_LEVEL_INFO)) {
-		char status[4], bytes[24], up[24], dur[32];
+		char status[4], bytes[24], up[24], dur[32], ip[NET_ADDR_STRLEN];
 		const char *line, *path = "-";
 
-		if (evbuffer_get_length(c->req_head) > c->line_len &&
-		    (line = (const char *)evbuffer_pullup(c->req_head,
-		    (ev_ssize_t)c->line_len + 1)) != NULL)
-			path = line + c->method_len + 1;
-		status[0] = (char)('0' + c->status / 100 % 10);
-		status[1] = (char)('0' + c->status / 10 % 10);
-		status[2] = (char)('0' + c->status % 10);
+		if (evbuffer_get_length(c->rq->req_head) > c->rq->line_len &&
+		    (line = (const char *)evbuffer_pullup(c->rq->req_head,
+		    (ev_ssize_t)c->rq->line_len + 1)) != NULL)
+			path = line + c->rq->method_len + 1;
+		status[0] = (char)('0' + c->rq->status / 100 % 10);
+		status[1] = (char)('0' + c->rq->status / 10 % 10);
+		status[2] = (char)('0' + c->rq->status % 10);
 		status[3] = '\0';
 		format_duration(dur, sizeof(dur), ns);
-		log_access("client", c->ip,
+		log_access("client", client_ip(c, ip),
 		    "method", llhttp_method_name((llhttp_method_t)c->method),
 		    "path", path, "status", status,
-		    "bytes", format_u64(bytes, sizeof(bytes), c->resp_bytes), "duration", dur,
-		    "backend", c->backend >= 0 ? px.cfg->backends[c->backend].addr.hostport : "-",
+		    "bytes", format_u64(bytes, sizeof(bytes), c->rq->resp_bytes), "duration", dur,
+		    "backend", c->rq->backend >= 0 ? px.cfg->backends[c->rq->backend].addr.hostport : "-",
 		    "worker", px.worker_str,
 		    /* Only a tunnel's line says what went the other way. */
-		    tunnel ? "bytes_up" : NULL, format_u64(up, sizeof(up), c->tun_up_bytes), NULL);
+		    tunnel ? "bytes_up" : NULL, format_u64(up, sizeof(up), c->rq->tun_up_bytes), NULL);
 	}
 }
 
 static void
 exchange_begin(struct client *c)
 {
-	c->started_ns = px.now;
-	c->status = 0;
+	c->rq->started_ns = px.now;
+	c->rq->status = 0;
 	c->upgrade = false;
-	c->backend = -1;
-	c->resp_bytes = 0;
+	c->rq->backend = -1;
+	c->rq->resp_bytes = 0;
 	c->in_exchange = true;
 }
 
@@ -185,18 +186,23 @@ rq_get(void)
 	return rq;
 }
 
-/* Give back a connection's request state (its parsed head first). */
+/* Give back a connection's request state: its parsed head and buffers first. */
 void
 client_rq_give(struct client *c)
 {
-	if (c->rq == NULL)
+	struct client_request *rq = c->rq;
+
+	if (rq == NULL)
 		return;
-	head_put(c->rq->pc.head);
-	c->rq->pc.head = NULL;
+	head_put(rq->pc.head);
+	rq->pc.head = NULL;
+	buf_put(rq->req_head);
+	buf_put(rq->held);
+	buf_put(rq->replay);
 	if (px.nspare_rq < PROXY_SPARE_RQ)
-		px.spare_rq[px.nspare_rq++] = c->rq;
+		px.spare_rq[px.nspare_rq++] = rq;
 	else
-		free(c->rq);
+		free(rq);
 	c->rq = NULL;
 }
 
@@ -204,24 +210,28 @@ client_rq_give(struct client *c)
 static int
 client_bufs_take(struct client *c)
 {
+	struct client_request *rq;
+
 	if (c->in != NULL)
 		return 0;
 	c->in = buf_get();
 	c->out = buf_get();
-	c->req_head = buf_get();
-	c->rq = rq_get();
-	return c->in != NULL && c->out != NULL && c->req_head != NULL && c->rq != NULL ? 0 : -1;
+	if ((c->rq = rq = rq_get()) == NULL)
+		return -1;
+	/* What a previous connection left in a spare is not this one's. */
+	memset(&rq->fed, 0, sizeof(*rq) - offsetof(struct client_request, fed));
+	rq->backend = -1;
+	rq->req_head = buf_get();
+	return c->in != NULL && c->out != NULL && rq->req_head != NULL ? 0 : -1;
 }
 
 static void
 client_bufs_give(struct client *c)
 {
-	struct evbuffer **bufs[] = { &c->in, &c->out, &c->req_head, &c->held, &c->replay };
-
-	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
-		buf_put(*bufs[i]);
-		*bufs[i] = NULL;
-	}
+	buf_put(c->in);
+	c->in = NULL;
+	buf_put(c->out);
+	c->out = NULL;
 	client_rq_give(c);
 }
 
@@ -246,8 +256,8 @@ client_close(struct client *c)
 {
 	if (c->in_exchange) {
 		/* Cut off mid-way: what nginx logs as 499 when the client left first. */
-		if (c->status == 0)
-			c->status = 499;
+		if (c->rq->status == 0)
+			c->rq->status = 499;
 		exchange_record(c);
 	}
 	if (c->up != NULL) {
@@ -317,8 +327,8 @@ client_error_full(struct client *c, int status, const char *title, const char *d
 	}
 	before = evbuffer_get_length(c->out);
 	http_error_response(c->out, status, title, description, extra, keep, c->head_method);
-	c->resp_bytes += evbuffer_get_length(c->out) - before;
-	c->status = status;
+	c->rq->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->rq->status = status;
 	exchange_record(c);
 	c->resp = RESP_DONE;
 	c->mode = keep ? HTTP_CONN_KEEP : HTTP_CONN_CLOSE;
@@ -353,14 +363,14 @@ exchange_done(struct client *c)
 	c->rq->pc.head = NULL;
 	c->req = REQ_HEAD;
 	c->resp = RESP_NONE;
-	c->ntried = 0;
-	c->retried_after_send = false;
+	c->rq->ntried = 0;
+	c->rq->retried_after_send = false;
 	/* Emptied evbuffers free their chains: an idle connection keeps no request. */
-	if (c->held != NULL)
-		buffer_clear(c->held);
-	if (c->replay != NULL)
-		buffer_clear(c->replay);
-	buffer_clear(c->req_head);
+	if (c->rq->held != NULL)
+		buffer_clear(c->rq->held);
+	if (c->rq->replay != NULL)
+		buffer_clear(c->rq->replay);
+	buffer_clear(c->rq->req_head);
 	client_flush_later(c);
 	client_set_reading(c, true);
 	/* A pipelined request may already wait in c->in. */
@@ -421,8 +431,8 @@ serve_metrics(struct client *c, const char *target, size_t len)
 	if (method == HTTP_GET)
 		evbuffer_add_buffer(c->out, body);
 	evbuffer_free(body);
-	c->resp_bytes += evbuffer_get_length(c->out) - before;
-	c->status = 200;
+	c->rq->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->rq->status = 200;
 	exchange_record(c);
 	c->resp = RESP_DONE;
 	if (c->req != REQ_DONE)
@@ -442,18 +452,18 @@ request_line_keep(struct client *c, const char *method, size_t method_len, bool 
 	struct evbuffer_iovec v;
 	char *p;
 
-	c->method_len = method_len;
-	c->line_len = method_len + 1 + slash + target_len;
-	if (evbuffer_reserve_space(c->req_head, (ev_ssize_t)c->line_len + 1, &v, 1) < 1)
+	c->rq->method_len = method_len;
+	c->rq->line_len = method_len + 1 + slash + target_len;
+	if (evbuffer_reserve_space(c->rq->req_head, (ev_ssize_t)c->rq->line_len + 1, &v, 1) < 1)
 		return -1;
 	p = v.iov_base;
 	memcpy(p, method, method_len);
 	p[method_len] = ' ';
 	p[method_len + 1] = '/';
 	memcpy(p + method_len + 1 + slash, target, target_len);
-	p[c->line_len] = '\0';
-	v.iov_len = c->line_len + 1;
-	return evbuffer_commit_space(c->req_head, &v, 1);
+	p[c->rq->line_len] = '\0';
+	v.iov_len = c->rq->line_len + 1;
+	return evbuffer_commit_space(c->rq->req_head, &v, 1);
 }
 
 /*
@@ -469,6 +479,7 @@ request_line_keep(struct client *c, const char *method, size_t method_len, bool 
 static int
 request_upgrade(struct client *c, const char *base, const struct http_head *h)
 {
+	char ip[NET_ADDR_STRLEN];
 	static const char lead[] = "Connection: upgrade\r\nUpgrade: ";
 	const char *value;
 	size_t len;
@@ -478,15 +489,15 @@ request_upgrade(struct client *c, const char *base, const struct http_head *h)
 		return 0;
 	if (c->http10 || (c->rq->parser.flags & F_CHUNKED) || c->rq->parser.content_length > 0 ||
 	    http_token_listed(value, len, "h2c", 3) || len > UINT16_MAX) {
-		log_debug("upgrade not passed on", "client", c->ip, "upgrade", "(see README)", NULL);
+		log_debug("upgrade not passed on", "client", client_ip(c, ip), "upgrade", "(see README)", NULL);
 		return 0;
 	}
 	c->upgrade = true;
 	c->idempotent = false;
-	c->upgrade_off = (uint32_t)(evbuffer_get_length(c->req_head) + sizeof(lead) - 1);
-	c->upgrade_len = (uint16_t)len;
-	if (evbuffer_add(c->req_head, lead, sizeof(lead) - 1) != 0 ||
-	    evbuffer_add(c->req_head, value, len) != 0 || evbuffer_add(c->req_head, "\r\n", 2) != 0)
+	c->rq->upgrade_off = (uint32_t)(evbuffer_get_length(c->rq->req_head) + sizeof(lead) - 1);
+	c->rq->upgrade_len = (uint16_t)len;
+	if (evbuffer_add(c->rq->req_head, lead, sizeof(lead) - 1) != 0 ||
+	    evbuffer_add(c->rq->req_head, value, len) != 0 || evbuffer_add(c->rq->req_head, "\r\n", 2) != 0)
 		return -1;
 	return 0;
 }
@@ -513,7 +524,7 @@ content_length_keep(struct client *c, const char *base, struct http_head *h)
 		f->hop = true;
 		n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n",
 		    (uint64_t)c->rq->parser.content_length);
-		return evbuffer_add(c->req_head, line, (size_t)n);
+		return evbuffer_add(c->rq->req_head, line, (size_t)n);
 	}
 	return 0;
 }
@@ -522,8 +533,9 @@ content_length_keep(struct client *c, const char *base, struct http_head *h)
 static int
 request_refuse(struct client *c, const char *why)
 {
+	char ip[NET_ADDR_STRLEN];
 	c->keep_alive = false;
-	log_debug("request refused", "client", c->ip, "reason", why, NULL);
+	log_debug("request refused", "client", client_ip(c, ip), "reason", why, NULL);
 	return client_error(c, 400, NULL, why);
 }
 
@@ -534,8 +546,9 @@ request_refuse(struct client *c, const char *why)
 static int
 request_head(struct client *c)
 {
+	char ip[NET_ADDR_STRLEN];
 	struct http_head *h = c->rq->pc.head;
-	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->fed);
+	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->rq->fed);
 	const char *line, *why, *target;
 	/* An absolute-form target's, else empty; uri_host_check(): at most 255 + ":" + 5 digits. */
 	char authority[300] = "";
@@ -550,14 +563,14 @@ request_head(struct client *c)
 	c->keep_alive = llhttp_should_keep_alive(&c->rq->parser);
 	c->head_method = method == HTTP_HEAD;
 	c->idempotent = method_idempotent(method);
-	c->held_ok = true;
+	c->rq->held_ok = true;
 	c->mode = HTTP_CONN_KEEP;
 	c->req = REQ_BODY;
 	h->major = c->rq->parser.http_major;
 	h->minor = c->http10 ? 0 : 1;
-	c->body_started_ns = px.now;
+	c->rq->body_started_ns = px.now;
 	exchange_begin(c);
-	buffer_clear(c->req_head);
+	buffer_clear(c->rq->req_head);
 	/* The target as received, for the access log, until it is checked. */
 	c->asterisk = false;
 	if (request_line_keep(c, base + h->method.off, h->method.len, false,
@@ -579,7 +592,7 @@ request_head(struct client *c)
 		    "The request line has no HTTP version");
 	}
 	http_head_classify(base, h);
-	if ((why = http_request_refusal(base, c->fed, h, c->http10, &c->has_host)) != NULL ||
+	if ((why = http_request_refusal(base, c->rq->fed, h, c->http10, &c->has_host)) != NULL ||
 	    (why = uri_target_check(base + h->target.off, h->target.len, method == HTTP_OPTIONS,
 	    &ut)) != NULL)
 		return request_refuse(c, why);
@@ -602,7 +615,7 @@ request_head(struct client *c)
 		memcpy(authority, target + ut.authority_off, ut.authority_len);
 		authority[ut.authority_len] = '\0';
 		c->has_host = true;
-		buffer_clear(c->req_head);
+		buffer_clear(c->rq->req_head);
 		/* RFC 9112 3.2.4: OPTIONS to an authority without a path asks about the server. */
 		if (method == HTTP_OPTIONS && ut.path_len == 0)
 			ut.form = URI_ASTERISK;
@@ -619,24 +632,24 @@ request_head(struct client *c)
 	if (!px.cfg->proxy.underscores_in_headers &&
 	    (dropped = http_drop_underscore_fields(base, h)) > 0)
 		count_dropped(SHM_DROPPED_UNDERSCORE, dropped);
-	if (http_write_request_fields(c->req_head, base, h, c->ip,
+	if (http_write_request_fields(c->rq->req_head, base, h, client_ip(c, ip),
 	    authority[0] != '\0' ? authority : NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
 	/* The head is copied out: from here on only req_head holds it. */
-	evbuffer_drain(c->in, c->fed);
-	c->fed = 0;
+	evbuffer_drain(c->in, c->rq->fed);
+	c->rq->fed = 0;
 	llhttp_resume(&c->rq->parser);
 	if (!(c->rq->parser.flags & F_CHUNKED) && c->rq->parser.content_length == 0) {
 		/* No body: let llhttp finish the message now (it reads no byte for that). */
-		message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->fed);
+		message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->rq->fed);
 		if (c->rq->pc.msg_done)
 			c->req = REQ_DONE;
 	}
-	line = (const char *)evbuffer_pullup(c->req_head, (ev_ssize_t)c->line_len);
+	line = (const char *)evbuffer_pullup(c->rq->req_head, (ev_ssize_t)c->rq->line_len);
 	if (c->metrics_only || (!px.cfg->metrics.listen_set &&
-	    target_is(line + c->method_len + 1, c->line_len - c->method_len - 1,
+	    target_is(line + c->rq->method_len + 1, c->rq->line_len - c->rq->method_len - 1,
 	    px.cfg->metrics.path)))
-		return serve_metrics(c, line + c->method_len + 1, c->line_len - c->method_len - 1);
+		return serve_metrics(c, line + c->rq->method_len + 1, c->rq->line_len - c->rq->method_len - 1);
 	if (method == HTTP_TRACE && !px.cfg->proxy.allow_trace) {
 		/* Cross-site tracing: TRACE echoes cookies and credentials back (proxy.allow_trace). */
 		c->keep_alive = c->keep_alive && c->req == REQ_DONE;
@@ -658,23 +671,23 @@ hold_body(struct client *c, size_t from)
 	struct evbuffer_ptr pos;
 	int k;
 
-	if (n == 0 || !c->held_ok)
+	if (n == 0 || !c->rq->held_ok)
 		return;
 	/* Only idempotent requests with a body need the buffer: most connections never do. */
 	if (!c->idempotent || !px.cfg->proxy.retry_idempotent ||
-	    (c->held == NULL && (c->held = evbuffer_new()) == NULL) ||
-	    evbuffer_get_length(c->held) + n > PROXY_HOLD_MAX) {
-		c->held_ok = false;
-		if (c->held != NULL)
-			buffer_clear(c->held);
+	    (c->rq->held == NULL && (c->rq->held = evbuffer_new()) == NULL) ||
+	    evbuffer_get_length(c->rq->held) + n > PROXY_HOLD_MAX) {
+		c->rq->held_ok = false;
+		if (c->rq->held != NULL)
+			buffer_clear(c->rq->held);
 		return;
 	}
 	evbuffer_ptr_set(out, &pos, from, EVBUFFER_PTR_SET);
 	k = evbuffer_peek(out, (ev_ssize_t)n, &pos, v, 8);
 	for (int i = 0; i < k && i < 8; i++)
-		evbuffer_add(c->held, v[i].iov_base, v[i].iov_len);
+		evbuffer_add(c->rq->held, v[i].iov_base, v[i].iov_len);
 	if (k > 8)
-		c->held_ok = false;
+		c->rq->held_ok = false;
 }
 
 /*
@@ -691,15 +704,15 @@ forward_body(struct client *c)
 
 	c->rq->pc.body_to = (c->rq->parser.flags & F_CHUNKED) ? out : NULL;
 	c->rq->pc.rechunk = true;
-	e = message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->fed);
+	e = message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->rq->fed);
 	if (e != HPE_OK && e != HPE_PAUSED)
 		return e;
 	count_trailers(&c->rq->pc);
 	if (c->rq->pc.body_to != NULL)
-		evbuffer_drain(c->in, c->fed);
+		evbuffer_drain(c->in, c->rq->fed);
 	else
-		evbuffer_remove_buffer(c->in, out, c->fed);
-	c->fed = 0;
+		evbuffer_remove_buffer(c->in, out, c->rq->fed);
+	c->rq->fed = 0;
 	hold_body(c, before);
 	return e;
 }
@@ -707,34 +720,35 @@ forward_body(struct client *c)
 int
 client_process(struct client *c)
 {
+	char ip[NET_ADDR_STRLEN];
 	llhttp_errno_t e;
 
 	if (c->req == REQ_HEAD) {
 		if (c->rq->pc.head == NULL) {
 			if ((c->rq->pc.head = head_get()) == NULL)
 				return client_error(c, 500, NULL, NULL);
-			c->head_started_ns = px.now;
+			c->rq->head_started_ns = px.now;
 			message_reset(&c->rq->parser, &c->rq->pc, c->rq->pc.head);
 			c->rq->pc.body_max = px.cfg->proxy.max_body_size;
 			c->rq->pc.extra_max = px.cfg->proxy.max_header_size;
-			c->fed = 0;
+			c->rq->fed = 0;
 		}
-		e = message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->fed);
+		e = message_feed(&c->rq->parser, &c->rq->pc, c->in, &c->rq->fed);
 		if (!c->rq->pc.head_done) {
 			if (e != HPE_OK && e != HPE_PAUSED) {
 				c->keep_alive = false;
-				log_debug("bad request", "client", c->ip, "error", llhttp_errno_name(e),
+				log_debug("bad request", "client", client_ip(c, ip), "error", llhttp_errno_name(e),
 				    "reason", llhttp_get_error_reason(&c->rq->parser), NULL);
 				return client_error(c, c->rq->pc.error_status != 0 ?
 				    c->rq->pc.error_status : 400, NULL, NULL);
 			}
-			if (c->fed > px.cfg->proxy.max_header_size) {
+			if (c->rq->fed > px.cfg->proxy.max_header_size) {
 				c->keep_alive = false;
 				return client_error(c, 431, NULL, NULL);
 			}
 			return 0;
 		}
-		if (c->fed > px.cfg->proxy.max_header_size) {
+		if (c->rq->fed > px.cfg->proxy.max_header_size) {
 			c->keep_alive = false;
 			return client_error(c, 431, NULL, NULL);
 		}
@@ -818,9 +832,9 @@ request_overdue(const struct client *c)
 	if (c->resp != RESP_NONE)
 		return false;
 	if (c->req == REQ_HEAD && c->rq != NULL && c->rq->pc.head != NULL)
-		return px.now - c->head_started_ns > limit;
+		return px.now - c->rq->head_started_ns > limit;
 	if (c->req == REQ_BODY)
-		return px.now - c->body_started_ns >
+		return px.now - c->rq->body_started_ns >
 		    limit + (int64_t)(c->rq->pc.body_len * 1000000000 / PROXY_BODY_MIN_RATE);
 	return false;
 }
@@ -832,14 +846,13 @@ request_overdue(const struct client *c)
  * for the connection's whole life (see deadline.h).
  */
 static void
-client_timer_cb(evutil_socket_t fd, short what, void *arg)
+client_timer_cb(struct deadline *d)
 {
-	struct client *c = arg;
+	struct client *c = deadline_owner(d, struct client, timer);
 	int64_t limit = px.cfg->proxy.client_timeout_ns;
 	bool partial;
 
 	px.now = proc_now_ns();
-	deadline_fired(&c->timer);
 	if (c->resp == RESP_TUNNEL) {
 		/* proxy.tunnel_timeout: idle both ways (last_io_ns moves with either). */
 		limit = px.cfg->proxy.tunnel_timeout_ns;
@@ -972,8 +985,12 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 	TAILQ_INIT(&px.sends);
 	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive, upstream_read_cb,
 	    upstream_write_cb, upstream_timer_cb);
-	if (px.pool == NULL)
+	px.client_timers = deadlines_new(base, client_timer_cb);
+	if (px.pool == NULL || px.client_timers == NULL) {
+		pool_free(px.pool);
+		deadlines_free(px.client_timers);
 		return -1;
+	}
 
 	message_settings(&px.req_settings, false);
 	message_settings(&px.resp_settings, true);
@@ -993,11 +1010,11 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	c->fd = fd;
 	c->metrics_only = metrics_only;
 	net_nodelay(fd);
-	net_format_ip(c->ip, sizeof(c->ip), sa);
+	net_addr_set(&c->addr, sa);
 	/* Edge-triggered both ways, with the client's close reported: see net_read(). */
 	event_assign(&c->ev, px.base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET,
 	    client_io_cb, c);
-	deadline_assign(&c->timer, px.base, client_timer_cb, c);
+	deadline_init(&c->timer, px.client_timers);
 	px.now = proc_now_ns();
 	c->last_io_ns = px.now;
 	deadline_ensure(&c->timer, px.now + px.cfg->proxy.client_timeout_ns, px.now);
@@ -1103,6 +1120,8 @@ proxy_free(void)
 		event_free(px.drain_ev);
 	pool_free(px.pool);
 	px.pool = NULL;
+	deadlines_free(px.client_timers);
+	px.client_timers = NULL;
 	while (px.nspare > 0)
 		free(px.spare[--px.nspare]);
 	while (px.nspare_bufs > 0)

@@ -127,7 +127,7 @@ pump_read(int fd, struct evbuffer *dst, bool closing, struct event *rev, uint64_
 void
 tunnel_client_readable(struct client *c, bool closing)
 {
-	int rc = pump_read(c->fd, c->up->out, closing, &c->ev, &c->tun_up_bytes);
+	int rc = pump_read(c->fd, c->up->out, closing, &c->ev, &c->rq->tun_up_bytes);
 
 	if (rc == -1) {
 		tunnel_end(c);
@@ -149,7 +149,7 @@ tunnel_backend_readable(struct client *c, bool closing)
 	uint64_t n = 0;
 	int rc = pump_read(c->up->fd, c->out, closing, &c->up->rev, &n);
 
-	c->resp_bytes += n;
+	c->rq->resp_bytes += n;
 	if (rc == -1) {
 		tunnel_end(c);
 		return;
@@ -167,28 +167,31 @@ tunnel_backend_readable(struct client *c, bool closing)
 /*
  * A tunnel reads each side straight into the other's output: it keeps no
  * parsed heads, no input buffers, no retry copies, and of the request only
- * "METHOD target" for its access-log line (an idle tunnel costs its structs).
+ * "METHOD target" for its access-log line and the counters in c->rq (an
+ * idle tunnel costs its structs).
  */
 static void
 tunnel_trim(struct client *c)
 {
+	struct client_request *rq = c->rq;
 	struct evbuffer *line = buf_get();
 
-	client_rq_give(c);
+	head_put(rq->pc.head);
+	rq->pc.head = NULL;
 	head_put(c->up->pc.head);
 	c->up->pc.head = NULL;
 	buf_put(c->in);
 	c->in = NULL;
 	evbuffer_free(c->up->in);
 	c->up->in = NULL;
-	buf_put(c->held);
-	c->held = NULL;
-	buf_put(c->replay);
-	c->replay = NULL;
-	if (line != NULL && evbuffer_remove_buffer(c->req_head, line, c->line_len + 1) ==
-	    (int)c->line_len + 1) {
-		buf_put(c->req_head);	/* not empty: freed */
-		c->req_head = line;
+	buf_put(rq->held);
+	rq->held = NULL;
+	buf_put(rq->replay);
+	rq->replay = NULL;
+	if (line != NULL && evbuffer_remove_buffer(rq->req_head, line, rq->line_len + 1) ==
+	    (int)rq->line_len + 1) {
+		buf_put(rq->req_head);	/* not empty: freed */
+		rq->req_head = line;
 	} else {
 		buf_put(line);
 	}
@@ -197,6 +200,7 @@ tunnel_trim(struct client *c)
 int
 tunnel_start(struct client *c)
 {
+	char ip[NET_ADDR_STRLEN];
 	struct upconn *u = c->up;
 	const struct http_head *h = c->up->pc.head;
 	const char *base = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)u->fed);
@@ -209,17 +213,17 @@ tunnel_start(struct client *c)
 	u->fed = 0;
 	/* What either side sent behind its head belongs to the new protocol already. */
 	evbuffer_add_buffer(c->out, u->in);
-	c->resp_bytes += evbuffer_get_length(c->out) - before;
-	c->tun_up_bytes += evbuffer_get_length(c->in);
+	c->rq->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->rq->tun_up_bytes += evbuffer_get_length(c->in);
 	evbuffer_add_buffer(u->out, c->in);
-	c->status = 101;
+	c->rq->status = 101;
 	c->resp = RESP_TUNNEL;
 	tunnel_trim(c);
-	c->tun_started_ns = px.now;
+	c->rq->tun_started_ns = px.now;
 	c->last_io_ns = px.now;
 	atomic_fetch_add_explicit(&shm_stats(px.shm, (uint32_t)px.worker, u->backend)->tunnels[0], 1,
 	    memory_order_relaxed);
-	log_debug("tunnel open", "client", c->ip, "backend",
+	log_debug("tunnel open", "client", client_ip(c, ip), "backend",
 	    px.cfg->backends[u->backend].addr.hostport, NULL);
 	/* Only the client's timer runs now, as the tunnel's idle timer. */
 	deadline_cancel(&u->timer);

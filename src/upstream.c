@@ -83,15 +83,15 @@ pick(struct client *c)
 	size_t n = px.cfg->nbackends;
 
 	balance_snapshot(live, px.shm->live, n);
-	if (c->ntried == 0)
+	if (c->rq->ntried == 0)
 		return balance_pick(live, n,
 		    atomic_fetch_add_explicit(&px.shm->hdr->rr, 1, memory_order_relaxed));
-	if (c->ntried == PROXY_TRIES_MAX)
+	if (c->rq->ntried == PROXY_TRIES_MAX)
 		return -1;
 	memset(tried, 0, BALANCE_WORDS(n) * sizeof(uint64_t));
-	for (int i = 0; i < c->ntried; i++)
-		tried[c->tried[i] / 64] |= UINT64_C(1) << (c->tried[i] % 64);
-	return balance_next(live, tried, n, c->tried[c->ntried - 1]);
+	for (int i = 0; i < c->rq->ntried; i++)
+		tried[c->rq->tried[i] / 64] |= UINT64_C(1) << (c->rq->tried[i] % 64);
+	return balance_next(live, tried, n, c->rq->tried[c->rq->ntried - 1]);
 }
 
 static bool
@@ -109,41 +109,41 @@ static int
 queue_request(struct client *c, uint32_t b)
 {
 	const struct backend_url *addr = &px.cfg->backends[b].addr;
-	size_t total = evbuffer_get_length(c->req_head);
-	const char *head = (const char *)evbuffer_pullup(c->req_head, -1);
+	size_t total = evbuffer_get_length(c->rq->req_head);
+	const char *head = (const char *)evbuffer_pullup(c->rq->req_head, -1);
 	size_t plen = c->asterisk ? 0 : strlen(addr->prefix);
 	size_t hlen = c->has_host ? 0 : strlen(addr->hostport);
-	size_t target_len = c->line_len - c->method_len - 1;
-	size_t fields_len = total - c->line_len - 1;
+	size_t target_len = c->rq->line_len - c->rq->method_len - 1;
+	size_t fields_len = total - c->rq->line_len - 1;
 	struct evbuffer_iovec v;
 	char *p;
 
 	/* One reserved region, not an evbuffer_add() per piece. */
-	if (head == NULL || total <= c->line_len ||
-	    evbuffer_reserve_space(c->up->out, (ev_ssize_t)(HTTP_REQUEST_LINE_SIZE(c->method_len,
+	if (head == NULL || total <= c->rq->line_len ||
+	    evbuffer_reserve_space(c->up->out, (ev_ssize_t)(HTTP_REQUEST_LINE_SIZE(c->rq->method_len,
 	    plen, target_len) + hlen + 8 + fields_len), &v, 1) < 1)
 		return -1;
 	p = v.iov_base;
-	p += http_put_request_line(p, head, c->method_len, addr->prefix, plen,
-	    head + c->method_len + 1, target_len);
+	p += http_put_request_line(p, head, c->rq->method_len, addr->prefix, plen,
+	    head + c->rq->method_len + 1, target_len);
 	if (!c->has_host) {
 		memcpy(p, "Host: ", 6);
 		memcpy(p + 6, addr->hostport, hlen);
 		memcpy(p + 6 + hlen, "\r\n", 2);
 		p += hlen + 8;
 	}
-	memcpy(p, head + c->line_len + 1, fields_len);
+	memcpy(p, head + c->rq->line_len + 1, fields_len);
 	p += fields_len;
 	v.iov_len = (size_t)(p - (char *)v.iov_base);
 	if (evbuffer_commit_space(c->up->out, &v, 1) != 0)
 		return -1;
-	c->up_head_len = v.iov_len;
+	c->rq->up_head_len = v.iov_len;
 	/* The replay, when there is one, already holds the held bytes behind the head. */
-	if (c->replay != NULL && evbuffer_get_length(c->replay) > 0)
-		return evbuffer_add_buffer(c->up->out, c->replay);
-	if (c->retried_after_send && c->held != NULL && evbuffer_get_length(c->held) > 0 &&
-	    evbuffer_add(c->up->out, evbuffer_pullup(c->held, -1),
-	    evbuffer_get_length(c->held)) != 0)
+	if (c->rq->replay != NULL && evbuffer_get_length(c->rq->replay) > 0)
+		return evbuffer_add_buffer(c->up->out, c->rq->replay);
+	if (c->rq->retried_after_send && c->rq->held != NULL && evbuffer_get_length(c->rq->held) > 0 &&
+	    evbuffer_add(c->up->out, evbuffer_pullup(c->rq->held, -1),
+	    evbuffer_get_length(c->rq->held)) != 0)
 		return -1;
 	return 0;
 }
@@ -173,10 +173,10 @@ connect_backend(struct upconn *u)
 static int
 no_backend(struct client *c)
 {
-	if (c->ntried == 0 || !any_live()) {
+	if (c->rq->ntried == 0 || !any_live()) {
 		atomic_fetch_add_explicit(&px.shm->workers[px.worker].counters[SHM_NO_BACKEND], 1,
 		    memory_order_relaxed);
-		c->backend = -1;
+		c->rq->backend = -1;
 		return client_error(c, 503, NO_UPSTREAM_TITLE, NULL);
 	}
 	return client_error(c, 502, NULL, NULL);
@@ -242,8 +242,8 @@ upstream_start(struct client *c)
 	for (;;) {
 		if ((b = pick(c)) < 0)
 			return no_backend(c);
-		c->tried[c->ntried++] = b;
-		c->backend = b;
+		c->rq->tried[c->rq->ntried++] = b;
+		c->rq->backend = b;
 		c->up_reused = true;
 		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)
 			break;
@@ -266,7 +266,7 @@ upstream_start(struct client *c)
 			return no_backend(c);
 	}
 	c->up = u;
-	c->up_sent = 0;
+	c->rq->up_sent = 0;
 	c->up_paused = false;
 	u->owner = c;
 	u->fed = 0;
@@ -295,12 +295,12 @@ replay_take(struct client *c)
 {
 	struct evbuffer *out = c->up->out;
 
-	if (evbuffer_get_length(out) <= c->up_head_len)
+	if (evbuffer_get_length(out) <= c->rq->up_head_len)
 		return 0;
-	if (c->replay == NULL && (c->replay = evbuffer_new()) == NULL)
+	if (c->rq->replay == NULL && (c->rq->replay = evbuffer_new()) == NULL)
 		return -1;
-	evbuffer_drain(out, c->up_head_len);
-	return evbuffer_add_buffer(c->replay, out);
+	evbuffer_drain(out, c->rq->up_head_len);
+	return evbuffer_add_buffer(c->rq->replay, out);
 }
 
 /*
@@ -314,7 +314,7 @@ attempt_failed(struct client *c, const char *reason, enum metrics_upstream_error
 	bool connect_failed = kind == METRICS_ERR_CONNECT_REFUSED ||
 	    kind == METRICS_ERR_CONNECT_TIMEOUT || kind == METRICS_ERR_CONNECT_FAILED;
 	bool timed_out = kind == METRICS_ERR_TIMEOUT;
-	bool unsent = connect_failed || c->up_sent == 0;
+	bool unsent = connect_failed || c->rq->up_sent == 0;
 
 	record_upstream_error(b, kind);
 
@@ -344,9 +344,9 @@ attempt_failed(struct client *c, const char *reason, enum metrics_upstream_error
 		return upstream_start(c);
 	}
 	upstream_release(c, false);
-	if (!unsent && px.cfg->proxy.retry_idempotent && c->idempotent && c->held_ok &&
-	    !c->retried_after_send) {
-		c->retried_after_send = true;
+	if (!unsent && px.cfg->proxy.retry_idempotent && c->idempotent && c->rq->held_ok &&
+	    !c->rq->retried_after_send) {
+		c->rq->retried_after_send = true;
 		return upstream_start(c);
 	}
 	return client_error(c, 502, NULL, NULL);
@@ -364,7 +364,7 @@ upstream_flush(struct client *c)
 	while (left > 0) {
 		n = evbuffer_write(u->out, u->fd);
 		if (n > 0) {
-			c->up_sent += (size_t)n;
+			c->rq->up_sent += (size_t)n;
 			left -= (size_t)n;
 			continue;
 		}
@@ -442,8 +442,8 @@ upgrade_matches(const struct client *c, const char *base, const struct http_head
 		value = base + h->fields[i].value.off;
 		len = h->fields[i].value.len;
 	}
-	asked = (const char *)evbuffer_pullup(c->req_head, -1) + c->upgrade_off;
-	return value != NULL && http_tokens_within(value, len, asked, c->upgrade_len);
+	asked = (const char *)evbuffer_pullup(c->rq->req_head, -1) + c->rq->upgrade_off;
+	return value != NULL && http_tokens_within(value, len, asked, c->rq->upgrade_len);
 }
 
 static int
@@ -492,8 +492,8 @@ response_head(struct client *c)
 	if (http_write_response_head(c->out, base, h, px.cfg->backends[u->backend].addr.hostport,
 	    c->mode, dechunk) == -1)
 		return client_error(c, 500, NULL, NULL);
-	c->resp_bytes += evbuffer_get_length(c->out) - before;
-	c->status = status;
+	c->rq->resp_bytes += evbuffer_get_length(c->out) - before;
+	c->rq->status = status;
 	evbuffer_drain(u->in, u->fed);
 	u->fed = 0;
 	c->resp = RESP_BODY;
@@ -571,10 +571,10 @@ upstream_process(struct client *c)
 		count_trailers(&c->up->pc);
 		if (c->up->pc.body_to != NULL) {
 			evbuffer_drain(u->in, u->fed);
-			c->resp_bytes += evbuffer_get_length(c->out) - before;
+			c->rq->resp_bytes += evbuffer_get_length(c->out) - before;
 		} else {
 			evbuffer_remove_buffer(u->in, c->out, u->fed);
-			c->resp_bytes += u->fed;
+			c->rq->resp_bytes += u->fed;
 		}
 		u->fed = 0;
 		if (!c->up->pc.msg_done)

@@ -26,6 +26,22 @@ void net_format_sockaddr(char *buf, size_t buflen, const struct sockaddr *sa);
 void net_format_ip(char *buf, size_t buflen, const struct sockaddr *sa);
 
 /*
+ * A peer's IP in 18 bytes instead of its 46-byte text: kept by every client
+ * connection, formatted when a request needs it (net_addr_format()).
+ */
+struct net_addr {
+	uint8_t family;		/* AF_INET (a v4-mapped IPv6 peer too), AF_INET6, or 0 (unix) */
+	uint8_t bytes[16];	/* 4 used for AF_INET */
+};
+
+#define NET_ADDR_STRLEN 46	/* INET6_ADDRSTRLEN */
+
+void net_addr_set(struct net_addr *a, const struct sockaddr *sa);
+
+/* As net_format_ip() would print it; buflen >= NET_ADDR_STRLEN. Returns buf. */
+const char *net_addr_format(const struct net_addr *a, char *buf, size_t buflen);
+
+/*
  * Resolve a backend host (name or literal) and port to the first stream
  * address getaddrinfo gives; -1 with "\"host\": cannot resolve: ..." in err.
  */
