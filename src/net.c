@@ -213,6 +213,23 @@ net_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, sockle
 }
 
 /*
+ * The plain-socket transport: the data path's only recv() and send(). A TLS
+ * transport replaces these two (and net_write()'s writev()).
+ */
+static ssize_t
+net_recv_some(int fd, void *buf, size_t len)
+{
+	return recv(fd, buf, len, 0);
+}
+
+/* MSG_DONTWAIT: the socket is non-blocking anyway; MSG_NOSIGNAL: EPIPE, never SIGPIPE. */
+static ssize_t
+net_send_some(int fd, const void *buf, size_t len)
+{
+	return send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
  * A read into an empty evbuffer goes through this buffer and is copied in:
  * evbuffer_reserve_space() of NET_READ_CHUNK on an empty evbuffer is a
  * 16 KiB malloc (and free once drained) per read, while a copied small
@@ -221,20 +238,31 @@ net_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, sockle
  */
 static char read_scratch[NET_READ_CHUNK];
 
+/*
+ * One read of fd into buf. With a socket to relay to (not -1) and buf (what
+ * waits for it) empty, the bytes are sent on from the scratch buffer, and
+ * only what to does not take is added to buf. A failed send leaves the bytes
+ * in buf as well: the caller's next write of buf meets the error.
+ */
 static int
-read_into(int fd, struct evbuffer *buf, ssize_t *got)
+read_into(int fd, int to, struct evbuffer *buf, ssize_t *got)
 {
 	struct evbuffer_iovec v;
+	ssize_t sent = 0;
 
 	if (evbuffer_get_length(buf) == 0) {
-		*got = recv(fd, read_scratch, sizeof(read_scratch), 0);
-		if (*got > 0)
-			return evbuffer_add(buf, read_scratch, (size_t)*got) == 0 ? 1 : -1;
-		return *got == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 1 : -1);
+		*got = net_recv_some(fd, read_scratch, sizeof(read_scratch));
+		if (*got <= 0)
+			return *got == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 1 : -1);
+		if (to != -1 && (sent = net_send_some(to, read_scratch, (size_t)*got)) < 0)
+			sent = 0;
+		if (sent == *got)
+			return 1;
+		return evbuffer_add(buf, read_scratch + sent, (size_t)(*got - sent)) == 0 ? 1 : -1;
 	}
 	if (evbuffer_reserve_space(buf, NET_READ_CHUNK, &v, 1) < 1)
 		return -1;
-	*got = recv(fd, v.iov_base, v.iov_len, 0);
+	*got = net_recv_some(fd, v.iov_base, v.iov_len);
 	if (*got <= 0) {
 		v.iov_len = 0;
 		evbuffer_commit_space(buf, &v, 1);
@@ -245,24 +273,58 @@ read_into(int fd, struct evbuffer *buf, ssize_t *got)
 	return 1;
 }
 
-/* See net.h. */
-int
-net_read(int fd, struct evbuffer *buf, bool closing, bool *more, bool *got_data)
+/* net_read() and net_relay(): to is -1 for a plain read. */
+static int
+read_some(int fd, int to, struct evbuffer *buf, bool closing, bool *more, size_t *total)
 {
 	ssize_t got;
 	int rc;
 
 	*more = false;
-	*got_data = false;
+	*total = 0;
 	for (int i = 0; i < NET_READS_MAX; i++) {
-		if ((rc = read_into(fd, buf, &got)) != 1)
+		if ((rc = read_into(fd, to, buf, &got)) != 1)
 			return rc;
 		if (got <= 0)
 			return 1;
-		*got_data = true;
+		*total += (size_t)got;
 		if (got < NET_READ_CHUNK && !closing)
 			return 1;
 	}
 	*more = true;
 	return 1;
+}
+
+/* See net.h. */
+int
+net_read(int fd, struct evbuffer *buf, bool closing, bool *more, bool *got_data)
+{
+	size_t total;
+	int rc = read_some(fd, -1, buf, closing, more, &total);
+
+	*got_data = total > 0;
+	return rc;
+}
+
+/* See net.h. */
+int
+net_relay(int fd, int to, struct evbuffer *out, bool closing, bool *more, size_t *got)
+{
+	return read_some(fd, to, out, closing, more, got);
+}
+
+/* See net.h. */
+int
+net_write(int fd, struct evbuffer *buf)
+{
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	/* One chain (the usual remainder of a relayed read): send(), without writev's iovec. */
+	if (evbuffer_peek(buf, -1, NULL, &v, 1) == 1 && v.iov_len == evbuffer_get_length(buf)) {
+		if ((n = net_send_some(fd, v.iov_base, v.iov_len)) > 0)
+			evbuffer_drain(buf, (size_t)n);
+		return (int)n;
+	}
+	return evbuffer_write(buf, fd);
 }

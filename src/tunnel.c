@@ -49,7 +49,7 @@ pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool 
 	int n;
 
 	while (evbuffer_get_length(buf) > 0) {
-		n = evbuffer_write(buf, fd);
+		n = net_write(fd, buf);
 		if (n > 0) {
 			*last_io = px.now;
 			continue;
@@ -103,22 +103,28 @@ tunnel_backend_flush(struct client *c)
 }
 
 /*
- * Read fd into dst (the other side's output) while dst is below the
- * high-water mark. 1 while the side stays open, 0 at its end of file, -1 on
- * an error.
+ * Read fd (while the other side's output dst is below the high-water mark)
+ * and pass the bytes on to the socket to: straight while dst is empty, else
+ * behind what dst holds (net_relay()). 1 while the side stays open, 0 at its
+ * end of file, -1 on an error.
  */
 static int
-pump_read(int fd, struct evbuffer *dst, bool closing, struct event *rev, uint64_t *count)
+pump_read(int fd, int to, struct evbuffer *dst, bool closing, struct event *rev,
+    uint64_t *count)
 {
-	size_t before = evbuffer_get_length(dst);
-	bool more, got_data;
-	int rc = net_read(fd, dst, closing, &more, &got_data);
+	size_t got;
+	bool more;
+	int rc = net_relay(fd, to, dst, closing, &more, &got);
 
-	if (got_data) {
-		*count += evbuffer_get_length(dst) - before;
-		/* Edge-triggered: come back for the rest (or the end behind the bytes). */
+	if (got > 0) {
+		*count += got;
+		/*
+		 * Edge-triggered: come back for the rest (or the end behind the
+		 * bytes), still reading to the end of file when the peer closed:
+		 * the backend's EV_CLOSED edge is not reported twice.
+		 */
 		if (more || rc != 1)
-			event_active(rev, EV_READ, 0);
+			event_active(rev, closing ? EV_READ | EV_CLOSED : EV_READ, 0);
 		return 1;
 	}
 	return rc;
@@ -127,7 +133,7 @@ pump_read(int fd, struct evbuffer *dst, bool closing, struct event *rev, uint64_
 void
 tunnel_client_readable(struct client *c, bool closing)
 {
-	int rc = pump_read(c->fd, c->up->out, closing, &c->ev, &c->rq->tun_up_bytes);
+	int rc = pump_read(c->fd, c->up->fd, c->up->out, closing, &c->ev, &c->rq->tun_up_bytes);
 
 	if (rc == -1) {
 		tunnel_end(c);
@@ -147,7 +153,7 @@ void
 tunnel_backend_readable(struct client *c, bool closing)
 {
 	uint64_t n = 0;
-	int rc = pump_read(c->up->fd, c->out, closing, &c->up->rev, &n);
+	int rc = pump_read(c->up->fd, c->fd, c->out, closing, &c->up->rev, &n);
 
 	c->rq->resp_bytes += n;
 	if (rc == -1) {

@@ -636,9 +636,11 @@ upstream_read_cb(struct upconn *u, short what)
 		 * another turn of this callback, after these bytes are dealt with.
 		 * Should u be freed or pooled meanwhile, libevent drops the
 		 * activation with the event, or the pool drops the connection.
+		 * A reported close is passed on: its edge does not come again,
+		 * and only a read told of it goes on to the end of file.
 		 */
 		if (more || rc != 1)
-			event_active(&u->rev, EV_READ, 0);
+			event_active(&u->rev, what & EV_CLOSED ? EV_READ | EV_CLOSED : EV_READ, 0);
 		u->last_io_ns = px.now;
 		upstream_process(c);
 		return;

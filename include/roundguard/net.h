@@ -62,4 +62,20 @@ void net_nodelay(int fd);
  */
 int net_read(int fd, struct evbuffer *buf, bool closing, bool *more, bool *got_data);
 
+/*
+ * net_read() for a tunnel: read fd, and while out (what waits to be written
+ * to the socket to) is empty, send the bytes straight on to to, adding to out
+ * only what it did not take; once out holds bytes, reads are added behind
+ * them, so the order holds. *got: bytes read (sent or added). A failed send
+ * leaves its bytes in out: the caller's next net_write() of out meets the
+ * error. Results as net_read()'s (-1: a read error).
+ */
+int net_relay(int fd, int to, struct evbuffer *out, bool closing, bool *more, size_t *got);
+
+/*
+ * evbuffer_write() of buf to the non-blocking socket fd, with send() when
+ * buf is one contiguous chain: bytes written, or -1 (errno; EAGAIN: full).
+ */
+int net_write(int fd, struct evbuffer *buf);
+
 #endif
