@@ -17,63 +17,17 @@
 #include <json-c/json.h>
 
 #include "roundguard/config.h"
+#include "roundguard/config-json.h"
 
 #define NS_MS INT64_C(1000000)
 #define NS_S INT64_C(1000000000)
 
-/* Bytes of a key or value echoed in a message, as parse.c does, so a huge value cannot bury the reason. */
-#define SHOW_MAX 64
-/* Quotes, "..." and every shown byte escaped as \xNN. */
-#define QUOTE_MAX (SHOW_MAX * 4 + 8)
-/* Room for one problem line before it is appended to the caller's buffer. */
-#define LINE_MAX_LEN 4096
-#define WHY_MAX 1024
-#define KEYPATH_MAX 512
 /* A real configuration is a few KiB (4096 backends fit in well under 1 MiB); anything bigger is a mistake. */
 #define FILE_MAX (16 * 1024 * 1024)
 #define FILE_CHUNK 4096
 
 #define NAME_FLAGS "command line"
 #define DEFAULT_SOURCE "--backend"
-
-/*
- * Problems found by one call. They are appended to whatever the caller's
- * buffer already holds (start it as ""), so the problems of the file, the
- * environment, the flags and validation can be printed together. A line that
- * does not fit is cut and the buffer ends with "...".
- */
-struct problems {
-	char *err;
-	size_t errlen;
-	size_t len;
-	bool full;
-	int count;
-};
-
-/* State of one JSON document walk: where we are, for "health_check.interval"-style messages. */
-struct json_ctx {
-	struct config *cfg;
-	struct problems *pr;
-	const char *name;
-	char path[KEYPATH_MAX];
-	size_t pathlen;
-};
-
-struct field;
-typedef void field_fn(struct json_ctx *c, struct json_object *v, const struct field *f);
-
-/* One key of a JSON object: its handler, where the value goes and, for numbers and sizes, its range. */
-struct field {
-	const char *key;
-	field_fn *fn;
-	size_t off;
-	int64_t min;
-	int64_t max;
-	const struct field *sub;	/* the keys of a nested object */
-};
-
-static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jproblem(struct json_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 problems_init(struct problems *p, char *err, size_t errlen)
@@ -93,8 +47,8 @@ problems_init(struct problems *p, char *err, size_t errlen)
 }
 
 /* Append one line; control bytes become '?' so that every problem stays on one line. */
-static void
-problem(struct problems *p, const char *fmt, ...)
+void
+config_problem(struct problems *p, const char *fmt, ...)
 {
 	char line[LINE_MAX_LEN];
 	size_t room, i;
@@ -125,8 +79,8 @@ problem(struct problems *p, const char *fmt, ...)
 }
 
 /* Quote s for a message like parse.c does: escaped, at most SHOW_MAX bytes shown. */
-static const char *
-quote(char buf[static QUOTE_MAX], const char *s)
+const char *
+config_quote(char buf[static QUOTE_MAX], const char *s)
 {
 	size_t w = 0, i;
 
@@ -164,7 +118,7 @@ reword(char *why, size_t whylen, const char *s, const char *what)
 	char q[QUOTE_MAX], tmp[WHY_MAX];
 	size_t ql;
 
-	quote(q, s);
+	config_quote(q, s);
 	ql = strlen(q);
 	if (strncmp(why, q, ql) != 0 || strncmp(why + ql, ": ", 2) != 0)
 		return;
@@ -186,7 +140,7 @@ duration_value(const char *s, int64_t *ns, char *why, size_t whylen)
 		return -1;
 	}
 	if (v <= 0) {
-		snprintf(why, whylen, "%s: must be longer than 0", quote(q, s));
+		snprintf(why, whylen, "%s: must be longer than 0", config_quote(q, s));
 		return -1;
 	}
 	*ns = v;
@@ -200,13 +154,16 @@ backend_set(struct config_backend *b, const char *url, char *why, size_t whylen)
 	char q[QUOTE_MAX];
 
 	if (strlen(url) >= sizeof(b->url)) {
-		snprintf(why, whylen, "%s: URL too long (at most %zu bytes)", quote(q, url),
+		snprintf(why, whylen, "%s: URL too long (at most %zu bytes)", config_quote(q, url),
 		    sizeof(b->url) - 1);
 		return -1;
 	}
 	if (parse_backend_url(url, &b->addr, why, whylen) == -1)
 		return -1;
 	strlcpy(b->url, url, sizeof(b->url));
+	/* An https:// string verifies with the system's CAs and sends the URL's host as SNI. */
+	memset(&b->tls, 0, sizeof(b->tls));
+	b->tls.verify = true;
 	return 0;
 }
 
@@ -283,8 +240,8 @@ config_defaults(struct config *cfg)
 /* ---- the JSON walk ---- */
 
 /* "NAME: key.path: reason", or "NAME: reason" at the top level. */
-static void
-jproblem(struct json_ctx *c, const char *fmt, ...)
+void
+config_jproblem(struct json_ctx *c, const char *fmt, ...)
 {
 	char why[WHY_MAX];
 	va_list ap;
@@ -293,14 +250,14 @@ jproblem(struct json_ctx *c, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	if (c->pathlen == 0)
-		problem(c->pr, "%s: %s", c->name, why);
+		config_problem(c->pr, "%s: %s", c->name, why);
 	else
-		problem(c->pr, "%s: %s: %s", c->name, c->path, why);
+		config_problem(c->pr, "%s: %s: %s", c->name, c->path, why);
 }
 
 /* Append ".key" (escaped, shortened) to the key path; returns the length to restore. */
-static size_t
-path_push_key(struct json_ctx *c, const char *key)
+size_t
+config_path_push_key(struct json_ctx *c, const char *key)
 {
 	size_t old = c->pathlen, w = old, i;
 	size_t cap = sizeof(c->path) - 8;	/* room for "...", "\"\"" and the NUL */
@@ -330,8 +287,8 @@ path_push_key(struct json_ctx *c, const char *key)
 	return old;
 }
 
-static size_t
-path_push_index(struct json_ctx *c, size_t i)
+size_t
+config_path_push_index(struct json_ctx *c, size_t i)
 {
 	size_t old = c->pathlen;
 	int n = snprintf(c->path + old, sizeof(c->path) - old, "[%zu]", i);
@@ -341,8 +298,8 @@ path_push_index(struct json_ctx *c, size_t i)
 	return old;
 }
 
-static void
-path_pop(struct json_ctx *c, size_t old)
+void
+config_path_pop(struct json_ctx *c, size_t old)
 {
 	c->pathlen = old;
 	c->path[old] = '\0';
@@ -351,7 +308,7 @@ path_pop(struct json_ctx *c, size_t old)
 static void *
 field_ptr(struct json_ctx *c, const struct field *f)
 {
-	return (char *)c->cfg + f->off;
+	return (char *)c->base + f->off;
 }
 
 /* How a value's type reads in "expected ..., got ..."; JSON null is a NULL object in json-c. */
@@ -380,77 +337,77 @@ kind(struct json_object *v, char *buf, size_t buflen)
 }
 
 /* True if v has type t; otherwise one "expected <what>, got <kind>" problem. */
-static bool
-expect(struct json_ctx *c, struct json_object *v, enum json_type t, const char *what)
+bool
+config_expect(struct json_ctx *c, struct json_object *v, enum json_type t, const char *what)
 {
 	char buf[SHOW_MAX + 16];
 
 	if (v != NULL && json_object_is_type(v, t))
 		return true;
-	jproblem(c, "expected %s, got %s", what, kind(v, buf, sizeof(buf)));
+	config_jproblem(c, "expected %s, got %s", what, kind(v, buf, sizeof(buf)));
 	return false;
 }
 
 /* A string value without NUL bytes (JSON allows "\u0000", C strings do not). */
-static const char *
-get_string(struct json_ctx *c, struct json_object *v, const char *what)
+const char *
+config_get_string(struct json_ctx *c, struct json_object *v, const char *what)
 {
 	const char *s;
 	char q[QUOTE_MAX];
 
-	if (!expect(c, v, json_type_string, what))
+	if (!config_expect(c, v, json_type_string, what))
 		return NULL;
 	s = json_object_get_string(v);
 	if ((size_t)json_object_get_string_len(v) != strlen(s)) {
-		jproblem(c, "%s: NUL bytes are not allowed", quote(q, s));
+		config_jproblem(c, "%s: NUL bytes are not allowed", config_quote(q, s));
 		return NULL;
 	}
 	return s;
 }
 
-static void
-set_object(struct json_ctx *c, struct json_object *obj, const struct field *table)
+void
+config_set_object(struct json_ctx *c, struct json_object *obj, const struct field *table)
 {
 	const struct field *f;
 
-	if (!expect(c, obj, json_type_object, "an object"))
+	if (!config_expect(c, obj, json_type_object, "an object"))
 		return;
 	json_object_object_foreach(obj, key, val) {
-		size_t old = path_push_key(c, key);
+		size_t old = config_path_push_key(c, key);
 
 		for (f = table; f->key != NULL && strcmp(f->key, key) != 0; f++)
 			;
 		if (f->key == NULL)
-			jproblem(c, "unknown key");
+			config_jproblem(c, "unknown key");
 		else
 			f->fn(c, val, f);
-		path_pop(c, old);
+		config_path_pop(c, old);
 	}
 }
 
 static void
 set_section(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
-	set_object(c, v, f->sub);
+	config_set_object(c, v, f->sub);
 }
 
 static bool
 get_duration(struct json_ctx *c, struct json_object *v, int64_t *ns)
 {
 	char why[WHY_MAX];
-	const char *s = get_string(c, v, "a duration string like \"5s\"");
+	const char *s = config_get_string(c, v, "a duration string like \"5s\"");
 
 	if (s == NULL)
 		return false;
 	if (duration_value(s, ns, why, sizeof(why)) == -1) {
-		jproblem(c, "%s", why);
+		config_jproblem(c, "%s", why);
 		return false;
 	}
 	return true;
 }
 
-static void
-set_duration(struct json_ctx *c, struct json_object *v, const struct field *f)
+void
+config_set_duration(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
 	int64_t ns;
 
@@ -475,12 +432,12 @@ get_int(struct json_ctx *c, struct json_object *v, const struct field *f, int64_
 {
 	int64_t n;
 
-	if (!expect(c, v, json_type_int, "an integer"))
+	if (!config_expect(c, v, json_type_int, "an integer"))
 		return false;
 	n = json_object_get_int64(v);
 	if (n < f->min || n > f->max) {
 		/* Show the value as written: json-c clamps huge numbers, and the clamped one reads the same. */
-		jproblem(c, "%.*s: out of range (use %" PRId64 "-%" PRId64 ")", SHOW_MAX,
+		config_jproblem(c, "%.*s: out of range (use %" PRId64 "-%" PRId64 ")", SHOW_MAX,
 		    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), f->min, f->max);
 		return false;
 	}
@@ -509,21 +466,21 @@ set_workers(struct json_ctx *c, struct json_object *v, const struct field *f)
 		if (json_object_get_string_len(v) == 4 && strcasecmp(s, "auto") == 0)
 			c->cfg->workers = 0;
 		else
-			jproblem(c, "%s: expected \"auto\" or an integer (1-%d)", quote(q, s),
-			    CONFIG_WORKERS_MAX);
+			config_jproblem(c, "%s: expected \"auto\" or an integer (1-%d)",
+			    config_quote(q, s), CONFIG_WORKERS_MAX);
 		return;
 	}
 	if (v != NULL && json_object_is_type(v, json_type_int)) {
 		set_int(c, v, f);
 		return;
 	}
-	expect(c, v, json_type_int, "\"auto\" or an integer");
+	config_expect(c, v, json_type_int, "\"auto\" or an integer");
 }
 
-static void
-set_bool(struct json_ctx *c, struct json_object *v, const struct field *f)
+void
+config_set_bool(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
-	if (expect(c, v, json_type_boolean, "a boolean"))
+	if (config_expect(c, v, json_type_boolean, "a boolean"))
 		*(bool *)field_ptr(c, f) = json_object_get_boolean(v);
 }
 
@@ -551,25 +508,25 @@ set_size(struct json_ctx *c, struct json_object *v, const struct field *f)
 
 	if (v != NULL && json_object_is_type(v, json_type_int)) {
 		if (json_object_get_int64(v) < 0) {
-			jproblem(c, "%" PRId64 ": must not be negative", json_object_get_int64(v));
+			config_jproblem(c, "%" PRId64 ": must not be negative", json_object_get_int64(v));
 			return;
 		}
 		n = json_object_get_uint64(v);
 		snprintf(q, sizeof(q), "%" PRIu64, n);
 	} else {
-		if ((s = get_string(c, v, "a size like \"16MiB\" or a number of bytes")) == NULL)
+		if ((s = config_get_string(c, v, "a size like \"16MiB\" or a number of bytes")) == NULL)
 			return;
 		if (parse_size(s, &n, why, sizeof(why)) == -1) {
 			reword(why, sizeof(why), s, "size");
-			jproblem(c, "%s", why);
+			config_jproblem(c, "%s", why);
 			return;
 		}
-		quote(q, s);
+		config_quote(q, s);
 	}
 	if (n < (uint64_t)f->min || n > (uint64_t)f->max) {
 		format_size(lo, sizeof(lo), (uint64_t)f->min);
 		format_size(hi, sizeof(hi), (uint64_t)f->max);
-		jproblem(c, "%s: out of range (use %s-%s)", q, lo, hi);
+		config_jproblem(c, "%s: out of range (use %s-%s)", q, lo, hi);
 		return;
 	}
 	*(uint64_t *)field_ptr(c, f) = n;
@@ -581,10 +538,10 @@ set_path(struct json_ctx *c, struct json_object *v, const struct field *f)
 	char q[QUOTE_MAX];
 	const char *s, *why;
 
-	if ((s = get_string(c, v, "a string")) == NULL)
+	if ((s = config_get_string(c, v, "a string")) == NULL)
 		return;
 	if ((why = path_problem(s)) != NULL) {
-		jproblem(c, "%s: %s", quote(q, s), why);
+		config_jproblem(c, "%s: %s", config_quote(q, s), why);
 		return;
 	}
 	strlcpy(field_ptr(c, f), s, CONFIG_PATH_MAX);
@@ -601,30 +558,32 @@ set_name(struct json_ctx *c, struct json_object *v, const struct field *f)
 		*(char *)field_ptr(c, f) = '\0';
 		return;
 	}
-	if ((s = get_string(c, v, "a name or null")) == NULL)
+	if ((s = config_get_string(c, v, "a name or null")) == NULL)
 		return;
 	for (p = s; *p != '\0' && (unsigned char)*p > 0x20 && *p != 0x7f && *p != ':'; p++)
 		;
 	if (*s == '\0')
-		jproblem(c, "\"\": must not be empty (use null to keep the current one)");
+		config_jproblem(c, "\"\": must not be empty (use null to keep the current one)");
 	else if (*p != '\0')
-		jproblem(c, "%s: spaces, control characters and ':' are not allowed", quote(q, s));
+		config_jproblem(c, "%s: spaces, control characters and ':' are not allowed",
+		    config_quote(q, s));
 	else if (strlen(s) >= CONFIG_NAME_MAX)
-		jproblem(c, "%s: too long (at most %d bytes)", quote(q, s), CONFIG_NAME_MAX - 1);
+		config_jproblem(c, "%s: too long (at most %d bytes)", config_quote(q, s),
+		    CONFIG_NAME_MAX - 1);
 	else
 		strlcpy(field_ptr(c, f), s, CONFIG_NAME_MAX);
 }
 
-static bool
-get_listen(struct json_ctx *c, struct json_object *v, struct listen_addr *out, const char *what)
+bool
+config_get_listen(struct json_ctx *c, struct json_object *v, struct listen_addr *out, const char *what)
 {
 	char why[WHY_MAX];
-	const char *s = get_string(c, v, what);
+	const char *s = config_get_string(c, v, what);
 
 	if (s == NULL)
 		return false;
 	if (parse_listen_addr(s, out, why, sizeof(why)) == -1) {
-		jproblem(c, "%s", why);
+		config_jproblem(c, "%s", why);
 		return false;
 	}
 	return true;
@@ -633,7 +592,8 @@ get_listen(struct json_ctx *c, struct json_object *v, struct listen_addr *out, c
 static void
 set_listen(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
-	get_listen(c, v, field_ptr(c, f), "an address like \"0.0.0.0:3000\"");
+	if (config_get_listen(c, v, field_ptr(c, f), "an address like \"0.0.0.0:3000\""))
+		c->cfg->listen_set = true;	/* with "listeners" too, it is an error */
 }
 
 /* null serves the metrics on the proxy port; an address opens a listener of its own. */
@@ -645,7 +605,7 @@ set_metrics_listen(struct json_ctx *c, struct json_object *v, const struct field
 		memset(&c->cfg->metrics.listen, 0, sizeof(c->cfg->metrics.listen));
 		return;
 	}
-	if (get_listen(c, v, &c->cfg->metrics.listen, "an address like \"127.0.0.1:9100\" or null"))
+	if (config_get_listen(c, v, &c->cfg->metrics.listen, "an address like \"127.0.0.1:9100\" or null"))
 		c->cfg->metrics.listen_set = true;
 }
 
@@ -653,33 +613,35 @@ static void
 set_log_level(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
 	char why[WHY_MAX];
-	const char *s = get_string(c, v, "a string");
+	const char *s = config_get_string(c, v, "a string");
 
 	if (s != NULL && log_level_parse(s, &c->cfg->log.level, why, sizeof(why)) == -1)
-		jproblem(c, "%s", why);
+		config_jproblem(c, "%s", why);
 }
 
 static void
 set_log_format(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
 	char why[WHY_MAX];
-	const char *s = get_string(c, v, "a string");
+	const char *s = config_get_string(c, v, "a string");
 
 	if (s != NULL && log_format_parse(s, &c->cfg->log.format, why, sizeof(why)) == -1)
-		jproblem(c, "%s", why);
+		config_jproblem(c, "%s", why);
 }
 
-/* One entry of "backends"; true if it was stored in b. */
+/* One entry of "backends", a URL or an object (config_tls.c); true if it was stored in b. */
 static bool
 get_backend(struct json_ctx *c, struct json_object *v, struct config_backend *b)
 {
 	char why[WHY_MAX];
-	const char *s = get_string(c, v, "a URL string");
+	const char *s;
 
-	if (s == NULL)
+	if (v != NULL && json_object_is_type(v, json_type_object))
+		return config_tls_get_backend(c, v, b);
+	if ((s = config_get_string(c, v, "a URL string or an object")) == NULL)
 		return false;
 	if (backend_set(b, s, why, sizeof(why)) == -1) {
-		jproblem(c, "%s", why);
+		config_jproblem(c, "%s", why);
 		return false;
 	}
 	return true;
@@ -692,22 +654,22 @@ set_backends(struct json_ctx *c, struct json_object *v, const struct field *f)
 	struct config_backend *list = NULL;
 	size_t n, i, kept = 0, old;
 
-	if (!expect(c, v, json_type_array, "an array of URL strings"))
+	if (!config_expect(c, v, json_type_array, "an array of URL strings or objects"))
 		return;
 	n = json_object_array_length(v);
 	if (n > CONFIG_BACKENDS_MAX) {
-		jproblem(c, "%zu backends: too many (at most %d)", n, CONFIG_BACKENDS_MAX);
+		config_jproblem(c, "%zu backends: too many (at most %d)", n, CONFIG_BACKENDS_MAX);
 		return;
 	}
 	if (n > 0 && (list = reallocarray(NULL, n, sizeof(*list))) == NULL) {
-		jproblem(c, "out of memory for %zu backends", n);
+		config_jproblem(c, "out of memory for %zu backends", n);
 		return;
 	}
 	for (i = 0; i < n; i++) {
-		old = path_push_index(c, i);
+		old = config_path_push_index(c, i);
 		if (get_backend(c, json_object_array_get_idx(v, i), &list[kept]))
 			kept++;
-		path_pop(c, old);
+		config_path_pop(c, old);
 	}
 	free(c->cfg->backends);
 	c->cfg->backends = list;
@@ -718,7 +680,7 @@ set_backends(struct json_ctx *c, struct json_object *v, const struct field *f)
 
 static const struct field health_fields[] = {
 	{ "path", set_path, OFF(health.path), 0, 0, NULL },
-	{ "interval", set_duration, OFF(health.interval_ns), 0, 0, NULL },
+	{ "interval", config_set_duration, OFF(health.interval_ns), 0, 0, NULL },
 	{ "timeout", set_check_timeout, OFF(health.timeout_ns), 0, 0, NULL },
 	{ "rise", set_int, OFF(health.rise), 1, 100, NULL },
 	{ "fall", set_int, OFF(health.fall), 1, 100, NULL },
@@ -727,18 +689,18 @@ static const struct field health_fields[] = {
 };
 
 static const struct field proxy_fields[] = {
-	{ "connect_timeout", set_duration, OFF(proxy.connect_timeout_ns), 0, 0, NULL },
-	{ "timeout", set_duration, OFF(proxy.timeout_ns), 0, 0, NULL },
-	{ "client_timeout", set_duration, OFF(proxy.client_timeout_ns), 0, 0, NULL },
-	{ "shutdown_timeout", set_duration, OFF(proxy.shutdown_timeout_ns), 0, 0, NULL },
-	{ "tunnel_timeout", set_duration, OFF(proxy.tunnel_timeout_ns), 0, 0, NULL },
+	{ "connect_timeout", config_set_duration, OFF(proxy.connect_timeout_ns), 0, 0, NULL },
+	{ "timeout", config_set_duration, OFF(proxy.timeout_ns), 0, 0, NULL },
+	{ "client_timeout", config_set_duration, OFF(proxy.client_timeout_ns), 0, 0, NULL },
+	{ "shutdown_timeout", config_set_duration, OFF(proxy.shutdown_timeout_ns), 0, 0, NULL },
+	{ "tunnel_timeout", config_set_duration, OFF(proxy.tunnel_timeout_ns), 0, 0, NULL },
 	{ "max_body_size", set_size, OFF(proxy.max_body_size), 0, INT64_MAX, NULL },
 	{ "max_header_size", set_size, OFF(proxy.max_header_size), 1024, 1024 * 1024, NULL },
 	{ "keepalive", set_int, OFF(proxy.keepalive), 0, 100000, NULL },
-	{ "retry_unsent", set_bool, OFF(proxy.retry_unsent), 0, 0, NULL },
-	{ "retry_idempotent", set_bool, OFF(proxy.retry_idempotent), 0, 0, NULL },
-	{ "underscores_in_headers", set_bool, OFF(proxy.underscores_in_headers), 0, 0, NULL },
-	{ "allow_trace", set_bool, OFF(proxy.allow_trace), 0, 0, NULL },
+	{ "retry_unsent", config_set_bool, OFF(proxy.retry_unsent), 0, 0, NULL },
+	{ "retry_idempotent", config_set_bool, OFF(proxy.retry_idempotent), 0, 0, NULL },
+	{ "underscores_in_headers", config_set_bool, OFF(proxy.underscores_in_headers), 0, 0, NULL },
+	{ "allow_trace", config_set_bool, OFF(proxy.allow_trace), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -751,12 +713,13 @@ static const struct field metrics_fields[] = {
 static const struct field log_fields[] = {
 	{ "level", set_log_level, OFF(log.level), 0, 0, NULL },
 	{ "format", set_log_format, OFF(log.format), 0, 0, NULL },
-	{ "access", set_bool, OFF(log.access), 0, 0, NULL },
+	{ "access", config_set_bool, OFF(log.access), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
 static const struct field top_fields[] = {
 	{ "listen", set_listen, OFF(listen), 0, 0, NULL },
+	{ "listeners", config_tls_set_listeners, OFF(listeners), 0, 0, NULL },
 	{ "workers", set_workers, OFF(workers), 1, CONFIG_WORKERS_MAX, NULL },
 	{ "backends", set_backends, OFF(backends), 0, 0, NULL },
 	{ "health_check", set_section, 0, 0, 0, health_fields },
@@ -798,11 +761,11 @@ json_parse_text(const char *name, const char *text, size_t len, struct problems 
 	size_t end;
 
 	if (len > INT32_MAX - 1) {
-		problem(pr, "%s: document too large", name);
+		config_problem(pr, "%s: document too large", name);
 		return -1;
 	}
 	if ((tok = json_tokener_new()) == NULL) {
-		problem(pr, "%s: out of memory", name);
+		config_problem(pr, "%s: out of memory", name);
 		return -1;
 	}
 	root = json_tokener_parse_ex(tok, text, (int)len);
@@ -816,13 +779,13 @@ json_parse_text(const char *name, const char *text, size_t len, struct problems 
 	}
 	json_tokener_free(tok);
 	if (e != json_tokener_success) {
-		problem(pr, "%s: line %zu: JSON syntax error: %s", name, line_of(text, end),
+		config_problem(pr, "%s: line %zu: JSON syntax error: %s", name, line_of(text, end),
 		    json_tokener_error_desc(e));
 		return -1;
 	}
 	if (end < len) {
-		problem(pr, "%s: line %zu: JSON syntax error: unexpected data after the end of the document",
-		    name, line_of(text, end));
+		config_problem(pr, "%s: line %zu: JSON syntax error: unexpected data after the end of "
+		    "the document", name, line_of(text, end));
 		json_object_put(root);
 		return -1;
 	}
@@ -849,12 +812,13 @@ config_parse_json(struct config *cfg, const char *name, const char *text, size_t
 
 	memset(&c, 0, sizeof(c));
 	c.cfg = cfg;
+	c.base = cfg;
 	c.pr = &pr;
 	c.name = name;
 	if (root == NULL || !json_object_is_type(root, json_type_object))
-		expect(&c, root, json_type_object, "a JSON object at the top level");
+		config_expect(&c, root, json_type_object, "a JSON object at the top level");
 	else
-		set_object(&c, root, top_fields);
+		config_set_object(&c, root, top_fields);
 	json_object_put(root);
 	return pr.count;
 }
@@ -870,11 +834,11 @@ read_file(const char *path, char **textp, size_t *lenp, struct problems *pr)
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		problem(pr, "%s: cannot open: %s", path, strerror(errno));
+		config_problem(pr, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		problem(pr, "%s: is a directory, not a file", path);
+		config_problem(pr, "%s: is a directory, not a file", path);
 		goto fail;
 	}
 	for (;;) {
@@ -882,7 +846,7 @@ read_file(const char *path, char **textp, size_t *lenp, struct problems *pr)
 			if (text != NULL)
 				cap *= 2;
 			if ((bigger = realloc(text, cap)) == NULL) {
-				problem(pr, "%s: out of memory", path);
+				config_problem(pr, "%s: out of memory", path);
 				goto fail;
 			}
 			text = bigger;
@@ -891,14 +855,14 @@ read_file(const char *path, char **textp, size_t *lenp, struct problems *pr)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			problem(pr, "%s: cannot read: %s", path, strerror(errno));
+			config_problem(pr, "%s: cannot read: %s", path, strerror(errno));
 			goto fail;
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 		if (len > FILE_MAX) {
-			problem(pr, "%s: file too large (over 16MiB)", path);
+			config_problem(pr, "%s: file too large (over 16MiB)", path);
 			goto fail;
 		}
 	}
@@ -924,11 +888,11 @@ config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
 
 	problems_init(&pr, err, errlen);
 	if (path == NULL || *path == '\0') {
-		problem(&pr, "configuration file: no file name given");
+		config_problem(&pr, "configuration file: no file name given");
 		return pr.count;
 	}
 	if (strlen(path) >= sizeof(cfg->file)) {
-		problem(&pr, "%.64s...: file name too long (at most %zu bytes)", path,
+		config_problem(&pr, "%.64s...: file name too long (at most %zu bytes)", path,
 		    sizeof(cfg->file) - 1);
 		return pr.count;
 	}
@@ -947,7 +911,7 @@ env_log_level(struct config *cfg, const char *var, const char *s, struct problem
 	char why[WHY_MAX];
 
 	if (log_level_parse(s, &cfg->log.level, why, sizeof(why)) == -1)
-		problem(pr, "%s: %s", var, why);
+		config_problem(pr, "%s: %s", var, why);
 }
 
 static void
@@ -956,7 +920,7 @@ env_log_format(struct config *cfg, const char *var, const char *s, struct proble
 	char why[WHY_MAX];
 
 	if (log_format_parse(s, &cfg->log.format, why, sizeof(why)) == -1)
-		problem(pr, "%s: %s", var, why);
+		config_problem(pr, "%s: %s", var, why);
 }
 
 /* The Go version's name for the check interval; the timeout follows in config_validate(). */
@@ -966,7 +930,7 @@ env_check_interval(struct config *cfg, const char *var, const char *s, struct pr
 	char why[WHY_MAX];
 
 	if (duration_value(s, &cfg->health.interval_ns, why, sizeof(why)) == -1)
-		problem(pr, "%s: %s", var, why);
+		config_problem(pr, "%s: %s", var, why);
 }
 
 static const struct {
@@ -1021,16 +985,16 @@ config_add_backend(struct config *cfg, const char *url, const char *source,
 	if (url == NULL)
 		url = "";
 	if (backend_set(&b, url, why, sizeof(why)) == -1) {
-		problem(&pr, "%s: %s", source, why);
+		config_problem(&pr, "%s: %s", source, why);
 		return pr.count;
 	}
 	if (cfg->nbackends >= CONFIG_BACKENDS_MAX) {
-		problem(&pr, "%s: too many backends (at most %d)", source, CONFIG_BACKENDS_MAX);
+		config_problem(&pr, "%s: too many backends (at most %d)", source, CONFIG_BACKENDS_MAX);
 		return pr.count;
 	}
 	list = reallocarray(cfg->backends, cfg->nbackends + 1, sizeof(*list));
 	if (list == NULL) {
-		problem(&pr, "%s: out of memory", source);
+		config_problem(&pr, "%s: out of memory", source);
 		return pr.count;
 	}
 	list[cfg->nbackends++] = b;
@@ -1047,7 +1011,7 @@ validate_backends(const struct config *cfg, const char *name, struct problems *p
 	size_t i, j;
 
 	if (cfg->nbackends == 0) {
-		problem(pr, "%s: backends: at least one backend is needed "
+		config_problem(pr, "%s: backends: at least one backend is needed "
 		    "(set \"backends\" or pass --backend URL)", name);
 		return;
 	}
@@ -1055,15 +1019,15 @@ validate_backends(const struct config *cfg, const char *name, struct problems *p
 	for (i = 1; i < cfg->nbackends; i++) {
 		for (j = 0; j < i; j++) {
 			if (backend_same(&cfg->backends[i].addr, &cfg->backends[j].addr)) {
-				problem(pr, "%s: backends[%zu]: %s: duplicate of backends[%zu]", name, i,
-				    quote(q, cfg->backends[i].url), j);
+				config_problem(pr, "%s: backends[%zu]: %s: duplicate of backends[%zu]", name,
+				    i, config_quote(q, cfg->backends[i].url), j);
 				break;
 			}
 			/* Metrics labels and X-Backend-Server name a backend by host:port. */
 			if (backend_same_server(&cfg->backends[i].addr, &cfg->backends[j].addr)) {
-				problem(pr, "%s: backends[%zu]: %s: same host and port as backends[%zu] "
-				    "(backends are told apart by host:port)", name, i,
-				    quote(q, cfg->backends[i].url), j);
+				config_problem(pr, "%s: backends[%zu]: %s: same host and port as "
+				    "backends[%zu] (backends are told apart by host:port)", name, i,
+				    config_quote(q, cfg->backends[i].url), j);
 				break;
 			}
 		}
@@ -1083,7 +1047,7 @@ validate_check_timeout(struct config *cfg, const char *name, struct problems *pr
 	char t[32], i[32];
 
 	if (h->interval_ns <= 0) {
-		problem(pr, "%s: health_check.interval: must be longer than 0", name);
+		config_problem(pr, "%s: health_check.interval: must be longer than 0", name);
 		return;
 	}
 	if (h->timeout_set) {
@@ -1091,8 +1055,8 @@ validate_check_timeout(struct config *cfg, const char *name, struct problems *pr
 			return;
 		format_duration(t, sizeof(t), h->timeout_ns);
 		format_duration(i, sizeof(i), h->interval_ns);
-		problem(pr, "%s: health_check.timeout: %s must be shorter than health_check.interval %s",
-		    name, t, i);
+		config_problem(pr, "%s: health_check.timeout: %s must be shorter than "
+		    "health_check.interval %s", name, t, i);
 		return;
 	}
 	if (h->timeout_ns > 0 && h->timeout_ns < h->interval_ns)
@@ -1100,19 +1064,19 @@ validate_check_timeout(struct config *cfg, const char *name, struct problems *pr
 	h->timeout_ns = h->interval_ns / 2;
 	if (h->timeout_ns == 0) {
 		format_duration(i, sizeof(i), h->interval_ns);
-		problem(pr, "%s: health_check.interval: %s is too short to leave room for a timeout",
-		    name, i);
+		config_problem(pr, "%s: health_check.interval: %s is too short to leave room for a "
+		    "timeout", name, i);
 	}
 }
 
-static bool
-listen_wildcard(const struct listen_addr *a)
+bool
+config_listen_wildcard(const struct listen_addr *a)
 {
 	return a->host[0] == '\0' || strcmp(a->host, "0.0.0.0") == 0 || strcmp(a->host, "::") == 0;
 }
 
-static void
-format_listen(char *buf, size_t buflen, const struct listen_addr *a)
+void
+config_format_listen(char *buf, size_t buflen, const struct listen_addr *a)
 {
 	if (a->host[0] == '\0')
 		snprintf(buf, buflen, "*:%u", (unsigned)a->port);
@@ -1129,15 +1093,16 @@ validate_metrics(const struct config *cfg, const char *name, struct problems *pr
 	const char *why;
 
 	if ((why = path_problem(cfg->metrics.path)) != NULL)
-		problem(pr, "%s: metrics.path: %s", name, why);
+		config_problem(pr, "%s: metrics.path: %s", name, why);
 	if ((why = path_problem(cfg->health.path)) != NULL)
-		problem(pr, "%s: health_check.path: %s", name, why);
-	if (!cfg->metrics.listen_set || m->port != l->port)
+		config_problem(pr, "%s: health_check.path: %s", name, why);
+	/* With "listeners", config_tls_validate() checks it against each of them. */
+	if (!cfg->metrics.listen_set || m->port != l->port || cfg->listeners_set)
 		return;
-	if (listen_wildcard(m) || listen_wildcard(l) || strcasecmp(m->host, l->host) == 0) {
-		format_listen(a, sizeof(a), m);
-		format_listen(b, sizeof(b), l);
-		problem(pr, "%s: metrics.listen: %s conflicts with listen %s "
+	if (config_listen_wildcard(m) || config_listen_wildcard(l) || strcasecmp(m->host, l->host) == 0) {
+		config_format_listen(a, sizeof(a), m);
+		config_format_listen(b, sizeof(b), l);
+		config_problem(pr, "%s: metrics.listen: %s conflicts with listen %s "
 		    "(use another port, or null to serve %s on the proxy port)", name, a, b,
 		    cfg->metrics.path);
 	}
@@ -1152,9 +1117,10 @@ config_validate(struct config *cfg, char *err, size_t errlen)
 	problems_init(&pr, err, errlen);
 	validate_backends(cfg, name, &pr);
 	if (cfg->workers < 0 || cfg->workers > CONFIG_WORKERS_MAX)
-		problem(&pr, "%s: workers: %d: out of range (use 1-%d, or \"auto\")", name,
+		config_problem(&pr, "%s: workers: %d: out of range (use 1-%d, or \"auto\")", name,
 		    cfg->workers, CONFIG_WORKERS_MAX);
 	validate_check_timeout(cfg, name, &pr);
+	config_tls_validate(cfg, name, &pr);
 	validate_metrics(cfg, name, &pr);
 	return pr.count;
 }
@@ -1165,6 +1131,7 @@ int
 config_copy(struct config *dst, const struct config *src)
 {
 	struct config_backend *list = NULL;
+	struct config_listener *ls = NULL;
 
 	if (src->nbackends > 0) {
 		list = reallocarray(NULL, src->nbackends, sizeof(*list));
@@ -1172,8 +1139,16 @@ config_copy(struct config *dst, const struct config *src)
 			return -1;
 		memcpy(list, src->backends, src->nbackends * sizeof(*list));
 	}
+	if (src->nlisteners > 0) {
+		if ((ls = reallocarray(NULL, src->nlisteners, sizeof(*ls))) == NULL) {
+			free(list);
+			return -1;
+		}
+		memcpy(ls, src->listeners, src->nlisteners * sizeof(*ls));
+	}
 	*dst = *src;
 	dst->backends = list;
+	dst->listeners = ls;
 	return 0;
 }
 
@@ -1183,6 +1158,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	free(cfg->backends);
+	free(cfg->listeners);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -549,8 +549,10 @@ parse_backend_url(const char *s, struct backend_url *out, char *err, size_t errl
 	}
 	if (p == s || strncmp(p, "://", 3) != 0)
 		return fail(err, errlen, s, "missing scheme (expected \"http://host[:port][/prefix]\")");
-	if (p - s != 4 || strncasecmp(s, "http", 4) != 0)
-		return fail(err, errlen, s, "unsupported scheme %s (only http is supported)",
+	if (p - s == 5 && strncasecmp(s, "https", 5) == 0)
+		u.tls = 1;
+	else if (p - s != 4 || strncasecmp(s, "http", 4) != 0)
+		return fail(err, errlen, s, "unsupported scheme %s (use http or https)",
 		    quote(q, s, (size_t)(p - s)));
 	auth = p + 3;
 	end = auth + strlen(auth);
@@ -598,7 +600,7 @@ parse_backend_url(const char *s, struct backend_url *out, char *err, size_t errl
 			return fail(err, errlen, s, "%s", why);
 	}
 
-	u.port = 80;
+	u.port = u.tls ? 443 : 80;
 	if (portp != NULL) {
 		enum port_result r = port_scan(portp, (size_t)(aend - portp), &u.port);
 

@@ -22,6 +22,7 @@
 #include "roundguard/net.h"
 #include "roundguard/proc.h"
 #include "roundguard/shm.h"
+#include "roundguard/tls.h"
 #include "roundguard/worker.h"
 
 #if HAVE_LIBSYSTEMD
@@ -94,6 +95,7 @@ struct generation {
 	struct config cfg;
 	struct shm shm;
 	struct listeners *ls;
+	struct tls_generation *tls;	/* certificates read as root; the children inherit it at fork */
 	struct child *workers;
 	int nworkers;
 	struct child checker;
@@ -144,16 +146,30 @@ online_cpus(void)
 	return n < 1 ? 1 : (n > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : (int)n);
 }
 
-/* Apply the command line's listen flags: -l may carry a port, -p overrides it. */
+/*
+ * Apply the command line's listen flags to the first plain listener (config_plain_listen()):
+ * -l may carry a port, -p overrides it.
+ */
 static int
 apply_listen_flags(struct config *cfg, char *err, size_t errlen)
 {
-	struct listen_addr la = cfg->listen;
+	struct listen_addr *plain = config_plain_listen(cfg), la;
 	char msg[512];
 	uint16_t port;
 
+	if (m.cli.listen == NULL && m.cli.port == NULL)
+		return 0;
+	if (plain == NULL) {
+		size_t used = strlen(err);
+
+		snprintf(err + used, errlen - used, "%s: %s: every listener has \"tls\": "
+		    "there is no plain listener for it to move\n", cfg->file,
+		    m.cli.listen != NULL ? "--listen" : "--port");
+		return 1;
+	}
+	la = *plain;
 	if (m.cli.listen != NULL &&
-	    parse_listen_flag(m.cli.listen, cfg->listen.port, &la, msg, sizeof(msg)) == -1) {
+	    parse_listen_flag(m.cli.listen, la.port, &la, msg, sizeof(msg)) == -1) {
 		size_t used = strlen(err);
 
 		snprintf(err + used, errlen - used, "--listen: %s\n", msg);
@@ -168,7 +184,7 @@ apply_listen_flags(struct config *cfg, char *err, size_t errlen)
 		}
 		la.port = port;
 	}
-	cfg->listen = la;
+	*plain = la;
 	return 0;
 }
 
@@ -229,6 +245,52 @@ build_config(struct config *cfg, char *err, size_t errlen)
 		}
 	}
 	return problems;
+}
+
+/*
+ * What the configuration may say but the workers do not serve yet (issue 14's data path):
+ * refused at start and reload rather than served as plain HTTP. roundguardd -t checks all of it.
+ */
+static int
+refuse_unserved(const struct config *cfg, char *err, size_t errlen)
+{
+	const char *file = cfg->file[0] != '\0' ? cfg->file : "command line";
+	int problems = 0;
+	size_t used;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		const char *what = l->tls_set ? "TLS listeners are" : l->redirect_https ?
+		    "redirect_https listeners are" : i > 0 ? "more listeners than one are" : NULL;
+
+		if (what == NULL)
+			continue;
+		used = strlen(err);
+		snprintf(err + used, errlen - used, "%s: listeners[%zu] (\"%s\"): %s checked but not "
+		    "served yet (the TLS data path of issue 14 is to come)\n", file, i, l->name, what);
+		problems++;
+	}
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		if (!cfg->backends[i].addr.tls)
+			continue;
+		used = strlen(err);
+		snprintf(err + used, errlen - used, "%s: backends[%zu]: \"%s\": https backends are "
+		    "checked but not served yet (the TLS data path of issue 14 is to come)\n", file, i,
+		    cfg->backends[i].url);
+		problems++;
+	}
+	return problems;
+}
+
+/* A backend whose certificate is not checked is worth a warning at every start and reload. */
+static void
+warn_unverified(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		if (cfg->backends[i].addr.tls && !cfg->backends[i].tls.verify)
+			log_warn("TLS certificate verification is off for this backend (tls.verify: false)",
+			    "backend", cfg->backends[i].url, NULL);
+	}
 }
 
 static void
@@ -577,6 +639,7 @@ generation_free(struct generation *g)
 	totals_free(g->handed_over);
 	shm_destroy(&g->shm);
 	listeners_unref(g->ls);
+	tls_generation_free(g->tls);
 	config_free(&g->cfg);
 	if (m.cur == g)
 		m.cur = NULL;
@@ -744,6 +807,9 @@ generation_new(struct config *cfg, char *err, size_t errlen)
 		goto fail;
 	if ((g->ls = listeners_get(&g->cfg, err, errlen)) == NULL)
 		goto fail;
+	/* Before any child: as root (certificate keys may be readable by root only), and inherited. */
+	if (tls_generation_new(&g->cfg, &g->tls, err, errlen) > 0)
+		goto fail;
 	g->nworkers = g->cfg.workers;
 	if ((g->workers = calloc((size_t)g->nworkers, sizeof(*g->workers))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -797,7 +863,7 @@ reload(void)
 	}
 	log_info("reloading", "config", m.cli.config_file, NULL);
 	notify("RELOADING=1");
-	if (build_config(&cfg, err, ERRBUF_SIZE) > 0) {
+	if (build_config(&cfg, err, ERRBUF_SIZE) > 0 || refuse_unserved(&cfg, err, ERRBUF_SIZE) > 0) {
 		log_problems("reload failed, keeping the running configuration", err);
 		config_free(&cfg);
 		notify("READY=1");
@@ -806,10 +872,11 @@ reload(void)
 	}
 	log_set_level(cfg.log.level);
 	log_set_format(cfg.log.format);
+	warn_unverified(&cfg);
 	m.reloading = true;
 	if (generation_new(&cfg, err, ERRBUF_SIZE) == NULL) {
 		m.reloading = false;
-		log_error("reload failed, keeping the running configuration", "error", err, NULL);
+		log_problems("reload failed, keeping the running configuration", err);
 		config_free(&cfg);
 		notify("READY=1");
 	}
@@ -966,12 +1033,28 @@ main(int argc, char **argv, char **envp)
 		return 1;
 	}
 	if (m.cli.test_only) {
+		struct tls_generation *tls;
+
+		/* The certificates and keys too, as the master loads them at start. */
+		warn_unverified(&cfg);
+		if (tls_generation_new(&cfg, &tls, err, ERRBUF_SIZE) > 0) {
+			fprintf(stderr, "%s\n", err);
+			config_free(&cfg);
+			return 1;
+		}
+		tls_generation_free(tls);
 		printf("configuration OK\n");
 		config_free(&cfg);
 		return 0;
 	}
+	if (refuse_unserved(&cfg, err, ERRBUF_SIZE) > 0) {
+		fputs(err, stderr);
+		config_free(&cfg);
+		return 1;
+	}
 	log_set_level(cfg.log.level);
 	log_set_format(cfg.log.format);
+	warn_unverified(&cfg);
 	if (m.id.drop && geteuid() != 0)
 		log_warn("not running as root: user/group cannot be changed", NULL);
 
@@ -992,7 +1075,7 @@ main(int argc, char **argv, char **envp)
 	}
 	setproctitle("master");
 	if (generation_new(&cfg, err, ERRBUF_SIZE) == NULL) {
-		log_error("cannot start", "error", err, NULL);
+		log_problems("cannot start", err);
 		config_free(&cfg);
 		/* Wait for any child that did start, so nothing is left behind. */
 		while (waitpid(-1, NULL, 0) > 0)

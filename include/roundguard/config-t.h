@@ -14,13 +14,57 @@
 #define CONFIG_WORKERS_MAX	256
 #define CONFIG_PATH_MAX		1024
 #define CONFIG_NAME_MAX		64
+#define CONFIG_LISTENERS_MAX	16
+#define CONFIG_CERTS_MAX	8	/* certificates per TLS listener */
+#define CONFIG_CIPHERS_MAX	1024
+
+/* TLS protocol versions as on the wire (and as OpenSSL's TLS1_2_VERSION), without OpenSSL's headers. */
+#define CONFIG_TLS_1_2		0x0303
+#define CONFIG_TLS_1_3		0x0304
+
+/* How roundguardd talks TLS to an https:// backend (config_backend.addr.tls). */
+struct config_backend_tls {
+	char ca_file[CONFIG_PATH_MAX];		/* "" = the system's default CA paths */
+	char server_name[PARSE_HOST_MAX];	/* SNI and name checked; "" = the URL's host */
+	bool verify;				/* true; false is logged at every start */
+};
 
 struct config_backend {
 	char url[PARSE_HOST_MAX + PARSE_PREFIX_MAX + 16];	/* as written */
 	struct backend_url addr;
+	struct config_backend_tls tls;	/* used when addr.tls */
 	/* Resolved by the master at start-up and reload (as nginx does), not by config_*. */
 	struct sockaddr_storage sa;
 	socklen_t salen;
+};
+
+/* One certificate of a TLS listener: a PEM chain (leaf first) and its private key. */
+struct config_cert {
+	char cert[CONFIG_PATH_MAX];
+	char key[CONFIG_PATH_MAX];
+};
+
+struct config_tls_server {
+	struct config_cert certs[CONFIG_CERTS_MAX];	/* certs[0] is the default one */
+	size_t ncerts;
+	uint16_t min_version;		/* CONFIG_TLS_1_2 */
+	char ciphers[CONFIG_CIPHERS_MAX];	/* TLS 1.2 list; Mozilla "intermediate" */
+	char ciphersuites[CONFIG_CIPHERS_MAX];	/* TLS 1.3; "" = OpenSSL's default */
+	bool strict_sni;		/* false: unknown or no SNI gets certs[0] */
+	bool session_tickets;		/* true */
+	int64_t handshake_timeout_ns;	/* proxy.client_timeout unless set */
+	bool handshake_timeout_set;
+};
+
+/* One listening address; config_validate() makes listeners[0] of the plain "listen" form too. */
+struct config_listener {
+	char name[CONFIG_NAME_MAX];	/* "https-443" unless set; unique */
+	bool name_set;
+	struct listen_addr addr;
+	bool tls_set;			/* a "tls" object: TLS on this listener */
+	struct config_tls_server tls;
+	bool redirect_https;		/* plain only: 308 to https://host[:redirect_port]/target */
+	uint16_t redirect_port;		/* 443 */
 };
 
 struct config_health {
@@ -62,7 +106,13 @@ struct config_log {
 
 struct config {
 	char file[CONFIG_PATH_MAX];	/* "" when built from flags alone */
+	/* The first plain listener's address (listeners[0]'s when none is plain); -l and -p set it. */
 	struct listen_addr listen;	/* all addresses, port 3000 */
+	bool listen_set;		/* "listen" was in the file */
+	/* Owned (config_free()); config_validate() fills it from "listen" when the file has no "listeners". */
+	struct config_listener *listeners;
+	size_t nlisteners;
+	bool listeners_set;		/* "listeners" was in the file */
 	int workers;			/* 0 = "auto": one per online CPU */
 	struct config_backend *backends;	/* owned: config_free() releases it */
 	size_t nbackends;

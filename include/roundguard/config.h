@@ -35,14 +35,23 @@ int config_add_backend(struct config *cfg, const char *url, const char *source,
     char *err, size_t errlen);
 
 /*
+ * The address -l and -p change: "listen" in the short form, else the first
+ * listener without "tls"; NULL when every listener has TLS.
+ */
+struct listen_addr *config_plain_listen(struct config *cfg);
+
+/*
  * Cross-field checks once everything is merged: at least one backend, no
  * duplicates, workers in 1..256 (0 = auto is fine), check timeout < interval
- * when set explicitly (otherwise shrunk to fit), and so on. Returns the
- * number of problems.
+ * when set explicitly (otherwise shrunk to fit), listeners that do not
+ * overlap, and so on. It also completes the listeners: the short form
+ * ("listen") becomes listeners[0], unnamed ones get a name ("https-443"),
+ * handshake_timeout defaults to proxy.client_timeout, and cfg->listen is set
+ * to the first plain listener's address. Returns the number of problems.
  */
 int config_validate(struct config *cfg, char *err, size_t errlen);
 
-/* Deep copy (backends array included); 0 or -1 on allocation failure. */
+/* Deep copy (backends and listeners included); 0 or -1 on allocation failure. */
 int config_copy(struct config *dst, const struct config *src);
 void config_free(struct config *cfg);
 

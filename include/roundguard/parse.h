@@ -36,15 +36,16 @@ void format_duration(char *buf, size_t buflen, int64_t ns);
 
 struct backend_url {
 	char host[PARSE_HOST_MAX];	/* name or address, IPv6 without brackets */
-	uint16_t port;			/* 80 when the URL names none */
+	uint16_t port;			/* 80 (443 for https) when the URL names none */
 	int is_ipv6;			/* host is an IPv6 literal */
+	int tls;			/* "https://": TLS to the backend */
 	char prefix[PARSE_PREFIX_MAX];	/* path prefix without trailing '/', "" if none */
 	char hostport[PARSE_HOST_MAX + 8]; /* "host:port" or "[v6]:port", as shown to users */
 };
 
 /*
- * "http://host[:port][/prefix]" with an IPv4 address, a bracketed IPv6 address
- * or a host name. Other schemes, userinfo ("user@"), a missing host, port 0 or
+ * "http://host[:port][/prefix]" or "https://..." with an IPv4 address, a
+ * bracketed IPv6 address or a host name. Other schemes, userinfo ("user@"), a missing host, port 0 or
  * over 65535, a non-numeric port, a query or a fragment are rejected.
  */
 int parse_backend_url(const char *s, struct backend_url *out, char *err, size_t errlen);

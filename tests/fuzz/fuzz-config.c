@@ -10,8 +10,12 @@
  * - a configuration that validates keeps every promise config.h makes
  *   (ranges, a check timeout below the interval, backends that parse as
  *   stored), copies faithfully, and gives every backend a metrics label of
- *   its own (two series with the same labels break a Prometheus scrape).
+ *   its own (two series with the same labels break a Prometheus scrape);
+ * - its listeners (1-16 of them, the short form included) have unique
+ *   names, addresses that can all be bound, TLS settings in range, no TLS
+ *   on a redirect listener, and "listen" is the first plain one.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
@@ -104,6 +108,71 @@ path_ok(const char *p, size_t size)
 	return memchr(p, '\0', size) != NULL && p[0] == '/';
 }
 
+static bool
+terminated(const char *s, size_t size)
+{
+	return memchr(s, '\0', size) != NULL;
+}
+
+static bool
+listen_overlap(const struct listen_addr *a, const struct listen_addr *b)
+{
+	bool any_a = a->host[0] == '\0' || strcmp(a->host, "0.0.0.0") == 0 || strcmp(a->host, "::") == 0;
+	bool any_b = b->host[0] == '\0' || strcmp(b->host, "0.0.0.0") == 0 || strcmp(b->host, "::") == 0;
+
+	return a->port == b->port && (any_a || any_b || strcasecmp(a->host, b->host) == 0);
+}
+
+static void
+check_listeners(const struct config *cfg)
+{
+	const struct config_listener *plain = NULL;
+
+	FUZZ_CHECK(cfg->nlisteners >= 1 && cfg->nlisteners <= CONFIG_LISTENERS_MAX &&
+	    cfg->listeners != NULL, "%zu listeners", cfg->nlisteners);
+	FUZZ_CHECK(!(cfg->listen_set && cfg->listeners_set), "listen and listeners both accepted");
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		const struct config_tls_server *t = &l->tls;
+
+		FUZZ_CHECK(terminated(l->name, sizeof(l->name)) && l->name[0] != '\0',
+		    "listeners[%zu] has no name", i);
+		FUZZ_CHECK(l->addr.port >= 1, "listeners[%zu] port 0", i);
+		FUZZ_CHECK(!(l->tls_set && l->redirect_https), "listeners[%zu]: TLS and a redirect", i);
+		FUZZ_CHECK(l->redirect_port >= 1, "listeners[%zu]: redirect_port 0", i);
+		for (size_t j = 0; j < i; j++) {
+			FUZZ_CHECK(strcmp(l->name, cfg->listeners[j].name) != 0,
+			    "listeners[%zu] and [%zu] are both \"%s\"", j, i, l->name);
+			FUZZ_CHECK(!listen_overlap(&l->addr, &cfg->listeners[j].addr),
+			    "listeners[%zu] and [%zu] both take port %u", j, i, l->addr.port);
+		}
+		if (cfg->metrics.listen_set && cfg->listeners_set)
+			FUZZ_CHECK(!listen_overlap(&cfg->metrics.listen, &l->addr),
+			    "metrics.listen overlaps listeners[%zu]", i);
+		if (plain == NULL && !l->tls_set)
+			plain = l;
+		if (!l->tls_set)
+			continue;
+		FUZZ_CHECK(t->ncerts >= 1 && t->ncerts <= CONFIG_CERTS_MAX, "listeners[%zu]: %zu certificates",
+		    i, t->ncerts);
+		for (size_t k = 0; k < t->ncerts; k++)
+			FUZZ_CHECK(terminated(t->certs[k].cert, sizeof(t->certs[k].cert)) &&
+			    terminated(t->certs[k].key, sizeof(t->certs[k].key)) &&
+			    t->certs[k].cert[0] != '\0' && t->certs[k].key[0] != '\0',
+			    "listeners[%zu].tls.certificates[%zu] empty", i, k);
+		FUZZ_CHECK(t->min_version == CONFIG_TLS_1_2 || t->min_version == CONFIG_TLS_1_3,
+		    "listeners[%zu]: min_version %#x", i, t->min_version);
+		FUZZ_CHECK(terminated(t->ciphers, sizeof(t->ciphers)) && t->ciphers[0] != '\0' &&
+		    terminated(t->ciphersuites, sizeof(t->ciphersuites)), "listeners[%zu]: ciphers", i);
+		FUZZ_CHECK(t->handshake_timeout_ns > 0, "listeners[%zu]: handshake_timeout %" PRId64, i,
+		    t->handshake_timeout_ns);
+	}
+	if (plain == NULL)
+		plain = &cfg->listeners[0];
+	FUZZ_CHECK(memcmp(&cfg->listen, &plain->addr, sizeof(cfg->listen)) == 0,
+	    "listen is not the first plain listener's address");
+}
+
 static void
 check_valid(struct config *cfg)
 {
@@ -153,8 +222,21 @@ check_valid(struct config *cfg)
 		FUZZ_CHECK(parse_backend_url(b->url, &again, why, sizeof(why)) == 0,
 		    "stored backend \"%s\" does not parse: %s", b->url, why);
 		FUZZ_CHECK(strcmp(again.hostport, b->addr.hostport) == 0 &&
-		    strcmp(again.prefix, b->addr.prefix) == 0,
+		    strcmp(again.prefix, b->addr.prefix) == 0 && again.tls == b->addr.tls,
 		    "stored backend \"%s\" parses to something else", b->url);
+		FUZZ_CHECK(terminated(b->tls.ca_file, sizeof(b->tls.ca_file)) &&
+		    terminated(b->tls.server_name, sizeof(b->tls.server_name)),
+		    "backend \"%s\": TLS strings unterminated", b->url);
+		if (b->tls.server_name[0] != '\0') {
+			unsigned char ip[16];
+
+			FUZZ_CHECK(inet_pton(AF_INET, b->tls.server_name, ip) != 1 &&
+			    inet_pton(AF_INET6, b->tls.server_name, ip) != 1,
+			    "backend \"%s\": an address as server_name", b->url);
+		}
+		if (!b->addr.tls)
+			FUZZ_CHECK(b->tls.verify && b->tls.ca_file[0] == '\0' && b->tls.server_name[0] == '\0',
+			    "http backend \"%s\" with TLS settings", b->url);
 #if FUZZ_CONFIG_UNIQUE_LABELS
 		/* metrics_render labels every backend's series with its hostport alone. */
 		for (size_t j = 0; j < i; j++)
@@ -165,14 +247,20 @@ check_valid(struct config *cfg)
 #endif
 	}
 
+	check_listeners(cfg);
+
 	FUZZ_CHECK(config_copy(&copy, cfg) == 0, "config_copy failed");
+	FUZZ_CHECK(copy.nlisteners == cfg->nlisteners && copy.listeners != cfg->listeners &&
+	    memcmp(copy.listeners, cfg->listeners, cfg->nlisteners * sizeof(*cfg->listeners)) == 0,
+	    "config_copy did not copy the listeners");
 	FUZZ_CHECK(config_same_backends(&copy, cfg) && config_same_backends(cfg, &copy),
 	    "a copy has other backends");
 	FUZZ_CHECK(copy.nbackends == cfg->nbackends && copy.backends != cfg->backends &&
 	    memcmp(copy.backends, cfg->backends, cfg->nbackends * sizeof(*cfg->backends)) == 0,
 	    "config_copy did not copy the backends");
 	config_free(&copy);
-	FUZZ_CHECK(copy.backends == NULL && copy.nbackends == 0, "config_free left backends");
+	FUZZ_CHECK(copy.backends == NULL && copy.nbackends == 0 && copy.listeners == NULL &&
+	    copy.nlisteners == 0, "config_free left backends or listeners");
 }
 
 int

@@ -228,7 +228,9 @@ fuzz_backend_url(const char *s, char *err, size_t errlen)
 		check_err(err, errlen, s);
 		return;
 	}
-	FUZZ_CHECK(strncasecmp(s, "http://", 7) == 0, "accepted \"%s\" without http://", s);
+	FUZZ_CHECK(u.tls == 0 || u.tls == 1, "tls = %d", u.tls);
+	FUZZ_CHECK(strncasecmp(s, u.tls ? "https://" : "http://", u.tls ? 8 : 7) == 0,
+	    "accepted \"%s\" without http:// or https:// (tls %d)", s, u.tls);
 	FUZZ_CHECK(memchr(u.host, '\0', sizeof(u.host)) != NULL && u.host[0] != '\0',
 	    "bad host from \"%s\"", s);
 	FUZZ_CHECK(memchr(u.prefix, '\0', sizeof(u.prefix)) != NULL, "prefix unterminated");
@@ -252,11 +254,11 @@ fuzz_backend_url(const char *s, char *err, size_t errlen)
 	    u.hostport, rebuilt);
 
 	/* What the parser made of it reads back the same. */
-	snprintf(rebuilt, sizeof(rebuilt), "http://%s%s", u.hostport, u.prefix);
+	snprintf(rebuilt, sizeof(rebuilt), "%s://%s%s", u.tls ? "https" : "http", u.hostport, u.prefix);
 	FUZZ_CHECK(parse_backend_url(rebuilt, &again, err2, sizeof(err2)) == 0,
 	    "\"%s\" (from \"%s\") does not parse again: %s", rebuilt, s, err2);
 	FUZZ_CHECK(strcmp(again.host, u.host) == 0 && again.port == u.port &&
-	    again.is_ipv6 == u.is_ipv6 && strcmp(again.prefix, u.prefix) == 0 &&
+	    again.is_ipv6 == u.is_ipv6 && again.tls == u.tls && strcmp(again.prefix, u.prefix) == 0 &&
 	    strcmp(again.hostport, u.hostport) == 0,
 	    "\"%s\" and \"%s\" parse differently", s, rebuilt);
 }

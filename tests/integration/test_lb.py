@@ -478,6 +478,106 @@ class ConfigCheckTests(LBTestCase):
             self.assertIn(opt, p.stdout, "usage does not mention %s: %r" % (opt, p.stdout))
 
 
+class TLSConfigTests(LBTestCase):
+    """Issue 14's first half: TLS listeners and https backends are configured, and their
+    certificates loaded by -t as at start-up; serving them is refused until the data path
+    exists. Certificates come from the openssl command when it is installed."""
+
+    assertConfigOK = ConfigCheckTests.assertConfigOK
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="rg-tls-test-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, name, content):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(content if isinstance(content, str) else json.dumps(content))
+        return path
+
+    def cert(self, name, cn):
+        """A self-signed ECDSA certificate and key for cn: (cert path, key path)."""
+        if shutil.which("openssl") is None:
+            self.skipTest("no openssl command to make a certificate with")
+        crt, key = os.path.join(self.dir, name + ".pem"), os.path.join(self.dir, name + ".key")
+        p = rgtest.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "30", "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:" + cn])
+        self.assertEqual(p.returncode, 0, p)
+        os.chmod(key, 0o600)
+        return crt, key
+
+    def tls_listener(self, crt, key, listen="127.0.0.1:8443"):
+        return {"listen": listen, "tls": {"certificates": [{"cert": crt, "key": key}]}}
+
+    def test_t_names_certificate_file_and_reason(self):
+        missing = os.path.join(self.dir, "missing.pem")
+        path = self.write("tls.json", {"backends": ["http://127.0.0.1:9001"],
+                                       "listeners": [self.tls_listener(missing, missing)]})
+        p = run_rgd("-t", "-c", path)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertNotIn("configuration OK", p.stdout, p)
+        self.assertIn('tls.json: listeners[0].tls.certificates[0].cert: "%s": cannot open: '
+                      "No such file or directory" % missing, p.stderr, p)
+
+    def test_t_loads_certificates(self):
+        crt, key = self.cert("a", "a.example")
+        _, other_key = self.cert("b", "b.example")
+        ok = self.write("ok.json", {"backends": ["http://127.0.0.1:9001"],
+                                    "listeners": [{"listen": "127.0.0.1:8080", "redirect_https": True},
+                                                  self.tls_listener(crt, key)]})
+        self.assertConfigOK(run_rgd("-t", "-c", ok))
+        bad = self.write("bad.json", {"backends": ["http://127.0.0.1:9001"],
+                                      "listeners": [self.tls_listener(crt, other_key)]})
+        p = run_rgd("-t", "-c", bad)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn('bad.json: listeners[0].tls.certificates[0].key: "%s": the key does not match '
+                      'the certificate in "%s"' % (other_key, crt), p.stderr, p)
+
+    def test_t_backend_ca_file_and_unverified_warning(self):
+        path = self.write("b.json", {"backends": [
+            {"url": "https://127.0.0.1:9443", "tls": {"ca_file": os.path.join(self.dir, "ca.pem")}}]})
+        p = run_rgd("-t", "-c", path)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("b.json: backends[0].tls.ca_file:", p.stderr, p)
+        path = self.write("v.json", {"backends": [
+            {"url": "https://127.0.0.1:9443", "tls": {"verify": False}}]})
+        p = run_rgd("-t", "-c", path)
+        self.assertConfigOK(p)
+        self.assertIn("TLS certificate verification is off", p.stderr, p)
+        self.assertIn("https://127.0.0.1:9443", p.stderr, p)
+
+    def test_listen_flags_need_a_plain_listener(self):
+        crt, key = self.cert("a", "a.example")
+        path = self.write("tls.json", {"backends": ["http://127.0.0.1:9001"],
+                                       "listeners": [self.tls_listener(crt, key)]})
+        for flags in (["-p", "8081"], ["-l", "127.0.0.1"]):
+            with self.subTest(flags=flags):
+                p = run_rgd("-t", "-c", path, *flags)
+                self.assertEqual(p.returncode, 1, p)
+                self.assertIn("every listener has \"tls\"", p.stderr, p)
+
+    def test_start_refuses_what_is_not_served_yet(self):
+        """A TLS listener passes -t but is not served as plain HTTP: exit 1, nothing bound."""
+        crt, key = self.cert("a", "a.example")
+        port = rgtest.free_port()
+        path = self.write("tls.json", {"backends": ["http://127.0.0.1:9"],
+                                       "listeners": [self.tls_listener(crt, key, "%s:%d" % (HOST, port))]})
+        self.assertConfigOK(run_rgd("-t", "-c", path))
+        p = run_rgd("-c", path, "-w", "1", timeout=10)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("not served yet", p.stderr, p)
+        self.assertFalse(rgtest.port_accepting(HOST, port))
+
+    def test_one_plain_listener_serves(self):
+        """listeners with one plain entry is the short form's equivalent; -l/-p move it."""
+        backends = [echo_backend(self.addCleanup) for _ in range(2)]
+        lb = LB(self.addCleanup, make_config([url(b) for b in backends], health=FAST,
+                                             listeners=[{"listen": "127.0.0.1:1", "name": "web"}]),
+                workers=1).start()
+        self.assertRoundRobin(lb, backends, 3)
+
+
 # ---------------------------------------------------------------------------
 # Round robin and pass-through with roundguard-echo backends
 # ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@ usage:
   check_docs.py keys ROUNDGUARDD PAGE CONFIG_C EXAMPLE
       the keys in roundguardd.json(5) are those src/config.c's tables accept; each documented
       default passes "roundguardd -t"; unknown keys are refused; every key the example uses is
-      documented, with the documented default as its value
+      documented, with the documented default as its value; the keys of list entries
+      ("listeners[].tls.min_version", "backends[].url") are those of src/config_tls.c's tables
   check_docs.py metrics PAGE METRICS_C
       the families in roundguardd(8)'s METRICS are those src/metrics.c renders
 """
@@ -169,6 +170,35 @@ def parser_keys(config_c):
     return keys
 
 
+# src/config_tls.c's tables: the key path each one's keys are documented under.
+NESTED_TABLES = {
+    "listener_fields": "listeners[].",
+    "tls_fields": "listeners[].tls.",
+    "cert_fields": "listeners[].tls.certificates[].",
+    "backend_fields": "backends[].",
+    "backend_tls_fields": "backends[].tls.",
+}
+
+
+def nested_parser_keys(config_tls_c):
+    """"listeners[].tls.min_version", ...: the keys of the tables of list entries."""
+    text = read(config_tls_c)
+    keys = set()
+    for table, prefix in NESTED_TABLES.items():
+        m = re.search(r"static const struct field " + table + r"\[\] = \{(.*?)\n\};", text, re.S)
+        if not m:
+            fail(f"{config_tls_c}: no {table} table found")
+            continue
+        keys.update(prefix + k for k in re.findall(r'\{\s*"([^"]+)",', m.group(1)))
+    return keys
+
+
+def nested_page_keys(page):
+    """The ".It Ic listeners[]..." and ".It Ic backends[]..." entries of the page."""
+    return {m.group(1) for l in mdoc_lines(page)
+            for m in [re.match(r"^\.It Ic ((?:listeners|backends)\[\][a-z_.\[\]]+) Pq ", l)] if m}
+
+
 def page_keys(page):
     """{key path: default as JSON text, or None when required} from ".It Ic" entries."""
     keys = {}
@@ -248,6 +278,12 @@ def check_keys(roundguardd, page, config_c, example):
         fail(f"{name}: key {k} is accepted by the parser but not documented")
     for k in sorted(documented.keys() - accepted):
         fail(f"{name}: key {k} is documented but not in src/config.c's tables")
+    nested_accepted = nested_parser_keys(os.path.join(os.path.dirname(config_c), "config_tls.c"))
+    nested_documented = nested_page_keys(page)
+    for k in sorted(nested_accepted - nested_documented):
+        fail(f"{name}: key {k} is accepted by the parser but not documented")
+    for k in sorted(nested_documented - nested_accepted):
+        fail(f"{name}: key {k} is documented but not in src/config_tls.c's tables")
 
     backend = ["http://127.0.0.1:8001"]
     sections = sorted({k.split(".")[0] for k in documented if "." in k})
@@ -298,7 +334,8 @@ def check_keys(roundguardd, page, config_c, example):
         if key in used:
             print(f"note: {example}: {key} is not the default value: {why}")
     print(f"{name}: {len(documented)} keys documented, {len(accepted)} accepted, "
-          f"{len(used)} used by the example")
+          f"{len(used)} used by the example; {len(nested_documented)} keys of list entries "
+          f"documented, {len(nested_accepted)} accepted")
     finish(f"{name} keys")
 
 

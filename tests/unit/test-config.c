@@ -237,12 +237,12 @@ static const struct bad_doc bad_docs[] = {
 	{ "{\"workers\": 257}", NAME ": workers: 257: out of range (use 1-256)" },
 	{ "{\"workers\": -1}", NAME ": workers: -1: out of range (use 1-256)" },
 	{ "{\"backends\": \"http://a\"}",
-	  NAME ": backends: expected an array of URL strings, got string" },
-	{ "{\"backends\": {}}", NAME ": backends: expected an array of URL strings, got object" },
-	{ "{\"backends\": [\"http://a:1\", 2]}", NAME ": backends[1]: expected a URL string, got integer" },
-	{ "{\"backends\": [null]}", NAME ": backends[0]: expected a URL string, got null" },
+	  NAME ": backends: expected an array of URL strings or objects, got string" },
+	{ "{\"backends\": {}}", NAME ": backends: expected an array of URL strings or objects, got object" },
+	{ "{\"backends\": [\"http://a:1\", 2]}", NAME ": backends[1]: expected a URL string or an object, got integer" },
+	{ "{\"backends\": [null]}", NAME ": backends[0]: expected a URL string or an object, got null" },
 	{ "{\"backends\": [\"http://a:1\", \"http://b:2\", \"htp://x\"]}",
-	  NAME ": backends[2]: \"htp://x\": unsupported scheme \"htp\" (only http is supported)" },
+	  NAME ": backends[2]: \"htp://x\": unsupported scheme \"htp\" (use http or https)" },
 	{ "{\"backends\": [\"http://a:1?x\"]}",
 	  NAME ": backends[0]: \"http://a:1?x\": query strings are not allowed in a backend URL" },
 	/* health_check */
@@ -431,7 +431,7 @@ START_TEST(all_problems_reported)
 	static const char *const want[] = {
 		NAME ": listen: \"nowhere\": missing port (expected \"host:port\", \":port\" or \"port\")",
 		NAME ": workers: 0: out of range (use 1-256)",
-		NAME ": backends[1]: \"ftp://b\": unsupported scheme \"ftp\" (only http is supported)",
+		NAME ": backends[1]: \"ftp://b\": unsupported scheme \"ftp\" (use http or https)",
 		NAME ": backends[3]: \"http://d:0\": port \"0\" out of range (use 1-65535)",
 		NAME ": health_check.interval: \"5x\": not a duration: unknown unit \"x\" "
 		    "(use ns, us, ms, s, m, h)",
@@ -578,8 +578,9 @@ START_TEST(err_appends)
 	ck_assert_int_eq(config_add_backend(&cfg, "ftp://a", "--hosts", err, sizeof(err)), 1);
 	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 1);
 	ck_assert_str_eq(err, NAME ": x: unknown key\n"
-	    "--hosts: \"ftp://a\": unsupported scheme \"ftp\" (only http is supported)\n"
+	    "--hosts: \"ftp://a\": unsupported scheme \"ftp\" (use http or https)\n"
 	    NAME ": backends: at least one backend is needed (set \"backends\" or pass --backend URL)");
+	config_free(&cfg);
 }
 END_TEST
 
@@ -737,7 +738,7 @@ START_TEST(add_backend)
 	ck_assert_int_eq(config_add_backend(&cfg, "http://127.0.0.1:8001", "--backend", err,
 	    sizeof(err)), 0);
 	ck_assert_int_eq(config_add_backend(&cfg, "ftp://x", "--backend", err, sizeof(err)), 1);
-	ck_assert_str_eq(err, "--backend: \"ftp://x\": unsupported scheme \"ftp\" (only http is supported)");
+	ck_assert_str_eq(err, "--backend: \"ftp://x\": unsupported scheme \"ftp\" (use http or https)");
 	err[0] = '\0';
 	ck_assert_int_eq(config_add_backend(&cfg, "", "--hosts", err, sizeof(err)), 1);
 	ck_assert_str_eq(err, "--hosts: \"\": empty backend URL (expected \"http://host[:port][/prefix]\")");
@@ -762,10 +763,13 @@ START_TEST(validate_no_backends)
 	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 1);
 	ck_assert_str_eq(err, "command line: backends: at least one backend is needed "
 	    "(set \"backends\" or pass --backend URL)");
+	/* Validation completes the listeners (an allocation) even when it finds problems. */
+	config_free(&cfg);
 	ck_assert_int_eq(parse(&cfg, "{\"backends\": []}"), 0);
 	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 1);
 	ck_assert_str_eq(err, NAME ": backends: at least one backend is needed "
 	    "(set \"backends\" or pass --backend URL)");
+	config_free(&cfg);
 }
 END_TEST
 
@@ -1095,6 +1099,12 @@ START_TEST(file_good_minimal)
 	strcpy(def.file, path);
 	def.backends = cfg.backends;
 	def.nbackends = cfg.nbackends;
+	/* The short form: "listen" as listeners[0], the only one. */
+	ck_assert_uint_eq(cfg.nlisteners, 1);
+	ck_assert_str_eq(cfg.listeners[0].name, "http-3000");
+	ck_assert(!cfg.listeners[0].tls_set);
+	def.listeners = cfg.listeners;
+	def.nlisteners = cfg.nlisteners;
 	ck_assert(memcmp(&cfg, &def, sizeof(cfg)) == 0);
 	config_free(&cfg);
 }
@@ -1120,6 +1130,10 @@ START_TEST(file_example)
 	def.backends = cfg.backends;
 	def.nbackends = cfg.nbackends;
 	def.listen = cfg.listen;
+	def.listen_set = cfg.listen_set;
+	ck_assert_uint_eq(cfg.nlisteners, 1);
+	def.listeners = cfg.listeners;
+	def.nlisteners = cfg.nlisteners;
 	/* The example leaves health_check.timeout out so that it shrinks with the interval. */
 	ck_assert(!cfg.health.timeout_set);
 	ck_assert(memcmp(&cfg, &def, sizeof(cfg)) == 0);
@@ -1140,7 +1154,7 @@ static const struct bad_file bad_files[] = {
 	  "health_check.interval: \"5x\": not a duration: unknown unit \"x\" (use ns, us, ms, s, m, h)" },
 	{ "bad-type.json", 1, 0, "proxy.retry_unsent: expected a boolean, got string" },
 	{ "bad-backend-url.json", 1, 0,
-	  "backends[2]: \"htp://x\": unsupported scheme \"htp\" (only http is supported)" },
+	  "backends[2]: \"htp://x\": unsupported scheme \"htp\" (use http or https)" },
 	{ "bad-syntax.json", 1, 0, "line 4: JSON syntax error: object value separator ',' expected" },
 	{ "bad-no-backends.json", 0, 1,
 	  "backends: at least one backend is needed (set \"backends\" or pass --backend URL)" },

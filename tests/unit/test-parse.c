@@ -339,25 +339,31 @@ struct url_ok {
 	int is_ipv6;
 	const char *prefix;
 	const char *hostport;
+	int tls;
 };
 
 static const struct url_ok url_ok_cases[] = {
-	{ "http://127.0.0.1:8001", "127.0.0.1", 8001, 0, "", "127.0.0.1:8001" },
-	{ "http://localhost", "localhost", 80, 0, "", "localhost:80" },
-	{ "http://localhost/", "localhost", 80, 0, "", "localhost:80" },
-	{ "HTTP://Example.COM:8080/", "Example.COM", 8080, 0, "", "Example.COM:8080" },
-	{ "hTTp://a", "a", 80, 0, "", "a:80" },
-	{ "http://[::1]:8080/api/", "::1", 8080, 1, "/api", "[::1]:8080" },
-	{ "http://[2001:db8::1]", "2001:db8::1", 80, 1, "", "[2001:db8::1]:80" },
-	{ "http://[::ffff:10.0.0.1]:81/", "::ffff:10.0.0.1", 81, 1, "", "[::ffff:10.0.0.1]:81" },
+	{ "http://127.0.0.1:8001", "127.0.0.1", 8001, 0, "", "127.0.0.1:8001", 0 },
+	{ "http://localhost", "localhost", 80, 0, "", "localhost:80", 0 },
+	{ "http://localhost/", "localhost", 80, 0, "", "localhost:80", 0 },
+	{ "HTTP://Example.COM:8080/", "Example.COM", 8080, 0, "", "Example.COM:8080", 0 },
+	{ "hTTp://a", "a", 80, 0, "", "a:80", 0 },
+	{ "http://[::1]:8080/api/", "::1", 8080, 1, "/api", "[::1]:8080", 0 },
+	{ "http://[2001:db8::1]", "2001:db8::1", 80, 1, "", "[2001:db8::1]:80", 0 },
+	{ "http://[::ffff:10.0.0.1]:81/", "::ffff:10.0.0.1", 81, 1, "", "[::ffff:10.0.0.1]:81", 0 },
 	{ "http://my_host-1.internal:65535/a/b", "my_host-1.internal", 65535, 0, "/a/b",
-	    "my_host-1.internal:65535" },
-	{ "http://h:1", "h", 1, 0, "", "h:1" },
-	{ "http://h/api//", "h", 80, 0, "/api", "h:80" },
-	{ "http://h//", "h", 80, 0, "", "h:80" },
-	{ "http://h/a%20b/@x:y", "h", 80, 0, "/a%20b/@x:y", "h:80" },
-	{ "http://10.0.0.1:8080/v1", "10.0.0.1", 8080, 0, "/v1", "10.0.0.1:8080" },
-	{ "http://123abc", "123abc", 80, 0, "", "123abc:80" },
+	    "my_host-1.internal:65535", 0 },
+	{ "http://h:1", "h", 1, 0, "", "h:1", 0 },
+	{ "http://h/api//", "h", 80, 0, "/api", "h:80", 0 },
+	{ "http://h//", "h", 80, 0, "", "h:80", 0 },
+	{ "http://h/a%20b/@x:y", "h", 80, 0, "/a%20b/@x:y", "h:80", 0 },
+	{ "http://10.0.0.1:8080/v1", "10.0.0.1", 8080, 0, "/v1", "10.0.0.1:8080", 0 },
+	{ "http://123abc", "123abc", 80, 0, "", "123abc:80", 0 },
+	/* https: TLS to the backend, port 443 unless named. */
+	{ "https://x", "x", 443, 0, "", "x:443", 1 },
+	{ "HTTPS://Api.Example:8443/v2/", "Api.Example", 8443, 0, "/v2", "Api.Example:8443", 1 },
+	{ "https://[::1]", "::1", 443, 1, "", "[::1]:443", 1 },
+	{ "https://10.0.0.1:80", "10.0.0.1", 80, 0, "", "10.0.0.1:80", 1 },
 };
 
 START_TEST(url_parses)
@@ -374,12 +380,15 @@ START_TEST(url_parses)
 	ck_assert_int_eq(u.is_ipv6, c->is_ipv6);
 	ck_assert_str_eq(u.prefix, c->prefix);
 	ck_assert_str_eq(u.hostport, c->hostport);
+	ck_assert_int_eq(u.tls, c->tls);
 }
 END_TEST
 
 static const struct bad_case url_bad_cases[] = {
 	{ "", "empty backend URL" },
-	{ "https://x", "unsupported scheme \"https\" (only http is supported)" },
+	{ "httpss://x", "unsupported scheme \"httpss\" (use http or https)" },
+	{ "https://", "missing host" },
+	{ "https://u@h", "user info" },
 	{ "ftp://h", "unsupported scheme \"ftp\"" },
 	{ "httpx://h", "unsupported scheme \"httpx\"" },
 	{ "127.0.0.1:8001", "missing scheme" },
@@ -451,8 +460,8 @@ START_TEST(url_messages)
 	struct backend_url u;
 	char err[256];
 
-	ck_assert_int_eq(parse_backend_url("https://x", &u, err, sizeof(err)), -1);
-	ck_assert_str_eq(err, "\"https://x\": unsupported scheme \"https\" (only http is supported)");
+	ck_assert_int_eq(parse_backend_url("ftp://x", &u, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "\"ftp://x\": unsupported scheme \"ftp\" (use http or https)");
 	ck_assert_int_eq(parse_backend_url("http://h:65536", &u, err, sizeof(err)), -1);
 	ck_assert_str_eq(err, "\"http://h:65536\": port \"65536\" out of range (use 1-65535)");
 	ck_assert_int_eq(parse_backend_url("http://u@h", &u, err, sizeof(err)), -1);
