@@ -27,6 +27,8 @@ http_reason(int status)
 	case 301: return "Moved Permanently";
 	case 302: return "Found";
 	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -503,7 +505,7 @@ writer_close(struct head_writer *w)
 
 int
 http_write_request_fields(struct evbuffer *out, const char *base, const struct http_head *h,
-    const char *client_ip, const char *fallback_host)
+    const char *client_ip, const char *fallback_host, bool tls)
 {
 	const struct http_field *host = NULL;
 	struct head_writer w;
@@ -553,7 +555,10 @@ http_write_request_fields(struct evbuffer *out, const char *base, const struct h
 		put(&w, ", ", 2);
 	}
 	put(&w, client_ip, ip_len);
-	put(&w, LIT("\r\nX-Forwarded-Proto: http\r\n"));
+	if (tls)
+		put(&w, LIT("\r\nX-Forwarded-Proto: https\r\n"));
+	else
+		put(&w, LIT("\r\nX-Forwarded-Proto: http\r\n"));
 	/* The Host that goes on, which was checked (http_request_refusal(), uri_host_check()). */
 	if (host != NULL) {
 		put(&w, LIT("X-Forwarded-Host: "));

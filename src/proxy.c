@@ -27,6 +27,8 @@
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
 #include "roundguard/proxy.h"
+#include "roundguard/tls.h"
+#include "roundguard/transport.h"
 #include "roundguard/tunnel.h"
 #include "roundguard/uri.h"
 
@@ -270,6 +272,10 @@ client_close(struct client *c)
 		TAILQ_REMOVE(&px.sends, c, send_entry);
 	event_del(&c->ev);
 	deadline_cancel(&c->timer);
+	if (c->ssl != NULL) {
+		transport_close_notify(c->ssl);
+		SSL_free(c->ssl);
+	}
 	close(c->fd);
 	client_bufs_give(c);
 	LIST_REMOVE(c, entry);
@@ -295,6 +301,13 @@ client_set_reading(struct client *c, bool on)
 
 static int client_error_full(struct client *c, int status, const char *title,
     const char *description, const char *extra);
+static int redirect_https(struct client *c, const char *host, const char *target,
+    size_t target_len);
+static void redirect_host(const char *base, const struct http_head *h, const char *authority,
+    char *host);
+
+/* The longest Location a redirect_https listener writes (a target is at most 8 KiB). */
+#define REDIRECT_MAX (PARSE_HOST_MAX + 8192 + 32)
 
 /* Answer with an error made here; the connection closes unless the request was whole. */
 int
@@ -551,7 +564,8 @@ request_head(struct client *c)
 	const char *base = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)c->rq->fed);
 	const char *line, *why, *target;
 	/* An absolute-form target's, else empty; uri_host_check(): at most 255 + ":" + 5 digits. */
-	char authority[300] = "";
+	char authority[300] = "", redirect_to[PARSE_HOST_MAX + 1];
+	bool redirect;
 	struct uri_target ut;
 	int method = c->rq->parser.method;
 	uint32_t dropped;
@@ -633,8 +647,10 @@ request_head(struct client *c)
 	    (dropped = http_drop_underscore_fields(base, h)) > 0)
 		count_dropped(SHM_DROPPED_UNDERSCORE, dropped);
 	if (http_write_request_fields(c->rq->req_head, base, h, client_ip(c, ip),
-	    authority[0] != '\0' ? authority : NULL) == -1)
+	    authority[0] != '\0' ? authority : NULL, c->ssl != NULL) == -1)
 		return client_error(c, 500, NULL, NULL);
+	if ((redirect = c->listener >= 0 && px.cfg->listeners[c->listener].redirect_https))
+		redirect_host(base, h, authority, redirect_to);
 	/* The head is copied out: from here on only req_head holds it. */
 	evbuffer_drain(c->in, c->rq->fed);
 	c->rq->fed = 0;
@@ -646,6 +662,9 @@ request_head(struct client *c)
 			c->req = REQ_DONE;
 	}
 	line = (const char *)evbuffer_pullup(c->rq->req_head, (ev_ssize_t)c->rq->line_len);
+	if (redirect)
+		return redirect_https(c, redirect_to, line + c->rq->method_len + 1,
+		    c->rq->line_len - c->rq->method_len - 1);
 	if (c->metrics_only || (!px.cfg->metrics.listen_set &&
 	    target_is(line + c->rq->method_len + 1, c->rq->line_len - c->rq->method_len - 1,
 	    px.cfg->metrics.path)))
@@ -656,6 +675,57 @@ request_head(struct client *c)
 		return client_error_allow(c, 405, "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
 	}
 	return upstream_start(c);
+}
+
+/*
+ * A redirect_https listener answers every request with 308 to the same
+ * host and target on https:// (308 keeps the method and body, unlike 301),
+ * as nginx's "return 308 https://$host$request_uri" does. The host is the
+ * checked Host (or the absolute-form target's authority) without its port,
+ * copied into host (PARSE_HOST_MAX + 1) while the head is still in c->in;
+ * "" when the request has none.
+ */
+static void
+redirect_host(const char *base, const struct http_head *h, const char *authority, char *host)
+{
+	const char *v = authority[0] != '\0' ? authority : NULL;
+	size_t len = v != NULL ? strlen(v) : 0, i;
+
+	for (uint16_t f = 0; v == NULL && f < h->nfields; f++) {
+		if (h->fields[f].kind == HTTP_FIELD_HOST && !h->fields[f].hop) {
+			v = base + h->fields[f].value.off;
+			len = h->fields[f].value.len;
+		}
+	}
+	/* Drop the port: after the last ':' unless that is inside an IPv6 literal. */
+	for (i = len; i > 0 && v[i - 1] != ':' && v[i - 1] != ']'; i--)
+		;
+	if (i > 0 && v[i - 1] == ':')
+		len = i - 1;
+	if (len > PARSE_HOST_MAX)
+		len = 0;	/* checked already (uri_host_check()); never cut one */
+	memcpy(host, v != NULL ? v : "", len);
+	host[len] = '\0';
+}
+
+/* The 308 itself, redirect_port added unless it is 443; the target is the rewritten one. */
+static int
+redirect_https(struct client *c, const char *host, const char *target, size_t target_len)
+{
+	const struct config_listener *l = &px.cfg->listeners[c->listener];
+	char port[8] = "", extra[REDIRECT_MAX + 16];
+	char location[REDIRECT_MAX];
+
+	if (host[0] == '\0')
+		return request_refuse(c, "A redirect to https needs the request's Host");
+	if (l->redirect_port != 443)
+		snprintf(port, sizeof(port), ":%u", l->redirect_port);
+	if ((size_t)snprintf(location, sizeof(location), "https://%s%s%.*s", host, port,
+	    (int)target_len, target) >= sizeof(location))
+		return client_error(c, 414, NULL, NULL);
+	snprintf(extra, sizeof(extra), "Location: %s\r\n", location);
+	return client_error_full(c, 308, NULL, "This address is served over https://: see Location",
+	    extra);
 }
 
 /*
@@ -781,7 +851,7 @@ client_flush(struct client *c)
 		return 0;	/* idle: nothing to write */
 	left = evbuffer_get_length(c->out);
 	while (left > 0) {
-		n = evbuffer_write(c->out, c->fd);
+		n = transport_write(c->fd, c->ssl, c->out);
 		if (n > 0) {
 			c->last_io_ns = px.now;
 			left -= (size_t)n;
@@ -853,6 +923,15 @@ client_timer_cb(struct deadline *d)
 	bool partial;
 
 	px.now = proc_now_ns();
+	if (c->handshaking) {
+		/* tls.handshake_timeout counts from the accept, however the bytes trickle. */
+		limit = px.cfg->listeners[c->listener].tls.handshake_timeout_ns;
+		if (px.now - c->last_io_ns < limit)
+			deadline_ensure(&c->timer, c->last_io_ns + limit, px.now);
+		else
+			client_close(c);
+		return;
+	}
 	if (c->resp == RESP_TUNNEL) {
 		/* proxy.tunnel_timeout: idle both ways (last_io_ns moves with either). */
 		limit = px.cfg->proxy.tunnel_timeout_ns;
@@ -903,7 +982,7 @@ client_read_ready(struct client *c)
 		client_close(c);
 		return;
 	}
-	rc = net_read(c->fd, c->in, c->peer_closed, &more, &got_data);
+	rc = transport_read(c->fd, c->ssl, c->in, c->peer_closed, &more, &got_data);
 	if (rc == -1) {
 		client_close(c);
 		return;
@@ -950,6 +1029,48 @@ client_read_ready(struct client *c)
 }
 
 /*
+ * One step of a TLS client's handshake, on any readiness (OpenSSL may want
+ * either direction): 1 when done (then the HTTP side starts as on a plain
+ * connection, reading what came behind the handshake), 0 while it goes on,
+ * -1 when it failed and c is gone.
+ */
+static int
+client_handshake(struct client *c)
+{
+	const char *why = NULL;
+	char ip[NET_ADDR_STRLEN];
+	int rc = transport_handshake(c->ssl, &why);
+
+	if (rc == 0)
+		return 0;
+	if (rc == -2) {
+		/* As nginx does: say so in plain HTTP, best effort (the socket is fresh and empty). */
+		static const char plain[] = "HTTP/1.1 400 Bad Request\r\n"
+		    "Content-Type: application/json\r\nContent-Length: 95\r\n"
+		    "Connection: close\r\n\r\n"
+		    "{\"title\":\"Bad Request\",\"description\":\"This port speaks HTTPS (TLS): "
+		    "send the request over TLS\"}";
+
+		char junk[4096];
+
+		(void)!send(c->fd, plain, sizeof(plain) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* Unread bytes at close() would make it a reset that can destroy the answer. */
+		for (int i = 0; i < 4 && recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+			;
+		shutdown(c->fd, SHUT_WR);
+	}
+	if (rc < 0) {
+		log_debug("TLS handshake failed", "client", client_ip(c, ip), "listener",
+		    px.cfg->listeners[c->listener].name, "reason", why, NULL);
+		client_close(c);
+		return -1;
+	}
+	c->handshaking = false;
+	c->last_io_ns = px.now;
+	return 1;
+}
+
+/*
  * The client's one event. An edge for a direction that is off (reading
  * paused, nothing blocked to write) is ignored: turning the direction on
  * looks again (client_set_reading()), or the next write that finds the
@@ -963,6 +1084,12 @@ client_io_cb(evutil_socket_t fd, short what, void *arg)
 	px.now = proc_now_ns();
 	if (what & EV_CLOSED)
 		c->peer_closed = true;	/* no later edge would say so */
+	if (c->handshaking) {
+		if (client_handshake(c) != 1)
+			return;
+		/* The edge that finished the handshake may have brought the request too. */
+		what |= EV_READ;
+	}
 	if ((what & EV_WRITE) && c->writing && client_write_ready(c) == -1)
 		return;
 	if ((what & (EV_READ | EV_CLOSED)) && c->reading)
@@ -972,12 +1099,14 @@ client_io_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- public ---- */
 
 int
-proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, int worker)
+proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm,
+    struct tls_generation *tls, int worker)
 {
 	memset(&px, 0, sizeof(px));
 	px.base = base;
 	px.cfg = cfg;
 	px.shm = shm;
+	px.tls = tls;
 	px.worker = worker;
 	snprintf(px.worker_str, sizeof(px.worker_str), "%d", worker);
 	LIST_INIT(&px.clients);
@@ -998,7 +1127,7 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, i
 }
 
 void
-proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
+proxy_accept(int fd, const struct sockaddr *sa, int listener)
 {
 	struct client *c = calloc(1, sizeof(*c));
 
@@ -1008,7 +1137,19 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 		return;
 	}
 	c->fd = fd;
-	c->metrics_only = metrics_only;
+	c->listener = (int8_t)listener;
+	c->metrics_only = listener == PROXY_METRICS_LISTENER;
+	if (listener >= 0 && px.tls != NULL && tls_server_ctx(px.tls, (size_t)listener) != NULL) {
+		if ((c->ssl = tls_server_new(px.tls, (size_t)listener)) == NULL ||
+		    SSL_set_fd(c->ssl, fd) != 1) {
+			log_error("out of memory for a TLS connection", NULL);
+			SSL_free(c->ssl);
+			free(c);
+			close(fd);
+			return;
+		}
+		c->handshaking = true;
+	}
 	net_nodelay(fd);
 	net_addr_set(&c->addr, sa);
 	/* Edge-triggered both ways, with the client's close reported: see net_read(). */
@@ -1017,7 +1158,9 @@ proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only)
 	deadline_init(&c->timer, px.client_timers);
 	px.now = proc_now_ns();
 	c->last_io_ns = px.now;
-	deadline_ensure(&c->timer, px.now + px.cfg->proxy.client_timeout_ns, px.now);
+	deadline_ensure(&c->timer, px.now + (c->handshaking ?
+	    px.cfg->listeners[listener].tls.handshake_timeout_ns : px.cfg->proxy.client_timeout_ns),
+	    px.now);
 	LIST_INSERT_HEAD(&px.clients, c, entry);
 	px.nclients++;
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].connections, 1,

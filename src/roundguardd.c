@@ -77,11 +77,16 @@ struct child {
 	struct event *respawn;
 };
 
-/* Listening sockets, one per worker; shared by generations with the same listen/workers. */
+/*
+ * Listening sockets: for each configured listener, one per worker (each its
+ * own SO_REUSEPORT socket); shared by generations with the same listeners
+ * and workers, so a reload keeps accepting on the same sockets.
+ */
 struct listeners {
-	struct listen_addr addr;
-	int n;
-	int *fds;
+	struct listen_addr *addrs;	/* nl, as in cfg->listeners */
+	int nl;
+	int n;				/* workers */
+	int *fds;			/* nl * n: listener l's socket for worker w at l * n + w */
 	bool has_metrics;
 	struct listen_addr metrics_addr;
 	int metrics_fd;		/* metrics.listen, shared by every worker; -1 if unset */
@@ -258,18 +263,6 @@ refuse_unserved(const struct config *cfg, char *err, size_t errlen)
 	int problems = 0;
 	size_t used;
 
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		const struct config_listener *l = &cfg->listeners[i];
-		const char *what = l->tls_set ? "TLS listeners are" : l->redirect_https ?
-		    "redirect_https listeners are" : i > 0 ? "more listeners than one are" : NULL;
-
-		if (what == NULL)
-			continue;
-		used = strlen(err);
-		snprintf(err + used, errlen - used, "%s: listeners[%zu] (\"%s\"): %s checked but not "
-		    "served yet (the TLS data path of issue 14 is to come)\n", file, i, l->name, what);
-		problems++;
-	}
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		if (!cfg->backends[i].addr.tls)
 			continue;
@@ -312,18 +305,42 @@ log_problems(const char *msg, const char *err)
 
 /* ---- listeners ---- */
 
+/* Close every socket of ls (the descriptors only: ls stays for its references). */
+static void
+listeners_close(struct listeners *ls)
+{
+	for (int i = 0; i < ls->nl * ls->n; i++) {
+		if (ls->fds[i] != -1)
+			close(ls->fds[i]);
+		ls->fds[i] = -1;
+	}
+	if (ls->metrics_fd != -1)
+		close(ls->metrics_fd);
+	ls->metrics_fd = -1;
+}
+
 static void
 listeners_unref(struct listeners *ls)
 {
 	if (ls == NULL || --ls->refs > 0)
 		return;
-	for (int i = 0; i < ls->n; i++)
-		if (ls->fds[i] != -1)
-			close(ls->fds[i]);
-	if (ls->metrics_fd != -1)
-		close(ls->metrics_fd);
+	listeners_close(ls);
 	free(ls->fds);
+	free(ls->addrs);
 	free(ls);
+}
+
+static bool
+listeners_match(const struct listeners *ls, const struct config *cfg)
+{
+	if (ls->n != cfg->workers || ls->nl != (int)cfg->nlisteners ||
+	    ls->has_metrics != cfg->metrics.listen_set || (ls->has_metrics &&
+	    memcmp(&ls->metrics_addr, &cfg->metrics.listen, sizeof(ls->metrics_addr)) != 0))
+		return false;
+	for (int l = 0; l < ls->nl; l++)
+		if (memcmp(&ls->addrs[l], &cfg->listeners[l].addr, sizeof(ls->addrs[l])) != 0)
+			return false;
+	return true;
 }
 
 static struct listeners *
@@ -331,21 +348,27 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 {
 	struct listeners *cur = m.cur != NULL ? m.cur->ls : NULL;
 	struct listeners *ls;
+	size_t total = cfg->nlisteners * (size_t)cfg->workers;
 
-	if (cur != NULL && cur->n == cfg->workers &&
-	    memcmp(&cur->addr, &cfg->listen, sizeof(cur->addr)) == 0 &&
-	    cur->has_metrics == cfg->metrics.listen_set && (!cur->has_metrics ||
-	    memcmp(&cur->metrics_addr, &cfg->metrics.listen, sizeof(cur->metrics_addr)) == 0)) {
+	if (cur != NULL && listeners_match(cur, cfg)) {
 		cur->refs++;
 		return cur;
 	}
 	if ((ls = calloc(1, sizeof(*ls))) == NULL ||
-	    (ls->fds = calloc((size_t)cfg->workers, sizeof(int))) == NULL) {
+	    (ls->fds = malloc(total * sizeof(int))) == NULL ||
+	    (ls->addrs = calloc(cfg->nlisteners, sizeof(*ls->addrs))) == NULL) {
+		if (ls != NULL)
+			free(ls->fds);
 		free(ls);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	ls->addr = cfg->listen;
+	for (size_t i = 0; i < total; i++)
+		ls->fds[i] = -1;
+	ls->nl = (int)cfg->nlisteners;
+	ls->n = cfg->workers;
+	for (int l = 0; l < ls->nl; l++)
+		ls->addrs[l] = cfg->listeners[l].addr;
 	ls->refs = 1;
 	ls->metrics_fd = -1;
 	ls->has_metrics = cfg->metrics.listen_set;
@@ -355,8 +378,8 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 		listeners_unref(ls);
 		return NULL;
 	}
-	for (ls->n = 0; ls->n < cfg->workers; ls->n++) {
-		if ((ls->fds[ls->n] = net_listen(&cfg->listen, true, err, errlen)) == -1) {
+	for (size_t i = 0; i < total; i++) {
+		if ((ls->fds[i] = net_listen(&ls->addrs[i / (size_t)ls->n], true, err, errlen)) == -1) {
 			listeners_unref(ls);
 			return NULL;
 		}
@@ -366,11 +389,10 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 
 /* ---- children ---- */
 
-/* In a child: close every listening socket, segment and ready pipe but the socket it serves. */
+/* In a child: close every listening socket, segment and ready pipe but the sockets it serves. */
 static void
 close_listeners_except(const struct generation *g, int keep)
 {
-	int keep_fd = keep >= 0 ? g->ls->fds[keep] : -1;
 	int keep_metrics = keep >= 0 ? g->ls->metrics_fd : -1;
 	struct generation *o;
 
@@ -385,11 +407,11 @@ close_listeners_except(const struct generation *g, int keep)
 		if (o->ls == NULL)
 			continue;
 		/* Generations may share one set of sockets: close each descriptor once. */
-		for (int i = 0; i < o->ls->n; i++) {
-			if (o->ls->fds[i] != -1 && o->ls->fds[i] != keep_fd) {
-				close(o->ls->fds[i]);
-				o->ls->fds[i] = -1;
-			}
+		for (int i = 0; i < o->ls->nl * o->ls->n; i++) {
+			if (o->ls->fds[i] == -1 || (o->ls == g->ls && keep >= 0 && i % g->ls->n == keep))
+				continue;
+			close(o->ls->fds[i]);
+			o->ls->fds[i] = -1;
 		}
 		if (o->ls->metrics_fd != -1 && o->ls->metrics_fd != keep_metrics) {
 			close(o->ls->metrics_fd);
@@ -403,7 +425,7 @@ static void __attribute__((noreturn))
 child_run(struct child *c, int ready_write_fd)
 {
 	struct generation *g = c->gen;
-	int listen_fd = c->kind == CHILD_WORKER ? g->ls->fds[c->index] : -1;
+	int listen_fds[CONFIG_LISTENERS_MAX];
 	int metrics_fd = c->kind == CHILD_WORKER ? g->ls->metrics_fd : -1;
 	char err[256];
 
@@ -436,7 +458,9 @@ child_run(struct child *c, int ready_write_fd)
 		exit(checker_main(&g->cfg, &g->shm, ready_write_fd));
 	}
 	log_set_proc("worker");
-	exit(worker_main(&g->cfg, &g->shm, c->index, listen_fd, metrics_fd));
+	for (int l = 0; l < g->ls->nl; l++)
+		listen_fds[l] = g->ls->fds[l * g->ls->n + c->index];
+	exit(worker_main(&g->cfg, &g->shm, g->tls, c->index, listen_fds, metrics_fd));
 }
 
 static int
@@ -909,16 +933,8 @@ stop(int sig)
 	for (g = LIST_FIRST(&m.gens); g != NULL; g = next) {
 		next = LIST_NEXT(g, entry);
 		/* The master's copies go first: once the workers close theirs, connects are refused. */
-		if (g->ls != NULL) {
-			for (int i = 0; i < g->ls->n; i++) {
-				if (g->ls->fds[i] != -1)
-					close(g->ls->fds[i]);
-				g->ls->fds[i] = -1;
-			}
-			if (g->ls->metrics_fd != -1)
-				close(g->ls->metrics_fd);
-			g->ls->metrics_fd = -1;
-		}
+		if (g->ls != NULL)
+			listeners_close(g->ls);
 		signal_generation(g, SIGTERM);
 		if (live_children(g) == 0)
 			generation_free(g);

@@ -17,6 +17,7 @@
 #include "roundguard/net.h"
 #include "roundguard/pool.h"
 #include "roundguard/shm.h"
+#include "roundguard/transport.h"
 #include "roundguard/tunnel.h"
 
 /* Stop reading one side while this much waits to be written to the other. */
@@ -43,13 +44,13 @@ tunnel_done(const struct client *c)
  * with shutdown(SHUT_WR). -1 on a write error.
  */
 static int
-pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool src_eof,
-    bool *shut, int64_t *last_io)
+pump_write(int fd, struct ssl_st *ssl, struct evbuffer *buf, struct event *wev, bool *writing,
+    bool src_eof, bool *shut, int64_t *last_io)
 {
 	int n;
 
 	while (evbuffer_get_length(buf) > 0) {
-		n = net_write(fd, buf);
+		n = ssl != NULL ? transport_write(fd, ssl, buf) : net_write(fd, buf);
 		if (n > 0) {
 			*last_io = px.now;
 			continue;
@@ -68,6 +69,8 @@ pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool 
 	*writing = false;
 	if (src_eof && !*shut) {
 		*shut = true;
+		/* Over TLS the end is a close_notify first; the peer may still send. */
+		transport_close_notify(ssl);
 		shutdown(fd, SHUT_WR);
 	}
 	return 0;
@@ -76,7 +79,7 @@ pump_write(int fd, struct evbuffer *buf, struct event *wev, bool *writing, bool 
 int
 tunnel_client_flush(struct client *c)
 {
-	if (pump_write(c->fd, c->out, NULL, &c->writing, c->tun_backend_eof, &c->tun_client_shut,
+	if (pump_write(c->fd, c->ssl, c->out, NULL, &c->writing, c->tun_backend_eof, &c->tun_client_shut,
 	    &c->last_io_ns) == -1)
 		return tunnel_end(c);
 	/* Room again: the backend may be read again. */
@@ -92,7 +95,7 @@ tunnel_backend_flush(struct client *c)
 {
 	struct upconn *u = c->up;
 
-	if (pump_write(u->fd, u->out, &u->wev, &u->writing, c->tun_client_eof, &c->tun_backend_shut,
+	if (pump_write(u->fd, u->ssl, u->out, &u->wev, &u->writing, c->tun_client_eof, &c->tun_backend_shut,
 	    &c->last_io_ns) == -1)
 		return tunnel_end(c);
 	if (!c->tun_client_eof && evbuffer_get_length(u->out) < TUNNEL_HIGH)
@@ -104,17 +107,25 @@ tunnel_backend_flush(struct client *c)
 
 /*
  * Read fd (while the other side's output dst is below the high-water mark)
- * and pass the bytes on to the socket to: straight while dst is empty, else
- * behind what dst holds (net_relay()). 1 while the side stays open, 0 at its
- * end of file, -1 on an error.
+ * and pass the bytes on to the socket to: between plain sockets straight
+ * while dst is empty, else behind what dst holds (net_relay()); with TLS on
+ * either side through dst. 1 while the side stays open, 0 at its end of
+ * file, -1 on an error.
  */
 static int
-pump_read(int fd, int to, struct evbuffer *dst, bool closing, struct event *rev,
-    uint64_t *count)
+pump_read(int fd, struct ssl_st *ssl, int to, struct ssl_st *to_ssl, struct evbuffer *dst,
+    bool closing, struct event *rev, uint64_t *count)
 {
-	size_t got;
-	bool more;
-	int rc = net_relay(fd, to, dst, closing, &more, &got);
+	size_t got, before = evbuffer_get_length(dst);
+	bool more, got_data;
+	int rc;
+
+	if (ssl == NULL && to_ssl == NULL) {
+		rc = net_relay(fd, to, dst, closing, &more, &got);
+	} else {
+		rc = transport_read(fd, ssl, dst, closing, &more, &got_data);
+		got = evbuffer_get_length(dst) - before;
+	}
 
 	if (got > 0) {
 		*count += got;
@@ -133,7 +144,8 @@ pump_read(int fd, int to, struct evbuffer *dst, bool closing, struct event *rev,
 void
 tunnel_client_readable(struct client *c, bool closing)
 {
-	int rc = pump_read(c->fd, c->up->fd, c->up->out, closing, &c->ev, &c->rq->tun_up_bytes);
+	int rc = pump_read(c->fd, c->ssl, c->up->fd, c->up->ssl, c->up->out, closing, &c->ev,
+	    &c->rq->tun_up_bytes);
 
 	if (rc == -1) {
 		tunnel_end(c);
@@ -153,7 +165,7 @@ void
 tunnel_backend_readable(struct client *c, bool closing)
 {
 	uint64_t n = 0;
-	int rc = pump_read(c->up->fd, c->fd, c->out, closing, &c->up->rev, &n);
+	int rc = pump_read(c->up->fd, c->up->ssl, c->fd, c->ssl, c->out, closing, &c->up->rev, &n);
 
 	c->rq->resp_bytes += n;
 	if (rc == -1) {

@@ -1,6 +1,7 @@
 /* A worker process: an event loop accepting on its own SO_REUSEPORT socket and proxying. */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,9 +27,10 @@ static struct {
 	struct event_base *base;
 	const struct config *cfg;
 	int index;
-	int listen_fd;
+	int nlisten;
+	int listen_fds[CONFIG_LISTENERS_MAX];
 	int metrics_fd;
-	struct event accept_ev;
+	struct event accept_ev[CONFIG_LISTENERS_MAX];
 	struct event metrics_ev;
 	struct event *flush_ev;
 	struct event *resume_ev;
@@ -37,9 +39,31 @@ static struct {
 	int64_t warned_ns;
 } wk;
 
-/* Accept up to a batch; true when the batch was full (more may be queued). */
+static void
+accepting(bool on)
+{
+	for (int l = 0; l < wk.nlisten; l++) {
+		if (wk.listen_fds[l] == -1)
+			continue;
+		if (on)
+			event_add(&wk.accept_ev[l], NULL);
+		else
+			event_del(&wk.accept_ev[l]);
+	}
+	if (wk.metrics_fd != -1) {
+		if (on)
+			event_add(&wk.metrics_ev, NULL);
+		else
+			event_del(&wk.metrics_ev);
+	}
+}
+
+/*
+ * Accept up to a batch from listener (PROXY_METRICS_LISTENER: metrics.listen);
+ * true when the batch was full (more may be queued).
+ */
 static bool
-accept_batch(evutil_socket_t lfd, bool metrics_only)
+accept_batch(evutil_socket_t lfd, int listener)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -49,7 +73,7 @@ accept_batch(evutil_socket_t lfd, bool metrics_only)
 		sslen = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd != -1) {
-			proxy_accept(fd, (struct sockaddr *)&ss, metrics_only);
+			proxy_accept(fd, (struct sockaddr *)&ss, listener);
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -60,9 +84,7 @@ accept_batch(evutil_socket_t lfd, bool metrics_only)
 				log_warn("cannot accept, pausing", "error", strerror(errno), NULL);
 				wk.warned_ns = proc_now_ns();
 			}
-			event_del(&wk.accept_ev);
-			if (wk.metrics_fd != -1)
-				event_del(&wk.metrics_ev);
+			accepting(false);
 			evtimer_add(wk.resume_ev, &tv);
 		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 			log_warn("accept failed", "error", strerror(errno), NULL);
@@ -75,7 +97,7 @@ accept_batch(evutil_socket_t lfd, bool metrics_only)
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
-	accept_batch(lfd, arg != NULL);
+	accept_batch(lfd, (int)(intptr_t)arg);
 }
 
 static void
@@ -83,9 +105,7 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (wk.stopping)
 		return;
-	event_add(&wk.accept_ev, NULL);
-	if (wk.metrics_fd != -1)
-		event_add(&wk.metrics_ev, NULL);
+	accepting(true);
 }
 
 static void
@@ -120,11 +140,15 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	 * closing a listener resets the connections still in its queue. The
 	 * master keeps the socket itself for a worker of the next generation.
 	 */
-	while (accept_batch(wk.listen_fd, false))
-		;
-	event_del(&wk.accept_ev);
-	close(wk.listen_fd);
-	wk.listen_fd = -1;
+	for (int l = 0; l < wk.nlisten; l++) {
+		if (wk.listen_fds[l] == -1)
+			continue;
+		while (accept_batch(wk.listen_fds[l], l))
+			;
+		event_del(&wk.accept_ev[l]);
+		close(wk.listen_fds[l]);
+		wk.listen_fds[l] = -1;
+	}
 	if (wk.metrics_fd != -1) {
 		event_del(&wk.metrics_ev);
 		close(wk.metrics_fd);
@@ -143,7 +167,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd, int metrics_fd)
+worker_main(const struct config *cfg, struct shm *shm, struct tls_generation *tls, int index,
+    const int *listen_fds, int metrics_fd)
 {
 	struct timeval flush_tv = { 0, WORKER_LOG_FLUSH_MS * 1000 };
 	sigset_t none;
@@ -153,7 +178,9 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd,
 	memset(&wk, 0, sizeof(wk));
 	wk.cfg = cfg;
 	wk.index = index;
-	wk.listen_fd = listen_fd;
+	wk.nlisten = (int)cfg->nlisteners;
+	for (int l = 0; l < wk.nlisten; l++)
+		wk.listen_fds[l] = listen_fds[l];
 	wk.metrics_fd = metrics_fd;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
@@ -166,18 +193,18 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd,
 		log_error("cannot create the event loop", NULL);
 		return 1;
 	}
-	if (proxy_init(wk.base, cfg, shm, index) == -1) {
+	if (proxy_init(wk.base, cfg, shm, tls, index) == -1) {
 		log_error("cannot set up the proxy", NULL);
 		goto out;
 	}
 	atomic_store_explicit(&shm->workers[index].pid, (int32_t)getpid(), memory_order_relaxed);
-	event_assign(&wk.accept_ev, wk.base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
-	event_add(&wk.accept_ev, NULL);
-	if (metrics_fd != -1) {
+	for (int l = 0; l < wk.nlisten; l++)
+		event_assign(&wk.accept_ev[l], wk.base, wk.listen_fds[l], EV_READ | EV_PERSIST,
+		    accept_cb, (void *)(intptr_t)l);
+	if (metrics_fd != -1)
 		event_assign(&wk.metrics_ev, wk.base, metrics_fd, EV_READ | EV_PERSIST, accept_cb,
-		    &wk);
-		event_add(&wk.metrics_ev, NULL);
-	}
+		    (void *)(intptr_t)PROXY_METRICS_LISTENER);
+	accepting(true);
 	wk.flush_ev = event_new(wk.base, -1, EV_PERSIST, flush_cb, NULL);
 	if (cfg->log.access)
 		event_add(wk.flush_ev, &flush_tv);
@@ -198,9 +225,11 @@ worker_main(const struct config *cfg, struct shm *shm, int index, int listen_fd,
 
 	proxy_free();
 	log_flush();
-	if (wk.listen_fd != -1) {
-		event_del(&wk.accept_ev);
-		close(wk.listen_fd);
+	for (int l = 0; l < wk.nlisten; l++) {
+		if (wk.listen_fds[l] != -1) {
+			event_del(&wk.accept_ev[l]);
+			close(wk.listen_fds[l]);
+		}
 	}
 	if (wk.metrics_fd != -1) {
 		event_del(&wk.metrics_ev);

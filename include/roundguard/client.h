@@ -25,6 +25,8 @@
 
 struct pool;
 struct upconn;
+struct ssl_st;
+struct tls_generation;
 
 #define PROXY_BUF_HIGH		(256 * 1024)	/* stop reading a side while this much waits */
 #define PROXY_HOLD_MAX		(64 * 1024)	/* request body kept for an idempotent retry */
@@ -121,6 +123,7 @@ struct client {
 	struct evbuffer *out;
 	struct client_request *rq;	/* while a request is read or served; NULL when idle */
 	struct upconn *up;
+	struct ssl_st *ssl;		/* on a TLS listener; NULL for plain HTTP */
 
 	enum req_state req;
 	enum resp_state resp;
@@ -138,6 +141,8 @@ struct client {
 	bool up_paused;			/* not reading the backend: client not draining */
 	bool in_exchange;		/* a request is between head and recorded end */
 	bool metrics_only;		/* accepted on metrics.listen */
+	int8_t listener;		/* index in cfg->listeners; -1 for metrics.listen */
+	bool handshaking;		/* TLS handshake not done: no byte of HTTP yet */
 	bool peer_closed;		/* EV_CLOSED seen: read on to the end of file */
 	bool close_after;		/* close once out is flushed */
 	bool reading;			/* client read event armed */
@@ -160,6 +165,7 @@ struct proxy_state {
 	const struct config *cfg;
 	struct shm *shm;
 	struct pool *pool;
+	struct tls_generation *tls;	/* the generation's TLS contexts, or NULL */
 	struct deadlines *client_timers;	/* every client connection's timer */
 	int worker;
 	char worker_str[12];		/* for the access log */

@@ -117,10 +117,11 @@ int http_write_request_line(struct evbuffer *out, const char *base, const struct
  * names with "_" or a Host replaced by an absolute-form target's authority),
  * Host kept (or set to fallback_host when no Host is left and it is not NULL),
  * X-Forwarded-For with client_ip appended to any the client sent,
- * X-Forwarded-Proto set, and X-Forwarded-Host set to the Host that goes on.
+ * X-Forwarded-Proto set ("https" when the client came over TLS), and
+ * X-Forwarded-Host set to the Host that goes on.
  */
 int http_write_request_fields(struct evbuffer *out, const char *base, const struct http_head *h,
-    const char *client_ip, const char *fallback_host);
+    const char *client_ip, const char *fallback_host, bool tls);
 
 enum http_conn_mode {
 	HTTP_CONN_KEEP,		/* HTTP/1.1 client: persistent by default, nothing to say */

@@ -15,12 +15,14 @@
 struct event_base;
 struct evbuffer;
 struct http_head;
+struct ssl_st;
 
 /* One connection to a backend, either lent to a client or idle in the pool. */
 struct upconn {
 	TAILQ_ENTRY(upconn) idle;	/* in the pool while idle */
 	int fd;
 	uint32_t backend;
+	struct ssl_st *ssl;		/* to an https backend; NULL for plain HTTP */
 	struct event rev;
 	struct event wev;
 	struct deadline timer;		/* connect, send, answer and idle timeouts */

@@ -11,17 +11,25 @@
 
 struct event_base;
 
-/*
- * Set up the proxy for this worker process: its event loop, the merged
- * configuration, the shared segment and its worker index. 0 or -1.
- */
-int proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm, int worker);
+struct tls_generation;
+
+/* proxy_accept()'s listener for metrics.listen (then only the metrics path is answered). */
+#define PROXY_METRICS_LISTENER (-1)
 
 /*
- * Take over an accepted, non-blocking client socket; metrics_only when it
- * came in on metrics.listen (then only the metrics path is answered).
+ * Set up the proxy for this worker process: its event loop, the merged
+ * configuration, the shared segment, the generation's TLS contexts (NULL
+ * when nothing is TLS) and its worker index. 0 or -1.
  */
-void proxy_accept(int fd, const struct sockaddr *sa, bool metrics_only);
+int proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm,
+    struct tls_generation *tls, int worker);
+
+/*
+ * Take over an accepted, non-blocking client socket that came in on
+ * cfg->listeners[listener] (a TLS one starts with its handshake), or on
+ * metrics.listen (PROXY_METRICS_LISTENER).
+ */
+void proxy_accept(int fd, const struct sockaddr *sa, int listener);
 
 /*
  * Stop taking new requests: idle connections close now, busy ones after

@@ -290,7 +290,7 @@ check_request(const char *base, const struct http_head *h, const struct sent_req
 	    ut->path_len);
 	FUZZ_CHECK(evbuffer_add(out, line, tlen) == 0, "evbuffer_add");
 	free(line);
-	FUZZ_CHECK(http_write_request_fields(out, base, h, CLIENT_IP, sr->fallback) == 0,
+	FUZZ_CHECK(http_write_request_fields(out, base, h, CLIENT_IP, sr->fallback, false) == 0,
 	    "http_write_request_fields failed");
 	e.len = evbuffer_get_length(out);
 	e.buf = (const char *)evbuffer_pullup(out, -1);

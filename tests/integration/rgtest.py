@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -560,11 +561,19 @@ def build_request(method, target, body=None, headers=(), version="HTTP/1.1",
 
 
 class RawHTTP:
-    """One TCP connection; sends raw bytes and parses HTTP/1.x responses."""
+    """One TCP connection (over TLS with tls, an ssl.SSLContext, and
+    server_hostname for SNI); sends raw bytes and parses HTTP/1.x responses."""
 
-    def __init__(self, host, port, timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, host, port, timeout=5.0, tls=None, server_hostname=None):
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=server_hostname)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.timeout = timeout
         self.buf = b""
 
@@ -586,7 +595,10 @@ class RawHTTP:
         self.send(build_request(method, target, **kw))
 
     def _fill(self):
-        data = self.sock.recv(65536)
+        try:
+            data = self.sock.recv(65536)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            data = b""     # a TLS peer that closed without (or with) close_notify
         if not data:
             raise ConnectionClosed("connection closed by peer (buffered: %r)" % self.buf[:200])
         self.buf += data
@@ -663,7 +675,7 @@ class RawHTTP:
             data = self.sock.recv(65536)
         except socket.timeout:
             return False
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return True
         finally:
             if self.sock is not None:

@@ -558,11 +558,10 @@ class TLSConfigTests(LBTestCase):
                 self.assertIn("every listener has \"tls\"", p.stderr, p)
 
     def test_start_refuses_what_is_not_served_yet(self):
-        """A TLS listener passes -t but is not served as plain HTTP: exit 1, nothing bound."""
-        crt, key = self.cert("a", "a.example")
+        """An https backend passes -t but is not served yet: exit 1, nothing bound."""
         port = rgtest.free_port()
-        path = self.write("tls.json", {"backends": ["http://127.0.0.1:9"],
-                                       "listeners": [self.tls_listener(crt, key, "%s:%d" % (HOST, port))]})
+        path = self.write("tls.json", {"backends": [{"url": "https://127.0.0.1:9", "tls": {"verify": False}}],
+                                       "listen": "%s:%d" % (HOST, port)})
         self.assertConfigOK(run_rgd("-t", "-c", path))
         p = run_rgd("-c", path, "-w", "1", timeout=10)
         self.assertEqual(p.returncode, 1, p)

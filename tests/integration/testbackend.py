@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A tiny HTTP/1.1 backend for the roundguardd integration tests (standard library only).
 
-Run: python3 testbackend.py PORT [MODE]   (listens on 127.0.0.1:PORT)
+Run: python3 testbackend.py PORT [MODE] [--tls CHAIN KEY]   (listens on 127.0.0.1:PORT)
+
+--tls: every connection is TLS (the certificate chain and key in PEM files),
+for https:// backends; the handshake runs in the connection's thread.
 
 MODE (can be changed at run time through GET /_ctl?mode=...):
   ok      every path below behaves as described (default)
@@ -78,6 +81,7 @@ import itertools
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -450,10 +454,34 @@ def handle(sock):
             pass
 
 
+def tls_wrapped(ctx, sock):
+    """The server side of a TLS connection on sock, or None when its handshake failed."""
+    try:
+        t = ctx.wrap_socket(sock, server_side=True)
+    except (ssl.SSLError, OSError) as e:
+        log_event({"event": "tls_failed", "error": str(e)}, None)
+        sock.close()
+        return None
+    return t
+
+
+def serve_one(ctx, sock):
+    if ctx is not None and (sock := tls_wrapped(ctx, sock)) is None:
+        return
+    handle(sock)
+
+
 def main():
-    port = int(sys.argv[1])
-    if len(sys.argv) > 2:
-        STATE["mode"] = sys.argv[2]
+    args = sys.argv[1:]
+    ctx = None
+    if "--tls" in args:
+        i = args.index("--tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args[i + 1], args[i + 2])
+        del args[i:i + 3]
+    port = int(args[0])
+    if len(args) > 1:
+        STATE["mode"] = args[1]
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -462,12 +490,13 @@ def main():
         sys.stderr.write("testbackend: cannot listen on 127.0.0.1:%d: %s (address in use?)\n" % (port, e))
         return 1
     srv.listen(256)
-    sys.stderr.write("testbackend listening on 127.0.0.1:%d mode %s\n" % (port, STATE["mode"]))
+    sys.stderr.write("testbackend listening on 127.0.0.1:%d mode %s%s\n" %
+                     (port, STATE["mode"], " tls" if ctx is not None else ""))
     sys.stderr.flush()
     while True:
         s, _ = srv.accept()
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=handle, args=(s,), daemon=True).start()
+        threading.Thread(target=serve_one, args=(ctx, s), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ request_fields(const char *buf, const char *client_ip, const char *fallback_host
 	char *s;
 
 	scan_head(buf, &h, false);
-	ck_assert_int_eq(http_write_request_fields(b, buf, &h, client_ip, fallback_host), 0);
+	ck_assert_int_eq(http_write_request_fields(b, buf, &h, client_ip, fallback_host, false), 0);
 	s = drain(b);
 	evbuffer_free(b);
 	return s;
@@ -545,7 +545,7 @@ START_TEST(request_fields_appends)
 	/* Output goes after what the buffer already holds (the request line). */
 	scan_head(b, &h, false);
 	ck_assert_int_eq(http_write_request_line(out, b, &h, "/p"), 0);
-	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL), 0);
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL, false), 0);
 	s = drain(out);
 	ck_assert_str_eq(s,
 	    "GET /p/ HTTP/1.1\r\n"
@@ -844,7 +844,7 @@ START_TEST(classify_trims_trailing_white_space)
 	ck_assert_uint_eq(h.fields[1].value.len, 0);
 	ck_assert_uint_eq(h.fields_size, (17 + 7 + 4) + (3 + 0 + 4));
 	ck_assert_ptr_null(http_request_refusal(b, strlen(b), &h, true, &has_host));
-	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, "fb"), 0);
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, "fb", false), 0);
 	s = drain(out);
 	ck_assert_msg(strstr(s, "Transfer-Encoding: chunked\r\nX-A: \r\n") != NULL, "%s", s);
 	free(s);
@@ -883,7 +883,7 @@ START_TEST(underscore_fields_dropped)
 	ck_assert(!h.fields[7].hop);
 	/* Marked once: a second pass finds nothing more. */
 	ck_assert_uint_eq(http_drop_underscore_fields(b, &h), 0);
-	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL), 0);
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL, false), 0);
 	s = drain(out);
 	ck_assert_str_eq(s,
 	    "Host: h\r\n"
@@ -1009,7 +1009,7 @@ START_TEST(request_fields_host_replaced)
 	 */
 	scan_head(b, &h, false);
 	h.fields[0].hop = true;
-	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, "auth.example:81"), 0);
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, "auth.example:81", false), 0);
 	s = drain(out);
 	ck_assert_str_eq(s,
 	    "Accept: */*\r\n"
@@ -1020,7 +1020,7 @@ START_TEST(request_fields_host_replaced)
 	    "\r\n");
 	free(s);
 	/* With no fallback, neither goes on. */
-	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL), 0);
+	ck_assert_int_eq(http_write_request_fields(out, b, &h, CLIENT_IP, NULL, false), 0);
 	s = drain(out);
 	ck_assert_str_eq(s,
 	    "Accept: */*\r\n"

@@ -1,0 +1,41 @@
+/*
+ * One I/O seam per connection side (DESIGN.md): the HTTP state machine and
+ * the tunnel read and write through these, never through recv() or OpenSSL
+ * themselves. ssl NULL is a plain socket; otherwise every call maps
+ * OpenSSL's want-read/want-write onto the connection's edge-triggered events:
+ * "would block" either way, and the next edge of either direction tries again.
+ */
+#ifndef ROUNDGUARD_TRANSPORT_H
+#define ROUNDGUARD_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct evbuffer;
+struct ssl_st;
+
+/* As net_read() (net.h): 1 drained (*got_data: bytes came), 0 end of file, -1 error. */
+int transport_read(int fd, struct ssl_st *ssl, struct evbuffer *buf, bool closing, bool *more,
+    bool *got_data);
+
+/*
+ * Write from the front of buf and drain what was taken, as evbuffer_write()
+ * does: bytes taken (> 0), or -1 with errno EAGAIN when the socket is full or
+ * TLS waits for the peer, another errno on an error. Callers loop while bytes
+ * remain. Over TLS one call writes one record of up to 16 KiB (small chains
+ * gathered, so a head and a short body go out in one record and one send).
+ */
+int transport_write(int fd, struct ssl_st *ssl, struct evbuffer *buf);
+
+/*
+ * One step of a TLS handshake: 1 done, 0 waiting for the peer (either
+ * readiness tries again), -1 failed with a short reason in *why ("no shared
+ * cipher", "unsupported protocol", "certificate verify failed", ...), -2
+ * failed because the peer spoke plain HTTP.
+ */
+int transport_handshake(struct ssl_st *ssl, const char **why);
+
+/* Before closing: a close_notify if the socket takes it now; never waits. */
+void transport_close_notify(struct ssl_st *ssl);
+
+#endif

@@ -1,0 +1,518 @@
+#!/usr/bin/env python3
+"""TLS through roundguardd (issue 14): HTTPS listeners beside plain ones, certificates
+chosen by SNI, versions and ALPN, session resumption across workers, the redirect
+listener, reloads with new and broken certificates, and hostile input on the TLS port.
+
+Real daemons on loopback; certificates are made at test time with the openssl command
+(tlscerts.py: a throw-away CA, leaves for the names a test needs, an expired one). The
+client is Python's ssl module (the system OpenSSL), raw sockets for hostile input.
+
+Run: ROUNDGUARD_D=build/src/roundguardd ROUNDGUARD_ECHO=build/src/roundguard-echo \\
+         python3 tests/integration/test_tls.py -v
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import rgtest  # noqa: E402
+import test_lb as lbt  # noqa: E402
+import tlscerts  # noqa: E402
+
+HOST = rgtest.DEFAULT_HOST
+
+
+def setUpModule():
+    lbt.setUpModule()
+    if shutil.which("openssl") is None:
+        raise unittest.SkipTest("the openssl command makes the certificates (scripts/deps test)")
+
+
+def client_ctx(ca=None, alpn=None, minimum=None, maximum=None, ciphers=None):
+    """A client context: verifying against ca (a CA file) when given, else not verifying."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca is not None:
+        ctx.load_verify_locations(ca)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if minimum is not None:
+        ctx.minimum_version = minimum
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    return ctx
+
+
+def peer_fingerprint(sock):
+    import hashlib
+    return hashlib.sha256(sock.getpeercert(binary_form=True)).hexdigest()
+
+
+def https_get(port, path="/live", sni=None, ctx=None, session=None, headers=b"", timeout=5.0):
+    """One GET on a new TLS connection: (Response, ssl socket info dict)."""
+    ctx = ctx or client_ctx()
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+            info = {"fingerprint": peer_fingerprint(s), "version": s.version(),
+                    "alpn": s.selected_alpn_protocol(), "reused": s.session_reused,
+                    "session": None}
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s\r\n" %
+                      (path.encode(), (sni or HOST).encode(), headers))
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            # TLS 1.3 tickets come after the handshake: the session is complete once read.
+            info["session"] = s.session
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    hdrs = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+    return rgtest.Response(lines[0].split(" ")[0], status, "", hdrs, body), info
+
+
+class TLSCase(unittest.TestCase):
+    """A CA and certificates per class: a.test (ECDSA), *.b.test (RSA), c.test."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="rg-tls-")
+        cls.addClassCleanup(shutil.rmtree, cls.dir, True)
+        cls.ca = tlscerts.CA(os.path.join(cls.dir, "ca"))
+        cls.a = cls.ca.issue("a", ["a.test"], "ec")
+        cls.w = cls.ca.issue("w", ["*.b.test"], "rsa")
+        cls.c = cls.ca.issue("c", ["c.test"], "ec")
+        cls.fp = {k: tlscerts.fingerprint(v[0]) for k, v in
+                  (("a", cls.a), ("w", cls.w), ("c", cls.c))}
+
+    def setUp(self):
+        self.lbs = [self.lb] if getattr(type(self), "lb", None) is not None else []
+
+    def tearDown(self):
+        # A sanitizer report, a failed assertion or a child that died fails the test.
+        for lb in self.lbs:
+            text = lb.d.stderr_text()
+            for bad in ("Sanitizer", "runtime error:", "Assertion", "died"):
+                self.assertNotIn(bad, text, text[-3000:])
+
+    @staticmethod
+    def certs(*pairs):
+        return [{"cert": c, "key": k} for c, k in pairs]
+
+    def start(self, backends, listeners, workers=2, **top):
+        """roundguardd with a plain listener (moved by -l/-p to a free port) and listeners."""
+        cfg = lbt.make_config([lbt.url(b) for b in backends], health=lbt.FAST,
+                              listeners=[{"listen": "127.0.0.1:1", "name": "plain"}] + listeners,
+                              **top)
+        lb = lbt.LB(self.addCleanup, cfg, workers=workers).start()
+        self.lbs.append(lb)
+        return lb
+
+    def tls_listener(self, port, certs=None, name=None, **tls):
+        tls["certificates"] = certs or self.certs(self.a, self.w)
+        out = {"listen": "%s:%d" % (HOST, port), "tls": tls}
+        if name:
+            out["name"] = name
+        return out
+
+
+class HTTPSListenerTests(TLSCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.backend = lbt.py_backend(cls.addClassCleanup)
+        cls.tport = rgtest.free_port()
+        cls.sport = rgtest.free_port()
+        cfg = lbt.make_config([lbt.url(cls.backend)], health=lbt.FAST, listeners=[
+            {"listen": "127.0.0.1:1", "name": "plain"},
+            {"listen": "%s:%d" % (HOST, cls.tport), "name": "https",
+             "tls": {"certificates": [{"cert": cls.a[0], "key": cls.a[1]},
+                                      {"cert": cls.w[0], "key": cls.w[1]}]}},
+            {"listen": "%s:%d" % (HOST, cls.sport), "name": "strict",
+             "tls": {"certificates": [{"cert": cls.a[0], "key": cls.a[1]}], "strict_sni": True,
+                     "min_version": "TLSv1.3"}}])
+        cls.lb = lbt.LB(cls.addClassCleanup, cfg, workers=2).start()
+
+    def test_get_over_https_and_forwarded_proto(self):
+        r, info = https_get(self.tport, "/headers?tls=1", sni="a.test", ctx=client_ctx(self.ca.cert))
+        self.assertEqual(r.status, 200, r)
+        hdrs = dict((k.lower(), v) for k, v in json.loads(r.body)["headers"])
+        self.assertEqual(hdrs["x-forwarded-proto"], "https")
+        self.assertEqual(info["fingerprint"], self.fp["a"])
+        # The plain listener beside it says http.
+        r = self.lb.request("GET", "/headers?plain=1")
+        hdrs = dict((k.lower(), v) for k, v in r.json()["headers"])
+        self.assertEqual(hdrs["x-forwarded-proto"], "http")
+
+    def test_sni_exact_wildcard_and_fallback(self):
+        cases = [("a.test", "a"), ("x.b.test", "w"), ("X.B.TEST", "w"),
+                 ("a.x.b.test", "a"),       # a wildcard covers one label only: the first cert
+                 ("unknown.test", "a"), (None, "a")]
+        for sni, want in cases:
+            with self.subTest(sni=sni):
+                r, info = https_get(self.tport, sni=sni)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(info["fingerprint"], self.fp[want])
+        # Verified by name against the CA: the chosen certificate is valid for the name.
+        r, _ = https_get(self.tport, sni="x.b.test", ctx=client_ctx(self.ca.cert))
+        self.assertEqual(r.status, 200, r)
+
+    def test_strict_sni_refuses_unknown_names(self):
+        r, info = https_get(self.sport, sni="a.test")
+        self.assertEqual((r.status, info["fingerprint"]), (200, self.fp["a"]))
+        for sni in ("unknown.test", None):
+            with self.subTest(sni=sni):
+                with self.assertRaises(ssl.SSLError) as cm:
+                    https_get(self.sport, sni=sni)
+                if sni is not None:
+                    self.assertIn("UNRECOGNIZED_NAME", str(cm.exception).upper())
+
+    def test_alpn_http11(self):
+        for offered, want in ((["h2", "http/1.1"], "http/1.1"), (["http/1.1"], "http/1.1"),
+                              (None, None)):
+            with self.subTest(offered=offered):
+                r, info = https_get(self.tport, sni="a.test", ctx=client_ctx(alpn=offered))
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(info["alpn"], want)
+
+    def test_versions(self):
+        """TLS 1.2 and 1.3 by default; 1.0 and 1.1 refused; min_version TLSv1.3 refuses 1.2."""
+        for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            r, info = https_get(self.tport, sni="a.test", ctx=client_ctx(minimum=v, maximum=v))
+            self.assertEqual((r.status, info["version"]), (200, v.name.replace("_", ".")))
+        for v in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+            with self.subTest(version=v):
+                ctx = client_ctx(minimum=v, maximum=v, ciphers="DEFAULT:@SECLEVEL=0")
+                with self.assertRaises((ssl.SSLError, ConnectionResetError)):
+                    https_get(self.tport, sni="a.test", ctx=ctx)
+        v12 = ssl.TLSVersion.TLSv1_2
+        with self.assertRaises(ssl.SSLError):
+            https_get(self.sport, sni="a.test", ctx=client_ctx(minimum=v12, maximum=v12))
+        r, info = https_get(self.sport, sni="a.test")
+        self.assertEqual(info["version"], "TLSv1.3")
+
+    def test_cipher_refusal(self):
+        """A TLS 1.2 client offering only ciphers outside the list is refused."""
+        v12 = ssl.TLSVersion.TLSv1_2
+        ctx = client_ctx(minimum=v12, maximum=v12, ciphers="AES128-SHA:@SECLEVEL=0")
+        with self.assertRaises(ssl.SSLError):
+            https_get(self.tport, sni="a.test", ctx=ctx)
+
+    def test_resumption_across_workers(self):
+        """Tickets issued by one worker resume on the other: every try after the first."""
+        for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            with self.subTest(version=v.name):
+                ctx = client_ctx(minimum=v, maximum=v)
+                _, info = https_get(self.tport, sni="a.test", ctx=ctx)
+                session = info["session"]
+                self.assertFalse(info["reused"])
+                mark = self.lb.d.stderr_mark()
+                reused = []
+                for _ in range(30):
+                    r, info = https_get(self.tport, "/live", sni="a.test", ctx=ctx,
+                                        session=session)
+                    self.assertEqual(r.status, 200, r)
+                    reused.append(info["reused"])
+                    session = info["session"] or session
+                self.assertEqual(reused, [True] * 30)
+        # Which worker served each is in the access log (off here): the connections came
+        # from 60 different source ports, which SO_REUSEPORT spreads over both workers.
+
+    def test_keepalive_and_pipelined_requests(self):
+        with rgtest.RawHTTP(HOST, self.tport, tls=client_ctx(), server_hostname="a.test") as c:
+            for i in range(3):
+                c.request("GET", "/headers?k=%d" % i)
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r)
+            c.send(b"".join(rgtest.build_request("GET", "/headers?p=%d" % i) for i in range(5)))
+            for i in range(5):
+                r = c.read_response()
+                self.assertEqual(json.loads(r.body)["target"], "/headers?p=%d" % i)
+
+    def test_large_bodies_both_ways(self):
+        body = os.urandom(3 * 1024 * 1024 + 17)
+        with rgtest.RawHTTP(HOST, self.tport, tls=client_ctx(), server_hostname="a.test",
+                            timeout=20) as c:
+            c.request("POST", "/count", body=body)
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r)
+            import hashlib
+            self.assertEqual(json.loads(r.body), {"bytes": len(body),
+                                                  "sha1": hashlib.sha1(body).hexdigest()})
+            c.request("GET", "/big?n=%d" % (5 * 1024 * 1024))
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(len(r.body), 5 * 1024 * 1024)
+
+
+class RedirectTests(TLSCase):
+
+    def test_redirect_listener(self):
+        backend = lbt.echo_backend(self.addCleanup)
+        rport, r2port = rgtest.free_port(), rgtest.free_port()
+        lb = self.start([backend], [
+            {"listen": "%s:%d" % (HOST, rport), "redirect_https": True},
+            {"listen": "%s:%d" % (HOST, r2port), "redirect_https": True, "redirect_port": 8443}],
+            workers=1)
+        cases = [(rport, "GET", "/a/b?c=d", "shop.test", "https://shop.test/a/b?c=d"),
+                 (rport, "GET", "/", "shop.test:80", "https://shop.test/"),
+                 (rport, "POST", "/form", "shop.test", "https://shop.test/form"),
+                 (rport, "GET", "/v6", "[::1]:80", "https://[::1]/v6"),
+                 (r2port, "GET", "/x", "shop.test:8080", "https://shop.test:8443/x")]
+        for port, method, target, host, want in cases:
+            with self.subTest(target=target, host=host):
+                with rgtest.RawHTTP(HOST, port) as c:
+                    c.request(method, target, host=host,
+                              body=b"x=1" if method == "POST" else None)
+                    r = c.read_response(method)
+                self.assertEqual(r.status, 308, r)
+                self.assertEqual(r.header("Location"), want)
+                self.assertEqual(r.media_type(), "application/json")
+                self.assertIsNone(r.header("X-Backend-Server"))
+        # The plain listener without redirect_https still proxies.
+        self.assertEqual(lb.request("GET", "/live").status, 200)
+
+
+class TunnelOverTLSTests(TLSCase):
+
+    def test_websocket_over_https(self):
+        """An upgrade on a TLS listener: the 101 and a tunnel, TLS to the client only."""
+        import base64
+        import hashlib
+        backend = lbt.echo_backend(self.addCleanup)
+        tport = rgtest.free_port()
+        self.start([backend], [self.tls_listener(tport)], workers=1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        with rgtest.RawHTTP(HOST, tport, tls=client_ctx(), server_hostname="a.test") as c:
+            c.send(("GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+            head = c._read_until(b"\r\n\r\n").decode("latin-1")
+            self.assertTrue(head.startswith("HTTP/1.1 101 "), head)
+            accept = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.assertIn("Sec-WebSocket-Accept: %s" % accept, head)
+            for size in (5, 300, 70000):
+                payload = os.urandom(size)
+                mask = os.urandom(4)
+                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                if size < 126:
+                    hdr = bytes([0x82, 0x80 | size])
+                elif size < 65536:
+                    hdr = bytes([0x82, 0x80 | 126]) + size.to_bytes(2, "big")
+                else:
+                    hdr = bytes([0x82, 0x80 | 127]) + size.to_bytes(8, "big")
+                c.send(hdr + mask + masked)
+                first = c._read_exact(2)
+                n = first[1] & 0x7F
+                if n == 126:
+                    n = int.from_bytes(c._read_exact(2), "big")
+                elif n == 127:
+                    n = int.from_bytes(c._read_exact(8), "big")
+                self.assertEqual((first[0], n), (0x82, size))
+                self.assertEqual(c._read_exact(n), payload)
+
+
+class HostileInputTests(TLSCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.backend = lbt.echo_backend(cls.addClassCleanup)
+        cls.tport = rgtest.free_port()
+        cfg = lbt.make_config([lbt.url(cls.backend)], health=lbt.FAST,
+                              proxy={"client_timeout": "1500ms"}, listeners=[
+            {"listen": "127.0.0.1:1", "name": "plain"},
+            {"listen": "%s:%d" % (HOST, cls.tport),
+             "tls": {"certificates": [{"cert": cls.a[0], "key": cls.a[1]}]}}])
+        cls.lb = lbt.LB(cls.addClassCleanup, cfg, workers=1).start()
+
+    def assertServing(self):
+        r, _ = https_get(self.tport, sni="a.test")
+        self.assertEqual(r.status, 200, r)
+
+    def test_garbage_instead_of_client_hello(self):
+        for junk in (b"\x00" * 64, os.urandom(512), b"\x16\x03\x01\x00\x05hello" + os.urandom(40)):
+            with self.subTest(junk=junk[:8]):
+                with socket.create_connection((HOST, self.tport), timeout=3) as s:
+                    s.sendall(junk)
+                    s.settimeout(3)
+                    try:
+                        while s.recv(4096):
+                            pass
+                    except ConnectionResetError:
+                        pass
+        self.assertServing()
+
+    def test_plain_http_on_the_tls_port(self):
+        """Answered with a plain 400 that says why, as nginx does, then closed."""
+        out = rgtest.send_raw(HOST, self.tport, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", timeout=3)
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
+        self.assertIn(b"application/json", out)
+        self.assertIn(b"TLS", out)
+        self.assertServing()
+
+    def test_trickled_handshake_is_closed(self):
+        """A ClientHello trickled a byte every 0.25 s is cut at handshake_timeout (client_timeout)."""
+        hello = bytes.fromhex("16030100c8010000c40303") + os.urandom(32)
+        with socket.create_connection((HOST, self.tport), timeout=5) as s:
+            t0 = time.monotonic()
+            closed_after = None
+            for b in hello:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    closed_after = time.monotonic() - t0
+                    break
+                s.settimeout(0.25)
+                try:
+                    if s.recv(4096) == b"":
+                        closed_after = time.monotonic() - t0
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed_after = time.monotonic() - t0
+                    break
+                if time.monotonic() - t0 > 5:
+                    break
+        self.assertIsNotNone(closed_after, "the trickled handshake was not closed within 5 s")
+        self.assertGreater(closed_after, 1.2)
+        self.assertLess(closed_after, 3.5)
+        self.assertServing()
+
+    def test_2000_half_open_handshakes(self):
+        """2,000 connections that never finish a handshake: others are served meanwhile,
+        and all 2,000 are closed after the handshake timeout."""
+        socks = []
+        try:
+            for i in range(2000):
+                s = socket.create_connection((HOST, self.tport), timeout=5)
+                if i % 2:
+                    s.sendall(bytes.fromhex("16030100c8010000c40303"))   # a partial ClientHello
+                socks.append(s)
+            for _ in range(10):
+                self.assertServing()
+            time.sleep(2.5)
+            closed = 0
+            for s in socks:
+                s.settimeout(0.5)
+                try:
+                    if s.recv(4096) == b"":
+                        closed += 1
+                except (ConnectionResetError, socket.timeout):
+                    closed += isinstance(sys.exc_info()[1], ConnectionResetError)
+            self.assertEqual(closed, 2000)
+        finally:
+            for s in socks:
+                s.close()
+        self.assertServing()
+
+    def test_oversized_record(self):
+        """A record longer than TLS allows (2^14 + 2048) ends the connection."""
+        with socket.create_connection((HOST, self.tport), timeout=3) as s:
+            s.sendall(b"\x16\x03\x01\x50\x00" + b"\x01" * 1000)
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except ConnectionResetError:
+                pass
+        # An alert record (21) if anything.
+        self.assertTrue(data == b"" or data[0] == 21, data[:16])
+        self.assertServing()
+
+
+class ReloadTests(TLSCase):
+
+    def test_reload_with_new_certificate_under_traffic(self):
+        backend = lbt.echo_backend(self.addCleanup)
+        tport = rgtest.free_port()
+        live = os.path.join(self.dir, "live-%d" % tport)
+        os.makedirs(live)
+        chain, key = os.path.join(live, "site.pem"), os.path.join(live, "site.key")
+        shutil.copy(self.a[0], chain)
+        shutil.copy(self.a[1], key)
+        lb = self.start([backend], [self.tls_listener(tport, self.certs((chain, key)))], workers=2)
+        errors, served = [], []
+        halt = threading.Event()
+
+        def load():
+            while not halt.is_set():
+                try:
+                    r, info = https_get(tport, sni="a.test")
+                    served.append(info["fingerprint"]) if r.status == 200 else errors.append(r)
+                except (OSError, ssl.SSLError) as e:
+                    errors.append(e)
+
+        threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        # The new certificate (c.test's, valid for another name: easy to tell apart).
+        shutil.copy(self.c[0], chain + ".new")
+        shutil.copy(self.c[1], key + ".new")
+        os.replace(chain + ".new", chain)
+        os.replace(key + ".new", key)
+        mark = lb.d.stderr_mark()
+        lb.d.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(rgtest.wait_json_log(lb.d, lambda o: o.get("msg") == "reloaded",
+                                                  8, since=mark), lb.d.stderr_text()[-2000:])
+        time.sleep(1.0)
+        halt.set()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(errors, [])
+        self.assertIn(self.fp["a"], served)
+        _, info = https_get(tport, sni="a.test")
+        self.assertEqual(info["fingerprint"], self.fp["c"])
+
+    def test_reload_with_broken_certificate_keeps_the_old_one(self):
+        backend = lbt.echo_backend(self.addCleanup)
+        tport = rgtest.free_port()
+        live = os.path.join(self.dir, "broken-%d" % tport)
+        os.makedirs(live)
+        chain, key = os.path.join(live, "site.pem"), os.path.join(live, "site.key")
+        shutil.copy(self.a[0], chain)
+        shutil.copy(self.a[1], key)
+        lb = self.start([backend], [self.tls_listener(tport, self.certs((chain, key)))], workers=1)
+        old = self.ca.issue("old-%d" % tport, ["a.test"], "ec", expired=True)
+        for what, src in (("mismatched key", (self.a[0], self.c[1])), ("expired", old)):
+            with self.subTest(what=what):
+                shutil.copy(src[0], chain)
+                shutil.copy(src[1], key)
+                mark = lb.d.stderr_mark()
+                lb.d.send_signal(signal.SIGHUP)
+                failed = rgtest.wait_json_log(lb.d, lambda o: o.get("msg", "").startswith("reload failed"),
+                                              8, since=mark)
+                self.assertIsNotNone(failed, lb.d.stderr_text()[-2000:])
+                self.assertIn(chain if what == "expired" else key, json.dumps(failed))
+                _, info = https_get(tport, sni="a.test")
+                self.assertEqual(info["fingerprint"], self.fp["a"])
+
+
+if __name__ == "__main__":
+    unittest.main()
