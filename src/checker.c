@@ -12,10 +12,14 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "roundguard/checker.h"
 #include "roundguard/log.h"
 #include "roundguard/parse.h"
+#include "roundguard/tls.h"
+#include "roundguard/transport.h"
 
 #define NS_PER_SEC		INT64_C(1000000000)
 /* One recv(2) into a stack buffer of this size; the probe itself keeps no buffer. */
@@ -38,6 +42,7 @@
 enum probe_phase {
 	PROBE_IDLE,
 	PROBE_CONNECTING,
+	PROBE_HANDSHAKING,	/* https backends: TLS before the request */
 	PROBE_SENDING,
 	PROBE_READING,
 };
@@ -48,6 +53,7 @@ struct probe {
 	const char *hostport;
 	enum probe_phase phase;
 	int fd;
+	SSL *ssl;			/* an https backend's, while probing */
 	struct event io;		/* write while connecting and sending, then read */
 	struct event timer;		/* health.timeout from the start of the probe */
 	llhttp_t parser;
@@ -55,7 +61,7 @@ struct probe {
 	size_t head_bytes;		/* response bytes read so far */
 	int status;			/* final status once the head is complete */
 	int error;			/* errno behind a connect or socket failure, 0 if none */
-	const char *detail;		/* llhttp's reason for a bad response */
+	const char *detail;		/* llhttp's reason for a bad response, OpenSSL's for TLS */
 	int64_t started_ns;
 
 	struct check_state st;
@@ -66,6 +72,7 @@ struct probe {
 static struct {
 	const struct config *cfg;
 	struct shm *shm;
+	struct tls_generation *tls;
 	struct event_base *base;
 	struct event *round_ev;
 	struct event *sigterm, *sigint;
@@ -94,6 +101,7 @@ check_result_str(enum check_result r)
 	case CHECK_BAD_RESPONSE: return "bad response";
 	case CHECK_STATUS: return "unexpected status";
 	case CHECK_RESOLVE: return "resolve failed";
+	case CHECK_TLS: return "TLS handshake failed";
 	case CHECK_NONE: return "not checked";
 	}
 	return "unknown";
@@ -157,6 +165,12 @@ probe_close(struct probe *p)
 {
 	event_del(&p->io);
 	event_del(&p->timer);
+	if (p->ssl != NULL) {
+		/* close_notify: the next probe resumes this session. */
+		transport_close_notify(p->ssl);
+		SSL_free(p->ssl);
+		p->ssl = NULL;
+	}
 	if (p->fd != -1) {
 		close(p->fd);
 		p->fd = -1;
@@ -178,7 +192,7 @@ probe_log_result(const struct probe *p, enum check_result result, int status, in
 	format_duration(dur, sizeof(dur), now - p->started_ns);
 	if (p->error != 0)
 		err = strerror(p->error);
-	else if (result == CHECK_BAD_RESPONSE)
+	else if (result == CHECK_BAD_RESPONSE || result == CHECK_TLS)
 		err = p->detail;
 	log_msg(level, "health check", "backend", p->hostport, "result", check_result_str(result),
 	    "status", status != 0 ? st : NULL, "error", err, "duration", dur, NULL);
@@ -211,6 +225,8 @@ probe_log_transition(const struct probe *p, enum check_result result, int status
 	}
 	if (result == CHECK_CONNECT_FAILED && p->error != 0)
 		err = strerror(p->error);
+	else if (result == CHECK_TLS)
+		err = p->detail;	/* "certificate has expired", "hostname mismatch", ... */
 	log_warn("backend down", "backend", p->hostport,
 	    "reason", probe_reason(reason, sizeof(reason), result, status),
 	    "was_up", first ? NULL : dur, "error", err, NULL);
@@ -328,6 +344,8 @@ on_headers_complete(llhttp_t *parser)
 	return HPE_PAUSED;
 }
 
+static ssize_t probe_tls_read(struct probe *p, char *buf, size_t len);
+
 /* Read and parse until the response head is complete; every exit but EAGAIN ends the probe. */
 static void
 probe_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -338,7 +356,13 @@ probe_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	for (;;) {
-		n = recv(fd, buf, sizeof(buf), 0);
+		if (p->ssl != NULL) {
+			n = probe_tls_read(p, buf, sizeof(buf));
+			if (n == -2)
+				return;		/* wait for more */
+		} else {
+			n = recv(fd, buf, sizeof(buf), 0);
+		}
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -385,6 +409,19 @@ probe_send(struct probe *p)
 	if (len < 0 || (size_t)len >= sizeof(req))
 		len = (int)sizeof(req) - 1;	/* cannot happen: sized from the types */
 	while (p->sent < (size_t)len) {
+		if (p->ssl != NULL) {
+			size_t w;
+
+			if (SSL_write_ex(p->ssl, req + p->sent, (size_t)len - p->sent, &w) == 1) {
+				p->sent += w;
+				continue;
+			}
+			if (SSL_get_error(p->ssl, 0) == SSL_ERROR_WANT_WRITE)
+				return;
+			ERR_clear_error();
+			probe_done(p, CHECK_RESET, 0);
+			return;
+		}
 		n = send(p->fd, req + p->sent, (size_t)len - p->sent, MSG_NOSIGNAL);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -404,6 +441,85 @@ probe_send(struct probe *p)
 	}
 }
 
+/*
+ * The events are level-triggered here: wait only for the direction OpenSSL
+ * wants, or a writable socket would spin the loop.
+ */
+static void probe_tls_cb(evutil_socket_t fd, short what, void *arg);
+static void probe_write_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+probe_tls_step(struct probe *p)
+{
+	const char *why = "handshake failed";
+	int rc = transport_handshake(p->ssl, &why);
+
+	if (rc == 1) {
+		p->phase = PROBE_SENDING;
+		if (probe_watch(p, EV_WRITE, probe_write_cb) == -1) {
+			p->error = errno;
+			probe_done(p, CHECK_CONNECT_FAILED, 0);
+		}
+		return;
+	}
+	if (rc < 0) {
+		if (SSL_get_verify_result(p->ssl) != X509_V_OK)
+			why = X509_verify_cert_error_string(SSL_get_verify_result(p->ssl));
+		p->detail = why;
+		probe_done(p, CHECK_TLS, 0);
+		return;
+	}
+	if (probe_watch(p, SSL_want_write(p->ssl) ? EV_WRITE : EV_READ, probe_tls_cb) == -1) {
+		p->error = errno;
+		probe_done(p, CHECK_CONNECT_FAILED, 0);
+	}
+}
+
+static void
+probe_tls_cb(evutil_socket_t fd, short what, void *arg)
+{
+	probe_tls_step(arg);
+}
+
+/* Connected to an https backend: its TLS handshake (SNI, certificate check, resumption). */
+static void
+probe_tls_start(struct probe *p)
+{
+	char err[256];
+
+	if ((p->ssl = tls_client_new(checker.tls, p->index, err, sizeof(err))) == NULL ||
+	    SSL_set_fd(p->ssl, p->fd) != 1) {
+		log_error("health checker: cannot start TLS", "backend", p->hostport, "error", err,
+		    NULL);
+		p->detail = "TLS set-up failed";
+		probe_done(p, CHECK_TLS, 0);
+		return;
+	}
+	p->phase = PROBE_HANDSHAKING;
+	probe_tls_step(p);
+}
+
+/* SSL_read for probe_read_cb: bytes, 0 at the end, -1 on an error, -2 to wait. */
+static ssize_t
+probe_tls_read(struct probe *p, char *buf, size_t len)
+{
+	size_t got;
+
+	if (SSL_read_ex(p->ssl, buf, len, &got) == 1)
+		return (ssize_t)got;
+	switch (SSL_get_error(p->ssl, 0)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return -2;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		errno = EPROTO;
+		return -1;
+	}
+}
+
 /* Writable: first the outcome of the connect, then room for the request. */
 static void
 probe_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -418,6 +534,10 @@ probe_write_cb(evutil_socket_t fd, short what, void *arg)
 		if (error != 0) {
 			p->error = error;
 			probe_done(p, connect_result(error), 0);
+			return;
+		}
+		if (checker.cfg->backends[p->index].addr.tls) {
+			probe_tls_start(p);
 			return;
 		}
 		p->phase = PROBE_SENDING;
@@ -566,7 +686,7 @@ checker_cleanup(void)
 }
 
 int
-checker_main(const struct config *cfg, struct shm *shm, int ready_fd)
+checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *tls, int ready_fd)
 {
 	struct event_config *ecfg;
 	struct timeval interval;
@@ -577,6 +697,7 @@ checker_main(const struct config *cfg, struct shm *shm, int ready_fd)
 	memset(&checker, 0, sizeof(checker));
 	checker.cfg = cfg;
 	checker.shm = shm;
+	checker.tls = tls;
 	checker.ready_fd = ready_fd;
 	checker.nprobes = (uint32_t)cfg->nbackends;
 	checker.started_ns = now_ns();

@@ -45,7 +45,7 @@ static const char *const method_labels[METRICS_METHODS] = {
 
 static const char *const upstream_error_labels[METRICS_UPSTREAM_ERRORS] = {
 	"connect_refused", "connect_timeout", "connect_failed", "reset", "timeout",
-	"bad_response",
+	"bad_response", "tls",
 };
 
 int

@@ -6,9 +6,11 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
+#include "roundguard/transport.h"
 
 /* An idle connection unused this long is closed (backends close theirs too). */
 #define POOL_IDLE_NS (INT64_C(60) * 1000000000)
@@ -137,7 +139,14 @@ upconn_free(struct upconn *u)
 		event_del(&u->rev);
 		event_del(&u->wev);
 		deadline_cancel(&u->timer);
+		if (u->ssl != NULL) {
+			/* A close_notify keeps the session resumable for the next connection. */
+			transport_close_notify(u->ssl);
+			SSL_free(u->ssl);
+		}
 		close(u->fd);
+	} else if (u->ssl != NULL) {
+		SSL_free(u->ssl);
 	}
 	if (u->in != NULL)
 		evbuffer_free(u->in);
@@ -155,16 +164,20 @@ pool_drop(struct pool *p, struct upconn *u)
 	upconn_free(u);
 }
 
-/* Readiness of an idle connection means the backend closed it (or sent junk). */
+/*
+ * Readiness of an idle connection means the backend closed it (or sent
+ * junk), unless it is TLS bookkeeping with no data (TLS 1.3 session
+ * tickets come after the answer): OpenSSL takes those.
+ */
 static void
 upconn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
 
-	if (u->pooled)
-		pool_drop(u->pool, u);
-	else
+	if (!u->pooled)
 		u->pool->on_read(u, what);
+	else if (u->ssl == NULL || !transport_idle_ok(u->ssl))
+		pool_drop(u->pool, u);
 }
 
 static void

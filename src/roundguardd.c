@@ -252,29 +252,6 @@ build_config(struct config *cfg, char *err, size_t errlen)
 	return problems;
 }
 
-/*
- * What the configuration may say but the workers do not serve yet (issue 14's data path):
- * refused at start and reload rather than served as plain HTTP. roundguardd -t checks all of it.
- */
-static int
-refuse_unserved(const struct config *cfg, char *err, size_t errlen)
-{
-	const char *file = cfg->file[0] != '\0' ? cfg->file : "command line";
-	int problems = 0;
-	size_t used;
-
-	for (size_t i = 0; i < cfg->nbackends; i++) {
-		if (!cfg->backends[i].addr.tls)
-			continue;
-		used = strlen(err);
-		snprintf(err + used, errlen - used, "%s: backends[%zu]: \"%s\": https backends are "
-		    "checked but not served yet (the TLS data path of issue 14 is to come)\n", file, i,
-		    cfg->backends[i].url);
-		problems++;
-	}
-	return problems;
-}
-
 /* A backend whose certificate is not checked is worth a warning at every start and reload. */
 static void
 warn_unverified(const struct config *cfg)
@@ -455,7 +432,7 @@ child_run(struct child *c, int ready_write_fd)
 	}
 	if (c->kind == CHILD_CHECKER) {
 		log_set_proc("checker");
-		exit(checker_main(&g->cfg, &g->shm, ready_write_fd));
+		exit(checker_main(&g->cfg, &g->shm, g->tls, ready_write_fd));
 	}
 	log_set_proc("worker");
 	for (int l = 0; l < g->ls->nl; l++)
@@ -887,7 +864,7 @@ reload(void)
 	}
 	log_info("reloading", "config", m.cli.config_file, NULL);
 	notify("RELOADING=1");
-	if (build_config(&cfg, err, ERRBUF_SIZE) > 0 || refuse_unserved(&cfg, err, ERRBUF_SIZE) > 0) {
+	if (build_config(&cfg, err, ERRBUF_SIZE) > 0) {
 		log_problems("reload failed, keeping the running configuration", err);
 		config_free(&cfg);
 		notify("READY=1");
@@ -1062,11 +1039,6 @@ main(int argc, char **argv, char **envp)
 		printf("configuration OK\n");
 		config_free(&cfg);
 		return 0;
-	}
-	if (refuse_unserved(&cfg, err, ERRBUF_SIZE) > 0) {
-		fputs(err, stderr);
-		config_free(&cfg);
-		return 1;
 	}
 	log_set_level(cfg.log.level);
 	log_set_format(cfg.log.format);

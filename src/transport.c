@@ -164,3 +164,22 @@ transport_close_notify(struct ssl_st *ssl)
 		(void)SSL_shutdown(ssl);
 	ERR_clear_error();
 }
+
+bool
+transport_idle_ok(struct ssl_st *ssl)
+{
+	unsigned char byte;
+	size_t got;
+
+	/* Records without application data (tickets, a key update) are consumed here. */
+	if (SSL_read_ex(ssl, &byte, 1, &got) == 1)
+		return false;	/* data nobody asked for */
+	switch (SSL_get_error(ssl, 0)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return true;
+	default:
+		ERR_clear_error();
+		return false;
+	}
+}

@@ -20,6 +20,8 @@
 #include "roundguard/net.h"
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
+#include "roundguard/tls.h"
+#include "roundguard/transport.h"
 #include "roundguard/tunnel.h"
 
 void
@@ -250,8 +252,12 @@ upstream_start(struct client *c)
 		c->up_reused = false;
 		if ((u = upconn_new(px.pool, (uint32_t)b)) == NULL)
 			return client_error(c, 500, NULL, NULL);
-		if ((rc = connect_backend(u)) == 0)
+		if ((rc = connect_backend(u)) == 0) {
+			/* An https backend's handshake starts once the socket is writable. */
+			if (px.cfg->backends[b].addr.tls)
+				u->connecting = true;
 			break;
+		}
 		if (rc == -2) {
 			log_error("cannot open a backend connection", "error", strerror(errno), NULL);
 			upconn_free(u);
@@ -362,7 +368,7 @@ upstream_flush(struct client *c)
 	if (c->resp == RESP_TUNNEL)
 		return tunnel_backend_flush(c);
 	while (left > 0) {
-		n = evbuffer_write(u->out, u->fd);
+		n = transport_write(u->fd, u->ssl, u->out);
 		if (n > 0) {
 			c->rq->up_sent += (size_t)n;
 			left -= (size_t)n;
@@ -391,6 +397,69 @@ upstream_flush(struct client *c)
 	return 0;
 }
 
+/*
+ * One step of an https backend's handshake (on either readiness): 1 done,
+ * 0 going on, -1 failed (the attempt is over: the client was answered or
+ * the request went to the next backend).
+ */
+static int
+upstream_tls_step(struct client *c)
+{
+	struct upconn *u = c->up;
+	const char *why = "handshake failed";
+	char err[256];
+	int rc;
+
+	if (u->ssl == NULL) {
+		if ((u->ssl = tls_client_new(px.tls, u->backend, err, sizeof(err))) == NULL ||
+		    SSL_set_fd(u->ssl, u->fd) != 1) {
+			log_error("cannot start TLS to a backend", "backend",
+			    px.cfg->backends[u->backend].addr.hostport, "error", err, NULL);
+			attempt_failed(c, "TLS set-up failed", METRICS_ERR_TLS);
+			return -1;
+		}
+		/* The handshake reads too: both directions report until it is done. */
+		event_add(&u->rev, NULL);
+	}
+	rc = transport_handshake(u->ssl, &why);
+	if (rc == 1)
+		return 1;
+	if (rc < 0) {
+		char reason[160];
+
+		/* A certificate that does not verify says why (expired, unknown CA, wrong name). */
+		if (SSL_get_verify_result(u->ssl) != X509_V_OK)
+			why = X509_verify_cert_error_string(SSL_get_verify_result(u->ssl));
+		snprintf(reason, sizeof(reason), "TLS: %s", why);
+		attempt_failed(c, reason, METRICS_ERR_TLS);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The backend connection is up (the TCP connect, and for an https backend
+ * the TLS handshake, connect_timeout covering both, as nginx's
+ * proxy_connect_timeout does): send what waits. -1 when the attempt failed.
+ */
+static int
+upstream_connected(struct client *c)
+{
+	struct upconn *u = c->up;
+
+	if (px.cfg->backends[u->backend].addr.tls) {
+		int rc = upstream_tls_step(c);
+
+		if (rc != 1)
+			return rc;
+	}
+	u->connecting = false;
+	u->writing = false;
+	event_del(&u->wev);
+	upstream_arm_timeout(c);
+	return 1;
+}
+
 void
 upstream_write_cb(struct upconn *u, short what)
 {
@@ -401,17 +470,17 @@ upstream_write_cb(struct upconn *u, short what)
 
 	px.now = proc_now_ns();
 	if (u->connecting) {
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-			err = errno;
-		if (err != 0) {
-			attempt_failed(c, strerror(err), err == ECONNREFUSED ?
-			    METRICS_ERR_CONNECT_REFUSED : METRICS_ERR_CONNECT_FAILED);
-			return;
+		if (u->ssl == NULL) {
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+				err = errno;
+			if (err != 0) {
+				attempt_failed(c, strerror(err), err == ECONNREFUSED ?
+				    METRICS_ERR_CONNECT_REFUSED : METRICS_ERR_CONNECT_FAILED);
+				return;
+			}
 		}
-		u->connecting = false;
-		u->writing = false;
-		event_del(&u->wev);
-		upstream_arm_timeout(c);
+		if (upstream_connected(c) != 1)
+			return;
 	}
 	if (c->resp == RESP_TUNNEL)
 		tunnel_backend_flush(c);
@@ -625,11 +694,17 @@ upstream_read_cb(struct upconn *u, short what)
 	int rc;
 
 	px.now = proc_now_ns();
+	if (u->connecting) {
+		/* Only an https backend's handshake reads before the connection is up. */
+		if (u->ssl != NULL && upstream_connected(c) == 1)
+			send_request(c);
+		return;
+	}
 	if (c->resp == RESP_TUNNEL) {
 		tunnel_backend_readable(c, (what & EV_CLOSED) != 0);
 		return;
 	}
-	rc = net_read(u->fd, u->in, (what & EV_CLOSED) != 0, &more, &got_data);
+	rc = transport_read(u->fd, u->ssl, u->in, (what & EV_CLOSED) != 0, &more, &got_data);
 	if (got_data) {
 		/*
 		 * The rest, or the end of file or error behind the bytes, is for

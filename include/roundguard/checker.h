@@ -32,6 +32,9 @@ bool check_state_apply(struct check_state *st, bool ok, uint32_t rise, uint32_t 
  * complete round it writes one byte to ready_fd and closes it (ready_fd -1:
  * none). Returns 0 on SIGTERM/SIGINT, 1 if the event loop cannot start.
  */
-int checker_main(const struct config *cfg, struct shm *shm, int ready_fd);
+struct tls_generation;
+
+int checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *tls,
+    int ready_fd);
 
 #endif

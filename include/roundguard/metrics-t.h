@@ -37,6 +37,7 @@ enum metrics_upstream_error {
 	METRICS_ERR_RESET,		/* closed before a full answer */
 	METRICS_ERR_TIMEOUT,		/* no answer head within proxy.timeout */
 	METRICS_ERR_BAD_RESPONSE,
+	METRICS_ERR_TLS,		/* an https backend's handshake or certificate check failed */
 	METRICS_UPSTREAM_ERRORS,
 };
 

@@ -9,7 +9,7 @@
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	3u
+#define SHM_LAYOUT_VERSION	4u	/* 4: upstream error "tls" */
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -22,6 +22,7 @@ enum check_result {
 	CHECK_BAD_RESPONSE,	/* not parseable as HTTP */
 	CHECK_STATUS,		/* answered, with another status than expected */
 	CHECK_RESOLVE,		/* host name did not resolve */
+	CHECK_TLS,		/* an https backend's handshake or certificate check failed */
 	CHECK_NONE,		/* not probed yet */
 };
 

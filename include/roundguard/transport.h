@@ -35,6 +35,12 @@ int transport_write(int fd, struct ssl_st *ssl, struct evbuffer *buf);
  */
 int transport_handshake(struct ssl_st *ssl, const char **why);
 
+/*
+ * An idle (pooled) TLS connection became readable: true when that was TLS
+ * bookkeeping only (a session ticket), false when it closed or sent data.
+ */
+bool transport_idle_ok(struct ssl_st *ssl);
+
 /* Before closing: a close_notify if the socket takes it now; never waits. */
 void transport_close_notify(struct ssl_st *ssl);
 

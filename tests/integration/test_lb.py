@@ -557,17 +557,6 @@ class TLSConfigTests(LBTestCase):
                 self.assertEqual(p.returncode, 1, p)
                 self.assertIn("every listener has \"tls\"", p.stderr, p)
 
-    def test_start_refuses_what_is_not_served_yet(self):
-        """An https backend passes -t but is not served yet: exit 1, nothing bound."""
-        port = rgtest.free_port()
-        path = self.write("tls.json", {"backends": [{"url": "https://127.0.0.1:9", "tls": {"verify": False}}],
-                                       "listen": "%s:%d" % (HOST, port)})
-        self.assertConfigOK(run_rgd("-t", "-c", path))
-        p = run_rgd("-c", path, "-w", "1", timeout=10)
-        self.assertEqual(p.returncode, 1, p)
-        self.assertIn("not served yet", p.stderr, p)
-        self.assertFalse(rgtest.port_accepting(HOST, port))
-
     def test_one_plain_listener_serves(self):
         """listeners with one plain entry is the short form's equivalent; -l/-p move it."""
         backends = [echo_backend(self.addCleanup) for _ in range(2)]

@@ -514,5 +514,155 @@ class ReloadTests(TLSCase):
                 self.assertEqual(info["fingerprint"], self.fp["a"])
 
 
+def tls_backend(cleanup, chain, key, port=None):
+    """A testbackend.py speaking TLS with chain/key; killed by cleanup."""
+    d = rgtest.Daemon(sys.executable, ["-u", lbt.TESTBACKEND, "{port}", "ok", "--tls", chain, key],
+                      port=port)
+    cleanup(d.kill)
+    return d.start()
+
+
+def backend_events(backend, kind):
+    out = []
+    for line in backend.stdout_bytes().decode("utf-8", "replace").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("event") == kind:
+            out.append(obj)
+    return out
+
+
+def metric(lb, name, **labels):
+    """The value of one series of /metrics (summed over workers by roundguardd), or 0."""
+    text = lb.request("GET", "/metrics").body.decode()
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and line.split(" ")[0] != name:
+            continue
+        series, _, value = line.rpartition(" ")
+        got = series[len(name):].strip("{}")
+        if all(part in got.split(",") for part in want.split(",") if part):
+            total += float(value)
+    return total
+
+
+class BackendTLSTests(TLSCase):
+    """https:// backends: verified against a CA file by name, pooled, resumed, health-checked."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.good = cls.ca.issue("backend", ["backend.test", "127.0.0.1"], "ec")
+        cls.expired = cls.ca.issue("backend-old", ["backend.test"], "ec", expired=True)
+        other_ca = tlscerts.CA(os.path.join(cls.dir, "other-ca"), name="Someone Else")
+        cls.foreign = other_ca.issue("foreign", ["backend.test"], "ec")
+
+    def https_url(self, b):
+        return "https://127.0.0.1:%d" % b.port
+
+    def lb_for(self, backends, health=None, workers=1):
+        cfg = lbt.make_config(backends, health=health or lbt.FAST)
+        lb = lbt.LB(self.addCleanup, cfg, workers=workers).start()
+        self.lbs.append(lb)
+        return lb
+
+    def test_verified_backend_pooled_and_resumed(self):
+        b = tls_backend(self.addCleanup, *self.good)
+        lb = self.lb_for([{"url": self.https_url(b),
+                           "tls": {"ca_file": self.ca.cert, "server_name": "backend.test"}}])
+        # Keep-alive to the backend: 20 requests, few handshakes.
+        for i in range(20):
+            r = lb.request("GET", "/headers?pooled=%d" % i)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["target"], "/headers?pooled=%d" % i)
+        hs = [e for e in backend_events(b, "tls")]
+        self.assertTrue(all(e["sni"] == "backend.test" for e in hs), hs)
+        data_hs = len(hs)
+        self.assertLess(data_hs, 10, hs)
+        # The backend closes after each answer: each request needs a new connection,
+        # which resumes the worker's last session.
+        before = len(backend_events(b, "tls"))
+        for i in range(6):
+            r = lb.request("GET", "/close")
+            self.assertEqual(r.status, 200, r)
+        new = backend_events(b, "tls")[before:]
+        # (The first may still find a pooled connection.)
+        self.assertGreaterEqual(len(new), 5, new)
+        # Health checks resume too (the checker keeps its own session); requests' too.
+        self.assertGreaterEqual(sum(1 for e in new if e["reused"]), len(new) - 1, new)
+        self.assertEqual(metric(lb, "roundguard_upstream_errors_total", reason="tls"), 0)
+
+    def test_ip_url_verified_against_its_address(self):
+        b = tls_backend(self.addCleanup, *self.good)
+        lb = self.lb_for([{"url": self.https_url(b), "tls": {"ca_file": self.ca.cert}}])
+        r = lb.request("GET", "/headers?ip=1")
+        self.assertEqual(r.status, 200, r)
+        # No SNI for an IP address (RFC 6066 3).
+        self.assertTrue(all(e["sni"] is None for e in backend_events(b, "tls")))
+
+    def check_refused(self, cert, tls, reason):
+        b = tls_backend(self.addCleanup, *cert)
+        lb = self.lb_for([{"url": self.https_url(b), "tls": tls}])
+        # The checker's handshake fails the same way: the backend is down, the answer 503.
+        line = rgtest.wait_json_log(lb.d, lambda o: o.get("msg") == "health check" and
+                                    o.get("result") == "TLS handshake failed", 5)
+        if line is None:   # failures are debug lines; the transition says it at warn
+            line = rgtest.wait_json_log(lb.d, lambda o: o.get("backend", "").endswith(
+                ":%d" % b.port) and "TLS" in json.dumps(o), 5)
+        self.assertIsNotNone(line, lb.d.stderr_text()[-2000:])
+        self.assertIn(reason, json.dumps(line))
+        r = lb.request("GET", "/live")
+        self.assertEqual(r.status, 503, r)
+
+    def test_wrong_name_refused(self):
+        self.check_refused(self.good, {"ca_file": self.ca.cert, "server_name": "other.test"},
+                           "hostname mismatch")
+
+    def test_unknown_ca_refused(self):
+        self.check_refused(self.foreign, {"ca_file": self.ca.cert, "server_name": "backend.test"},
+                           "self-signed certificate in certificate chain")
+
+    def test_expired_refused(self):
+        self.check_refused(self.expired, {"ca_file": self.ca.cert, "server_name": "backend.test"},
+                           "certificate has expired")
+
+    def test_system_cas_refuse_a_private_ca(self):
+        """A plain https:// URL checks against the system CAs: this test CA is not one."""
+        self.check_refused(self.good, {"server_name": "backend.test"},
+                           "self-signed certificate in certificate chain")
+
+    def test_verify_off(self):
+        b = tls_backend(self.addCleanup, *self.foreign)
+        lb = self.lb_for([{"url": self.https_url(b), "tls": {"verify": False}}])
+        self.assertEqual(lb.request("GET", "/live").status, 200)
+        warned = [o for o in lb.logs() if "verification is off" in o.get("msg", "")]
+        self.assertEqual(len(warned), 1, lb.logs())
+
+    def test_data_path_tls_failure_retries_and_counts(self):
+        """A backend whose certificate stops verifying between health checks: the request
+        goes to the next backend (a connect failure), the backend is marked down
+        passively, and upstream_errors_total{reason="tls"} counts it."""
+        good = tls_backend(self.addCleanup, *self.good)
+        flip = tls_backend(self.addCleanup, *self.good)
+        tls = {"ca_file": self.ca.cert, "server_name": "backend.test"}
+        lb = self.lb_for([{"url": self.https_url(good), "tls": tls},
+                          {"url": self.https_url(flip), "tls": tls}],
+                         health={"interval": "30s", "timeout": "2s"})
+        for _ in range(4):
+            self.assertEqual(lb.request("GET", "/close").status, 200)
+        # The same port now presents a certificate from another CA.
+        port = flip.port
+        flip.kill()
+        tls_backend(self.addCleanup, *self.foreign, port=port)
+        results = [lb.request("GET", "/close") for _ in range(6)]
+        self.assertEqual([r.status for r in results], [200] * 6, results)
+        self.assertTrue(all(r.header("X-Backend-Server") == "127.0.0.1:%d" % good.port
+                            for r in results[1:]), [r.header("X-Backend-Server") for r in results])
+        self.assertGreaterEqual(metric(lb, "roundguard_upstream_errors_total", reason="tls"), 1)
+
+
 if __name__ == "__main__":
     unittest.main()

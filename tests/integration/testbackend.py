@@ -4,7 +4,9 @@
 Run: python3 testbackend.py PORT [MODE] [--tls CHAIN KEY]   (listens on 127.0.0.1:PORT)
 
 --tls: every connection is TLS (the certificate chain and key in PEM files),
-for https:// backends; the handshake runs in the connection's thread.
+for https:// backends; the handshake runs in the connection's thread and is
+logged as {"event": "tls", "version", "reused" (a resumed session), "sni"}, or
+{"event": "tls_failed", "error"}.
 
 MODE (can be changed at run time through GET /_ctl?mode=...):
   ok      every path below behaves as described (default)
@@ -462,6 +464,8 @@ def tls_wrapped(ctx, sock):
         log_event({"event": "tls_failed", "error": str(e)}, None)
         sock.close()
         return None
+    log_event({"event": "tls", "version": t.version(), "reused": t.session_reused,
+               "sni": getattr(t, "sni", None)}, None)
     return t
 
 
@@ -478,6 +482,10 @@ def main():
         i = args.index("--tls")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args[i + 1], args[i + 2])
+
+        def remember_sni(sslsock, name, _ctx):
+            sslsock.sni = name
+        ctx.sni_callback = remember_sni
         del args[i:i + 3]
     port = int(args[0])
     if len(args) > 1:

@@ -361,7 +361,7 @@ run_checker(struct config *cfg, struct shm *shm, int ready_fd, int logfd)
 		dup2(logfd, STDERR_FILENO);
 	log_set_format(LOG_FORMAT_TEXT);
 	log_set_level(LOG_LEVEL_INFO);
-	rc = checker_main(cfg, shm, ready_fd);
+	rc = checker_main(cfg, shm, NULL, ready_fd);
 	shm_unmap(shm);
 	free(cfg->backends);
 	exit(rc);	/* exit(), not _exit(): LeakSanitizer checks the checker here */
