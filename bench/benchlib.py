@@ -14,6 +14,9 @@ usage: benchlib.py freeports N START     N free loopback TCP ports from START up
                                          "rps p50_us p99_us errors requests"
        benchlib.py wsload FILE           parse the WSLOAD line of a wsload run:
                                          "msgs/s p50_us p99_us errors messages cpu_us"
+       benchlib.py tlsload FILE          parse the TLSLOAD line of a tlsload run:
+                                         "req/s p50_us p99_us errors requests cpu_us
+                                         resumption version cipher group cert"
        benchlib.py fds PID               open descriptors of the worker processes under PID
                                          (as for rss)
        benchlib.py idle PORT N READYFILE open N keep-alive connections, one GET / on each,
@@ -188,6 +191,24 @@ def parse_wsload(path):
     print(kv["rate"], p50, p99, kv["errors"], msgs, kv.get("cpu_us", "-1"))
 
 
+def parse_tlsload(path):
+    """bench/tlsload's summary line (key=value pairs after "TLSLOAD")."""
+    kv = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("TLSLOAD "):
+                kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
+    if not kv or "requests" not in kv:
+        print("0 nan nan -1 0 -1 nan - - - -")
+        return
+    reqs = int(kv["requests"])
+    p50, p99 = (kv["p50_us"], kv["p99_us"]) if reqs else ("nan", "nan")
+    hs = int(kv.get("handshakes", "0"))
+    resumption = kv.get("resumption", "nan") if hs else "nan"
+    print(kv["rate"], p50, p99, kv["errors"], reqs, kv.get("cpu_us", "-1"), resumption,
+          *(kv.get(k, "-") or "-" for k in ("tls", "cipher", "group", "cert")))
+
+
 def idle(port, n, readyfile):
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -260,11 +281,13 @@ def report(path):
         for line in f:
             p = line.rstrip("\n").split("\t")
             if p[0] == "run":
-                _, sec, target, method, rnd, rps, p50, p99, err, reqs, cpu, other, steal = p
+                _, sec, target, method, rnd, rps, p50, p99, err, reqs, cpu, other, steal = p[:13]
+                # tlsload's handshake rows add the share of resumed handshakes
+                resumed = float(p[13]) if len(p) > 13 else None
                 rows.append(dict(sec=sec, target=target, method=method, rps=float(rps),
                                  p50=float(p50), p99=float(p99), err=int(err),
                                  reqs=int(reqs), cpu=float(cpu), other=float(other),
-                                 steal=float(steal)))
+                                 steal=float(steal), resumed=resumed))
             elif p[0] == "section":
                 notes[p[1]] = p[2]
             elif p[0] == "mem":
@@ -287,11 +310,15 @@ def report(path):
                 targets.append(r["target"])
             if r["method"] not in methods:
                 methods.append(r["method"])
-        # WebSocket sections count echoed messages, per number of connections.
+        # WebSocket sections count echoed messages, per number of connections; tlsload's
+        # handshake sections count handshakes (one per request), per mode.
         unit, col = ("msg", "conns") if sec.startswith("ws") else ("req", "method")
+        with_resumed = any(r["resumed"] is not None for r in srows)
+        if with_resumed:
+            unit, col = "hs", "mode"
         print(f"{'target':<19}{col:<7}{'n':>2}  {unit + '/s median [min-max]':<28}"
               f"{'p50':>9}{'p99':>9}{'errors':>8}{'CPU us/' + unit:>12}{'CPU busy':>10}"
-              f"{'other CPU':>11}")
+              f"{'other CPU':>11}" + (f"{'resumed':>9}" if with_resumed else ""))
         med = {}
         for m in methods:
             for t in targets:
@@ -308,8 +335,12 @@ def report(path):
                 err = sum(r["err"] for r in rr)
                 med[(t, m)] = (mr, cpu, p99)
                 rng = f"{mr:.0f} [{min(rps):.0f}-{max(rps):.0f}]"
+                res = ""
+                if with_resumed:
+                    rs = [r["resumed"] for r in good if r["resumed"] == r["resumed"]]
+                    res = f"{statistics.median(rs) * 100:>8.1f}%" if rs else f"{'-':>9}"
                 print(f"{t:<19}{m:<7}{len(rr):>2}  {rng:<28}{fmt_us(p50):>9}{fmt_us(p99):>9}"
-                      f"{err:>8}{cpu:>12.2f}{cpu * mr / 1e6:>10.2f}{other:>11.2f}")
+                      f"{err:>8}{cpu:>12.2f}{cpu * mr / 1e6:>10.2f}{other:>11.2f}{res}")
         # ratios of the first "roundguard*" target to each other target
         rg = [t for t in targets if t.startswith("roundguard")]
         if rg:
@@ -379,6 +410,8 @@ def main():
         parse_wrk(args[0])
     elif cmd == "wsload":
         parse_wsload(args[0])
+    elif cmd == "tlsload":
+        parse_tlsload(args[0])
     elif cmd == "fds":
         print(fds(int(args[0])))
     elif cmd == "idle":

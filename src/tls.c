@@ -661,8 +661,8 @@ ticket_mac_init(EVP_MAC_CTX *hctx, const struct tls_ticket_key *k)
 
 /*
  * Ticket key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb): encrypt with
- * today's key; decrypt with today's (1) or yesterday's (2: renew the ticket);
- * 0 for any other name, which means a full handshake.
+ * today's key; decrypt with today's (1; 2 under TLS 1.3) or yesterday's (2:
+ * renew the ticket); 0 for any other name, which means a full handshake.
  */
 static int
 ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
@@ -687,7 +687,13 @@ ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENG
 	}
 	if (memcmp(key_name, k->cur.name, sizeof(k->cur.name)) == 0) {
 		key = &k->cur;
-		rc = 1;
+		/*
+		 * TLS 1.3 tickets are single-use for clients (RFC 8446 C.4): without a
+		 * new one on every resumption (OpenSSL sends one only for 2), every
+		 * other connection of a client would be a full handshake. nginx's
+		 * ticket callback does the same.
+		 */
+		rc = SSL_version(ssl) == TLS1_3_VERSION ? 2 : 1;
 	} else if (memcmp(key_name, k->prev.name, sizeof(k->prev.name)) == 0) {
 		key = &k->prev;
 		rc = 2;

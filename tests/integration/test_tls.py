@@ -233,6 +233,12 @@ class HTTPSListenerTests(TLSCase):
                                         session=session)
                     self.assertEqual(r.status, 200, r)
                     reused.append(info["reused"])
+                    # TLS 1.3 tickets are single-use: each resumption must bring a new one,
+                    # and the next connection offers only that.
+                    if v == ssl.TLSVersion.TLSv1_3:
+                        self.assertIsNotNone(info["session"])
+                        self.assertNotEqual(info["session"].id, session.id,
+                                            "no new ticket after a TLS 1.3 resumption")
                     session = info["session"] or session
                 self.assertEqual(reused, [True] * 30)
         # Which worker served each is in the access log (off here): the connections came
