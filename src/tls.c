@@ -782,6 +782,12 @@ server_settings(struct tls_server *s, size_t li, const struct config_listener *l
 	 * retried after SSL_ERROR_WANT_WRITE may come from a moved evbuffer chain.
 	 */
 	SSL_CTX_set_mode(s->ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/*
+	 * Read what the socket holds in one read(), not a record header and then
+	 * its body in two: one system call less per record (transport.c reads
+	 * until OpenSSL wants more anyway, so nothing stays unseen in its buffer).
+	 */
+	SSL_CTX_set_read_ahead(s->ctx, 1);
 	if (SSL_CTX_set_min_proto_version(s->ctx, t->min_version) != 1 ||
 	    SSL_CTX_set_cipher_list(s->ctx, t->ciphers) != 1 ||
 	    (t->ciphersuites[0] != '\0' && SSL_CTX_set_ciphersuites(s->ctx, t->ciphersuites) != 1)) {
@@ -944,6 +950,7 @@ client_ctx_new(const char *ca_file, bool verify, char *why, size_t whylen)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 	    SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);	/* as for listeners: one read() per readiness */
 	SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	/* The worker keeps one session per backend itself: OpenSSL's client cache stores nothing. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
