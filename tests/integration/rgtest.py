@@ -475,6 +475,19 @@ def wait_json_log(daemon, predicate, timeout=3.0, since=0):
     return found[0] if found else None
 
 
+def stdout_events(daemon, **match):
+    """The JSON lines daemon (a test backend) wrote to stdout whose fields include match."""
+    out = []
+    for line in daemon.stdout_bytes().decode("utf-8", "replace").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and all(obj.get(k) == v for k, v in match.items()):
+            out.append(obj)
+    return out
+
+
 def json_log_objects(text):
     """The JSON objects among the lines of text (other lines skipped)."""
     return [o for _, o in json_log_lines(text) if isinstance(o, dict)]

@@ -86,15 +86,7 @@ def url(d, prefix=""):
 
 def received(backend, marker):
     """Request heads (dicts) that testbackend `backend` logged whose target contains marker."""
-    out = []
-    for line in backend.stdout_bytes().decode("utf-8", "replace").splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if marker in obj.get("target", ""):
-            out.append(obj)
-    return out
+    return [o for o in rgtest.stdout_events(backend) if marker in o.get("target", "")]
 
 
 def ctl(backend, **params):

@@ -529,15 +529,7 @@ def tls_backend(cleanup, chain, key, port=None):
 
 
 def backend_events(backend, kind):
-    out = []
-    for line in backend.stdout_bytes().decode("utf-8", "replace").splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if obj.get("event") == kind:
-            out.append(obj)
-    return out
+    return rgtest.stdout_events(backend, event=kind)
 
 
 def metric(lb, name, **labels):

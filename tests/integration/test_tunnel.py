@@ -472,17 +472,7 @@ def setUpModule():
     lbt.setUpModule()
 
 
-def events(backend, **match):
-    """The JSON lines a backend wrote to stdout whose fields include match."""
-    out = []
-    for line in backend.stdout_bytes().decode("utf-8", "replace").splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if all(obj.get(k) == v for k, v in match.items()):
-            out.append(obj)
-    return out
+events = rgtest.stdout_events
 
 
 def wait_events(backend, n=1, timeout=3.0, **match):
