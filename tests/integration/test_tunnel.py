@@ -472,7 +472,9 @@ def setUpModule():
     lbt.setUpModule()
 
 
-events = rgtest.stdout_events
+def events(backend, **match):
+    """The JSON lines a backend wrote to stdout whose fields include match."""
+    return rgtest.stdout_events(backend, **match)
 
 
 def wait_events(backend, n=1, timeout=3.0, **match):
