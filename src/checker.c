@@ -452,7 +452,7 @@ static void
 probe_tls_step(struct probe *p)
 {
 	const char *why = "handshake failed";
-	int rc = transport_handshake(p->ssl, &why);
+	int rc = transport_handshake(p->ssl, &why, NULL);
 
 	if (rc == 1) {
 		p->phase = PROBE_SENDING;

@@ -8,6 +8,10 @@
 #include <llhttp.h>
 
 #include "roundguard/metrics.h"
+#include "roundguard/tls.h"
+
+_Static_assert(METRICS_LISTENERS_MAX >= CONFIG_LISTENERS_MAX,
+    "every listener has a row of TLS handshake counters");
 
 /* Upper bounds of request_duration_milliseconds, in ms and in ns. */
 static const char *const go_le[METRICS_GO_BUCKETS] = {
@@ -46,6 +50,15 @@ static const char *const method_labels[METRICS_METHODS] = {
 static const char *const upstream_error_labels[METRICS_UPSTREAM_ERRORS] = {
 	"connect_refused", "connect_timeout", "connect_failed", "reset", "timeout",
 	"bad_response", "tls",
+};
+
+static const char *const tls_result_labels[METRICS_TLS_RESULTS] = {
+	"ok", "resumed", "no_shared_cipher", "unsupported_version", "unknown_name", "plain_http",
+	"timeout", "closed", "other",
+};
+
+static const char *const tls_version_labels[METRICS_TLS_VERSIONS] = {
+	"TLSv1.2", "TLSv1.3", "unknown",
 };
 
 int
@@ -129,6 +142,35 @@ metrics_upstream_error_str(enum metrics_upstream_error e)
 	return upstream_error_labels[e];
 }
 
+const char *
+metrics_tls_result_str(enum metrics_tls_result r)
+{
+	if ((unsigned)r >= METRICS_TLS_RESULTS)
+		return "other";
+	return tls_result_labels[r];
+}
+
+const char *
+metrics_tls_version_str(enum metrics_tls_version v)
+{
+	if ((unsigned)v >= METRICS_TLS_VERSIONS)
+		return "unknown";
+	return tls_version_labels[v];
+}
+
+enum metrics_tls_version
+metrics_tls_version(int wire_version, enum metrics_tls_result r)
+{
+	/* Refused at the version check or before any TLS: OpenSSL holds the client's word. */
+	if (r == METRICS_TLS_UNSUPPORTED_VERSION || r == METRICS_TLS_PLAIN_HTTP)
+		return METRICS_TLS_VUNKNOWN;
+	switch (wire_version) {
+	case CONFIG_TLS_1_2: return METRICS_TLS_V1_2;
+	case CONFIG_TLS_1_3: return METRICS_TLS_V1_3;
+	default: return METRICS_TLS_VUNKNOWN;
+	}
+}
+
 static inline void
 bump(_Atomic uint64_t *c, uint64_t n)
 {
@@ -179,6 +221,15 @@ metrics_record_upstream_error(struct metrics_slot *s, enum metrics_upstream_erro
 		bump(&s->upstream_errors[e], 1);
 }
 
+void
+metrics_record_tls_handshake(struct shm_worker *w, int listener, enum metrics_tls_version v,
+    enum metrics_tls_result r)
+{
+	if (listener >= 0 && listener < METRICS_LISTENERS_MAX &&
+	    (unsigned)v < METRICS_TLS_VERSIONS && (unsigned)r < METRICS_TLS_RESULTS)
+		bump(&w->tls[listener].handshakes[v][r], 1);
+}
+
 static inline uint64_t
 load(const _Atomic uint64_t *c)
 {
@@ -212,6 +263,15 @@ metrics_slot_add_delta(struct metrics_slot *dst, const struct metrics_slot *now,
 	add_n(dst->upstream_errors, now->upstream_errors, THEN(upstream_errors),
 	    METRICS_UPSTREAM_ERRORS);
 	add_n(dst->tunnels, now->tunnels, THEN(tunnels), 2);
+}
+
+void
+metrics_tls_add_delta(struct metrics_tls *dst, const struct metrics_tls *now,
+    const struct metrics_tls *then)
+{
+	for (int v = 0; v < METRICS_TLS_VERSIONS; v++)
+		add_n(dst->handshakes[v], now->handshakes[v], THEN(handshakes[v]),
+		    METRICS_TLS_RESULTS);
 }
 
 void
@@ -431,9 +491,87 @@ render_backend(struct evbuffer **fam, bool *ok, const struct shm *shm, uint32_t 
 	    label, sum.tunnels[0]);
 }
 
+/* roundguard_tls_handshakes_total: each TLS listener's counters summed over every row. */
+static void
+render_tls_handshakes(struct evbuffer *out, bool *ok, const struct shm *shm,
+    const struct config *cfg)
+{
+	char label[2 * sizeof(cfg->listeners[0].name) + 1];
+
+	put(out, ok, "# HELP roundguard_tls_handshakes_total TLS handshakes on the listeners, "
+	    "by listener, protocol version and result (ok, resumed, or why it failed).\n"
+	    "# TYPE roundguard_tls_handshakes_total counter\n");
+	for (size_t l = 0; l < cfg->nlisteners && l < METRICS_LISTENERS_MAX; l++) {
+		uint64_t sum[METRICS_TLS_VERSIONS][METRICS_TLS_RESULTS];
+
+		if (!cfg->listeners[l].tls_set)
+			continue;
+		memset(sum, 0, sizeof(sum));
+		for (uint32_t w = 0; w <= shm->hdr->nworkers; w++)
+			for (int v = 0; v < METRICS_TLS_VERSIONS; v++)
+				sum_n(sum[v], shm->workers[w].tls[l].handshakes[v],
+				    METRICS_TLS_RESULTS);
+		escape_into(label, sizeof(label), cfg->listeners[l].name);
+		for (int v = 0; v < METRICS_TLS_VERSIONS; v++)
+			for (int r = 0; r < METRICS_TLS_RESULTS; r++)
+				if (sum[v][r] > 0)
+					put(out, ok, "roundguard_tls_handshakes_total{listener=\"%s\","
+					    "version=\"%s\",result=\"%s\"} %" PRIu64 "\n", label,
+					    tls_version_labels[v], tls_result_labels[r], sum[v][r]);
+	}
+}
+
+static inline const char *
+or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+/* Whether two certificates make the same series (listener and name). */
+static bool
+same_cert_labels(const struct tls_cert_expiry *a, const struct tls_cert_expiry *b)
+{
+	return strcmp(or_empty(a->listener), or_empty(b->listener)) == 0 &&
+	    strcmp(or_empty(a->name), or_empty(b->name)) == 0;
+}
+
+/*
+ * roundguard_tls_certificate_expiry_timestamp_seconds, one series per
+ * listener and name in the order given. Certificates that share both (RSA
+ * beside ECDSA for one name) are one series: the earliest notAfter, which
+ * is the one an expiry alert is about.
+ */
+static void
+render_cert_expiry(struct evbuffer *out, bool *ok, const struct tls_cert_expiry *certs,
+    size_t ncerts)
+{
+	char listener[2 * CONFIG_NAME_MAX + 1], name[2 * 256 + 1];
+
+	put(out, ok, "# HELP roundguard_tls_certificate_expiry_timestamp_seconds When each "
+	    "certificate of the TLS listeners expires (notAfter), in seconds since the Unix epoch, "
+	    "by listener and the certificate's first name.\n"
+	    "# TYPE roundguard_tls_certificate_expiry_timestamp_seconds gauge\n");
+	for (size_t i = 0; certs != NULL && i < ncerts; i++) {
+		int64_t t = certs[i].not_after;
+		bool seen = false;
+
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = same_cert_labels(&certs[j], &certs[i]);
+		if (seen)
+			continue;
+		for (size_t j = i + 1; j < ncerts; j++)
+			if (same_cert_labels(&certs[j], &certs[i]) && certs[j].not_after < t)
+				t = certs[j].not_after;
+		escape_into(listener, sizeof(listener), or_empty(certs[i].listener));
+		escape_into(name, sizeof(name), or_empty(certs[i].name));
+		put(out, ok, "roundguard_tls_certificate_expiry_timestamp_seconds{listener=\"%s\","
+		    "name=\"%s\"} %" PRId64 "\n", listener, name, t);
+	}
+}
+
 int
 metrics_render(struct evbuffer *out, const struct shm *shm, const struct config *cfg,
-    const char *version)
+    const struct tls_cert_expiry *certs, size_t ncerts, const char *version)
 {
 	struct evbuffer *fam[FAM_COUNT] = { NULL };
 	char label[2 * sizeof(cfg->backends[0].addr.hostport) + 1];
@@ -484,6 +622,8 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 	    "roundguard_header_fields_dropped_total{reason=\"underscore\"} %" PRIu64 "\n"
 	    "roundguard_header_fields_dropped_total{reason=\"trailer\"} %" PRIu64 "\n",
 	    sum[SHM_DROPPED_UNDERSCORE], sum[SHM_DROPPED_TRAILER]);
+	render_tls_handshakes(out, &ok, shm, cfg);
+	render_cert_expiry(out, &ok, certs, ncerts);
 	put(out, &ok, "# HELP roundguard_workers Number of worker processes.\n"
 	    "# TYPE roundguard_workers gauge\n"
 	    "roundguard_workers %" PRIu32 "\n", shm->hdr->nworkers);

@@ -147,6 +147,21 @@ count_trailers(struct message_parse *pc)
 	}
 }
 
+/*
+ * Count c's TLS handshake once (roundguard_tls_handshakes_total): when it is
+ * done, failed or timed out, or when the worker closes c before any of that
+ * (a drain, the exit), which counts as other. The HTTP side starts after it.
+ */
+static void
+handshake_count(struct client *c, enum metrics_tls_result r)
+{
+	if (!c->handshaking)
+		return;
+	c->handshaking = false;
+	metrics_record_tls_handshake(&px.shm->workers[px.worker], c->listener,
+	    metrics_tls_version(transport_version(c->ssl), r), r);
+}
+
 /* ---- connections ---- */
 
 struct evbuffer *
@@ -256,6 +271,7 @@ client_rest(struct client *c)
 void
 client_close(struct client *c)
 {
+	handshake_count(c, METRICS_TLS_OTHER);
 	if (c->in_exchange) {
 		/* Cut off mid-way: what nginx logs as 499 when the client left first. */
 		if (c->rq->status == 0)
@@ -418,6 +434,8 @@ target_is(const char *target, size_t len, const char *path)
 static int
 serve_metrics(struct client *c, const char *target, size_t len)
 {
+	struct tls_cert_expiry certs[CONFIG_LISTENERS_MAX * CONFIG_CERTS_MAX];
+	size_t ncerts;
 	struct evbuffer *body;
 	size_t before = evbuffer_get_length(c->out);
 	int method = c->rq->parser.method;
@@ -428,8 +446,12 @@ serve_metrics(struct client *c, const char *target, size_t len)
 		c->keep_alive = c->keep_alive && c->req == REQ_DONE;
 		return client_error_allow(c, 405, "GET, HEAD");
 	}
+	/* The generation's certificates, as loaded by the master: the ones this worker serves. */
+	ncerts = tls_cert_expiry(px.tls, certs, sizeof(certs) / sizeof(certs[0]));
+	if (ncerts > sizeof(certs) / sizeof(certs[0]))
+		ncerts = sizeof(certs) / sizeof(certs[0]);
 	if ((body = evbuffer_new()) == NULL ||
-	    metrics_render(body, px.shm, px.cfg, ROUNDGUARD_VERSION) == -1) {
+	    metrics_render(body, px.shm, px.cfg, certs, ncerts, ROUNDGUARD_VERSION) == -1) {
 		if (body != NULL)
 			evbuffer_free(body);
 		return client_error(c, 500, NULL, NULL);
@@ -926,10 +948,12 @@ client_timer_cb(struct deadline *d)
 	if (c->handshaking) {
 		/* tls.handshake_timeout counts from the accept, however the bytes trickle. */
 		limit = px.cfg->listeners[c->listener].tls.handshake_timeout_ns;
-		if (px.now - c->last_io_ns < limit)
+		if (px.now - c->last_io_ns < limit) {
 			deadline_ensure(&c->timer, c->last_io_ns + limit, px.now);
-		else
-			client_close(c);
+			return;
+		}
+		handshake_count(c, METRICS_TLS_TIMEOUT);
+		client_close(c);
 		return;
 	}
 	if (c->resp == RESP_TUNNEL) {
@@ -1037,12 +1061,14 @@ client_read_ready(struct client *c)
 static int
 client_handshake(struct client *c)
 {
+	enum metrics_tls_result result = METRICS_TLS_OTHER;
 	const char *why = NULL;
 	char ip[NET_ADDR_STRLEN];
-	int rc = transport_handshake(c->ssl, &why);
+	int rc = transport_handshake(c->ssl, &why, &result);
 
 	if (rc == 0)
 		return 0;
+	handshake_count(c, result);
 	if (rc == -2) {
 		/* As nginx does: say so in plain HTTP, best effort (the socket is fresh and empty). */
 		static const char plain[] = "HTTP/1.1 400 Bad Request\r\n"
@@ -1061,11 +1087,11 @@ client_handshake(struct client *c)
 	}
 	if (rc < 0) {
 		log_debug("TLS handshake failed", "client", client_ip(c, ip), "listener",
-		    px.cfg->listeners[c->listener].name, "reason", why, NULL);
+		    px.cfg->listeners[c->listener].name, "result", metrics_tls_result_str(result),
+		    "reason", why, NULL);
 		client_close(c);
 		return -1;
 	}
-	c->handshaking = false;
 	c->last_io_ns = px.now;
 	return 1;
 }
@@ -1143,6 +1169,9 @@ proxy_accept(int fd, const struct sockaddr *sa, int listener)
 		if ((c->ssl = tls_server_new(px.tls, (size_t)listener)) == NULL ||
 		    SSL_set_fd(c->ssl, fd) != 1) {
 			log_error("out of memory for a TLS connection", NULL);
+			/* A connection to the listener all the same: every one is counted. */
+			metrics_record_tls_handshake(&px.shm->workers[px.worker], listener,
+			    METRICS_TLS_VUNKNOWN, METRICS_TLS_OTHER);
 			SSL_free(c->ssl);
 			free(c);
 			close(fd);

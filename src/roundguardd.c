@@ -529,12 +529,23 @@ same_backend(const struct config *from, size_t b, const struct config *to)
 	return -1;
 }
 
+/* The listener of to with the name of from's listener l (the metrics' listener label), or -1. */
+static int
+same_listener(const struct config *from, size_t l, const struct config *to)
+{
+	for (size_t i = 0; i < to->nlisteners && i < METRICS_LISTENERS_MAX; i++)
+		if (strcmp(from->listeners[l].name, to->listeners[i].name) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* A generation's counters summed over all its rows, as of one moment. */
 struct gen_totals {
 	struct metrics_slot *slots;	/* one per backend */
 	uint64_t *checks_ok;
 	uint64_t *checks_failed;
 	uint64_t counters[SHM_COUNTERS];
+	struct metrics_tls tls[METRICS_LISTENERS_MAX];	/* per listener index */
 	uint64_t restarts;
 };
 
@@ -574,10 +585,13 @@ totals_take(const struct generation *g)
 		t->checks_failed[b] = atomic_load_explicit(&g->shm.backends[b].checks_failed,
 		    memory_order_relaxed);
 	}
-	for (int w = 0; w <= g->nworkers; w++)
+	for (int w = 0; w <= g->nworkers; w++) {
 		for (int k = 0; k < SHM_COUNTERS; k++)
 			t->counters[k] += atomic_load_explicit(&g->shm.workers[w].counters[k],
 			    memory_order_relaxed);
+		for (int l = 0; l < METRICS_LISTENERS_MAX; l++)
+			metrics_tls_add_delta(&t->tls[l], &g->shm.workers[w].tls[l], NULL);
+	}
 	t->restarts = atomic_load_explicit(&g->shm.hdr->worker_restarts, memory_order_relaxed);
 	return t;
 }
@@ -612,6 +626,14 @@ totals_carry(const struct generation *from, const struct gen_totals *now,
 		atomic_fetch_add_explicit(&to->shm.workers[carried].counters[k],
 		    now->counters[k] - (then != NULL ? then->counters[k] : 0),
 		    memory_order_relaxed);
+	/* Handshakes follow their listener's name: the order of the listeners may change. */
+	for (size_t l = 0; l < from->cfg.nlisteners && l < METRICS_LISTENERS_MAX; l++) {
+		int nl = same_listener(&from->cfg, l, &to->cfg);
+
+		if (nl >= 0)
+			metrics_tls_add_delta(&to->shm.workers[carried].tls[nl], &now->tls[l],
+			    then != NULL ? &then->tls[l] : NULL);
+	}
 	atomic_fetch_add_explicit(&to->shm.hdr->worker_restarts,
 	    now->restarts - (then != NULL ? then->restarts : 0), memory_order_relaxed);
 }

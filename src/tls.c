@@ -94,9 +94,14 @@ struct report {
 	const char *file;
 };
 
-/* ex_data slots: a server SSL_CTX's struct tls_server, a client SSL's struct tls_backend. */
+/*
+ * ex_data slots: a server SSL_CTX's struct tls_server, a client SSL's struct
+ * tls_backend, and on a server SSL a mark that strict_sni refused its name.
+ */
 static int ctx_index = -1;
 static int ssl_index = -1;
+static int refused_index = -1;
+static char refused_mark;
 
 static void report_add(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -517,6 +522,8 @@ sni_cb(SSL *ssl, int *alert, void *arg)
 	size_t i;
 
 	if (server_select(s, host, &set) < 0) {
+		/* OpenSSL's own error says "callback failed" only: the metrics want to know why. */
+		(void)SSL_set_ex_data(ssl, refused_index, &refused_mark);
 		*alert = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	}
@@ -532,6 +539,13 @@ sni_cb(SSL *ssl, int *alert, void *arg)
 		}
 	}
 	return SSL_TLSEXT_ERR_OK;
+}
+
+bool
+tls_server_name_refused(const SSL *ssl)
+{
+	return ssl != NULL && refused_index >= 0 &&
+	    SSL_get_ex_data(ssl, refused_index) == &refused_mark;
 }
 
 /* ALPN: HTTP/1.1 only; a client that offers ALPN without it gets no_application_protocol (RFC 7301 3.2). */
@@ -1110,7 +1124,9 @@ indexes_init(void)
 		ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (ssl_index < 0)
 		ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	return ctx_index < 0 || ssl_index < 0 ? -1 : 0;
+	if (refused_index < 0)
+		refused_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return ctx_index < 0 || ssl_index < 0 || refused_index < 0 ? -1 : 0;
 }
 
 int

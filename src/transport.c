@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "roundguard/net.h"
+#include "roundguard/tls.h"
 #include "roundguard/transport.h"
 
 #define TLS_READ_CHUNK 16384	/* one record's plaintext at most */
@@ -128,30 +129,92 @@ transport_write(int fd, struct ssl_st *ssl, struct evbuffer *buf)
 }
 
 int
-transport_handshake(struct ssl_st *ssl, const char **why)
+transport_version(const struct ssl_st *ssl)
 {
-	unsigned long e;
-	int rc = SSL_do_handshake(ssl);
+	/* The server makes the session right after it chose the version (or resumes one). */
+	const SSL_SESSION *sess = ssl != NULL ? SSL_get_session(ssl) : NULL;
 
-	if (rc == 1)
+	return sess != NULL ? SSL_SESSION_get_protocol_version(sess) : 0;
+}
+
+enum metrics_tls_result
+transport_handshake_class(int ssl_error, unsigned long err, bool name_refused)
+{
+	if (name_refused)
+		return METRICS_TLS_UNKNOWN_NAME;	/* OpenSSL only says "callback failed" */
+	switch (ssl_error) {
+	case SSL_ERROR_SYSCALL:		/* end of file or a reset without any TLS alert */
+	case SSL_ERROR_ZERO_RETURN:	/* end of file with SSL_OP_IGNORE_UNEXPECTED_EOF */
+		return METRICS_TLS_CLOSED;
+	case SSL_ERROR_SSL:
+		break;
+	default:
+		return METRICS_TLS_OTHER;
+	}
+	if (ERR_GET_LIB(err) != ERR_LIB_SSL)
+		return METRICS_TLS_OTHER;
+	switch (ERR_GET_REASON(err)) {
+	case SSL_R_NO_SHARED_CIPHER:
+	case SSL_R_NO_SHARED_GROUPS:
+	case SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS:
+	case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+		return METRICS_TLS_NO_SHARED_CIPHER;
+	case SSL_R_UNSUPPORTED_PROTOCOL:	/* a client's versions all below min_version */
+	case SSL_R_VERSION_TOO_LOW:
+	case SSL_R_VERSION_TOO_HIGH:
+	case SSL_R_WRONG_SSL_VERSION:
+	case SSL_R_UNSUPPORTED_SSL_VERSION:
+	case SSL_R_BAD_PROTOCOL_VERSION_NUMBER:
+	case SSL_R_INAPPROPRIATE_FALLBACK:	/* TLS_FALLBACK_SCSV: a downgrade */
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:	/* the client refuses the version chosen */
+		return METRICS_TLS_UNSUPPORTED_VERSION;
+	case SSL_R_HTTP_REQUEST:		/* "GET ", "POST", "HEAD", "PUT " instead of a record */
+	case SSL_R_HTTPS_PROXY_REQUEST:		/* "CONNE" */
+		return METRICS_TLS_PLAIN_HTTP;
+	case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+		return METRICS_TLS_CLOSED;
+	default:
+		return METRICS_TLS_OTHER;
+	}
+}
+
+int
+transport_handshake(struct ssl_st *ssl, const char **why, enum metrics_tls_result *result)
+{
+	enum metrics_tls_result r;
+	unsigned long e;
+	int rc = SSL_do_handshake(ssl), err;
+
+	if (rc == 1) {
+		if (result != NULL)
+			*result = SSL_session_reused(ssl) ? METRICS_TLS_RESUMED : METRICS_TLS_OK;
 		return 1;
-	switch (SSL_get_error(ssl, rc)) {
+	}
+	switch ((err = SSL_get_error(ssl, rc))) {
 	case SSL_ERROR_WANT_READ:
 	case SSL_ERROR_WANT_WRITE:
 		return 0;
 	case SSL_ERROR_SYSCALL:
 		*why = errno == 0 || errno == EAGAIN ? "connection closed" : "connection reset";
-		ERR_clear_error();
-		return -1;
+		e = 0;
+		break;
+	case SSL_ERROR_ZERO_RETURN:
+		*why = "connection closed";
+		e = 0;
+		break;
 	default:
 		e = ERR_peek_error();
 		*why = e != 0 && ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e) :
 		    "handshake failed";
-		ERR_clear_error();
-		/* OpenSSL recognises "GET ", "POST", "HEAD", "PUT " where a ClientHello belongs. */
-		return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST ?
-		    -2 : -1;
+		break;
 	}
+	ERR_clear_error();
+	r = transport_handshake_class(err, e, tls_server_name_refused(ssl));
+	if (r == METRICS_TLS_UNKNOWN_NAME)
+		*why = "no certificate for the server name (strict_sni)";
+	if (result != NULL)
+		*result = r;
+	return r == METRICS_TLS_PLAIN_HTTP ? -2 : -1;
 }
 
 void

@@ -421,7 +421,7 @@ upstream_tls_step(struct client *c)
 		/* The handshake reads too: both directions report until it is done. */
 		event_add(&u->rev, NULL);
 	}
-	rc = transport_handshake(u->ssl, &why);
+	rc = transport_handshake(u->ssl, &why, NULL);
 	if (rc == 1)
 		return 1;
 	if (rc < 0) {

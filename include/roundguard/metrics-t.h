@@ -41,6 +41,43 @@ enum metrics_upstream_error {
 	METRICS_UPSTREAM_ERRORS,
 };
 
+/*
+ * How a TLS handshake on a listener ended (roundguard_tls_handshakes_total's
+ * result label), each connection counted once: done, or why not. The
+ * failures are classes of OpenSSL's reasons (transport_handshake_class()).
+ */
+enum metrics_tls_result {
+	METRICS_TLS_OK,			/* a full handshake */
+	METRICS_TLS_RESUMED,		/* a session resumed (a ticket) */
+	METRICS_TLS_NO_SHARED_CIPHER,	/* no cipher suite, group or signature algorithm in common */
+	METRICS_TLS_UNSUPPORTED_VERSION,	/* the client's versions are not the listener's */
+	METRICS_TLS_UNKNOWN_NAME,	/* strict_sni: no certificate for the SNI name (or none) */
+	METRICS_TLS_PLAIN_HTTP,		/* an HTTP request where a ClientHello belongs */
+	METRICS_TLS_TIMEOUT,		/* not done within tls.handshake_timeout */
+	METRICS_TLS_CLOSED,		/* the client closed or reset the connection mid-way */
+	METRICS_TLS_OTHER,		/* anything else: garbage, a bad record, an alert, ... */
+	METRICS_TLS_RESULTS,
+};
+
+/* The protocol version a handshake agreed on; unknown when it failed before that. */
+enum metrics_tls_version {
+	METRICS_TLS_V1_2,
+	METRICS_TLS_V1_3,
+	METRICS_TLS_VUNKNOWN,
+	METRICS_TLS_VERSIONS,
+};
+
+/* Listeners with a row of TLS counters: at least CONFIG_LISTENERS_MAX (metrics.c checks). */
+#define METRICS_LISTENERS_MAX 16
+
+/*
+ * TLS handshakes of one worker on one listener (an index in cfg->listeners),
+ * by version and result; only that worker adds to them (relaxed).
+ */
+struct metrics_tls {
+	_Atomic uint64_t handshakes[METRICS_TLS_VERSIONS][METRICS_TLS_RESULTS];
+};
+
 /* Status codes counted one by one; others are counted per class ("4xx"). */
 #define METRICS_CODES 35
 

@@ -9,7 +9,7 @@
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	4u	/* 4: upstream error "tls" */
+#define SHM_LAYOUT_VERSION	5u	/* 5: TLS handshake counters in struct shm_worker */
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -55,6 +55,8 @@ struct shm_worker {
 	_Atomic uint64_t requests;
 	_Atomic uint64_t connections;
 	_Atomic uint64_t counters[SHM_COUNTERS];	/* enum shm_counter; carried over reloads */
+	/* Handshakes per listener index; carried over reloads to the listener of the same name. */
+	struct metrics_tls tls[METRICS_LISTENERS_MAX];
 };
 
 /*

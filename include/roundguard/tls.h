@@ -70,6 +70,13 @@ enum tls_match tls_name_match(const char *pattern, const char *host);
  */
 int tls_server_select(const struct tls_generation *g, size_t listener, const char *servername);
 
+/*
+ * Whether the SNI callback refused ssl's handshake (strict_sni, no
+ * certificate for the name it asked for, or no name): OpenSSL's own error
+ * for that is a bare "callback failed".
+ */
+bool tls_server_name_refused(const SSL *ssl);
+
 /* ---- session ticket keys ---- */
 
 struct tls_ticket_key {

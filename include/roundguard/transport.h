@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "roundguard/metrics-t.h"
+
 struct evbuffer;
 struct ssl_st;
 
@@ -31,9 +33,29 @@ int transport_write(int fd, struct ssl_st *ssl, struct evbuffer *buf);
  * One step of a TLS handshake: 1 done, 0 waiting for the peer (either
  * readiness tries again), -1 failed with a short reason in *why ("no shared
  * cipher", "unsupported protocol", "certificate verify failed", ...), -2
- * failed because the peer spoke plain HTTP.
+ * failed because the peer spoke plain HTTP. Unless result is NULL, *result
+ * says how it ended, once it did: ok or resumed, else the class of the
+ * failure (transport_handshake_class()).
  */
-int transport_handshake(struct ssl_st *ssl, const char **why);
+int transport_handshake(struct ssl_st *ssl, const char **why, enum metrics_tls_result *result);
+
+/*
+ * The protocol version ssl's handshake agreed on, as on the wire (0x0303,
+ * 0x0304), even when it failed later (no shared cipher, an unknown name);
+ * 0 before the server chose one. SSL_version() alone cannot tell: a fresh
+ * server SSL already says TLS 1.3.
+ */
+int transport_version(const struct ssl_st *ssl);
+
+/*
+ * The class of a failed handshake step, from SSL_get_error()'s answer, the
+ * first error OpenSSL queued (0 if none) and whether the server's SNI
+ * callback refused the name (tls_server_name_refused()). OpenSSL's reasons
+ * are told apart by their codes (ERR_GET_LIB(), ERR_GET_REASON()), never by
+ * their text. No side effects: the unit tests call it with made-up codes.
+ */
+enum metrics_tls_result transport_handshake_class(int ssl_error, unsigned long err,
+    bool name_refused);
 
 /*
  * An idle (pooled) TLS connection became readable: true when that was TLS

@@ -5,12 +5,16 @@
  *
  * Input: byte 0 backends in the segment (1-6), byte 1 workers (0-3), byte 2
  * backends in the configuration (one fewer, as many, or one more: the
- * renderer takes the smaller), byte 3 the version's length; the version,
- * then for each configured backend a length byte and its label; then
- * 8-byte records, each one metrics_record / upstream error / raw counter
- * value / live bit / health-check totals / no-backend count / restarts.
- * Label bytes are mapped onto a set with backslash, double quote and
- * newline, which the renderer must escape; labels stay distinct.
+ * renderer takes the smaller) and, in its bits 16 and 32, TLS on listeners
+ * 0 and 1 of two, byte 3 the version's length; the version, then for each
+ * configured backend a length byte and its label; then 8-byte records, each
+ * one metrics_record / upstream error / raw counter value (of a slot, or
+ * with bit 8 of a worker's TLS handshake counters) / live bit / health-check
+ * totals / no-backend count / restarts. Listener and certificate names are
+ * made from the version's bytes; two certificates of listener 0 share a
+ * name, which the renderer must show once. Label bytes are mapped onto a
+ * set with backslash, double quote and newline, which the renderer must
+ * escape; labels stay distinct.
  *
  * Checked: metrics_render succeeds and ends in a newline; every line is a
  * HELP, a TYPE or a sample of the text format 0.0.4 with valid escapes; each
@@ -29,6 +33,7 @@
 #include "roundguard/config.h"
 #include "roundguard/metrics.h"
 #include "roundguard/shm.h"
+#include "roundguard/tls.h"
 
 #include "fuzz.h"
 
@@ -414,6 +419,7 @@ check_exposition(const char *text, size_t len, uint32_t nbackends, const struct 
 
 #define SLOT_COUNTERS ((offsetof(struct metrics_slot, upstream_errors) + \
 	sizeof(((struct metrics_slot *)0)->upstream_errors)) / sizeof(uint64_t))
+#define TLS_COUNTERS (sizeof(((struct shm_worker *)0)->tls) / (sizeof(uint64_t)))
 
 static void
 apply_record(struct shm *s, uint32_t nb, uint32_t nw, const uint8_t r[8])
@@ -436,9 +442,14 @@ apply_record(struct shm *s, uint32_t nb, uint32_t nw, const uint8_t r[8])
 		metrics_record_upstream_error(slot, (enum metrics_upstream_error)(r[3] % 8));
 		break;
 	case 2:
-		atomic_fetch_add_explicit(&((_Atomic uint64_t *)slot)[((unsigned)r[3] << 8 | r[4]) %
-		    SLOT_COUNTERS], (uint64_t)r[5] << 16 | (uint64_t)r[6] << 8 | r[7],
-		    memory_order_relaxed);
+		if (r[0] & 8)
+			atomic_fetch_add_explicit(&((_Atomic uint64_t *)s->workers[r[1] % (nw + 1)].tls)[
+			    ((unsigned)r[3] << 8 | r[4]) % TLS_COUNTERS],
+			    (uint64_t)r[5] << 16 | (uint64_t)r[6] << 8 | r[7], memory_order_relaxed);
+		else
+			atomic_fetch_add_explicit(&((_Atomic uint64_t *)slot)[((unsigned)r[3] << 8 | r[4]) %
+			    SLOT_COUNTERS], (uint64_t)r[5] << 16 | (uint64_t)r[6] << 8 | r[7],
+			    memory_order_relaxed);
 		break;
 	case 3:
 		shm_set_live(s, r[2] % nb, r[3] & 1);
@@ -464,6 +475,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct cursor c = { data, data + size };
+	struct tls_cert_expiry certs[4];
+	size_t ncerts;
 	uint32_t nb, nw, ncfg;
 	char version[32];
 	struct config cfg;
@@ -499,6 +512,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		hp[n] = '\0';
 	}
 
+	/* Two listeners, TLS as sel says; certificates of listener 0 share a name. */
+	cfg.nlisteners = 2;
+	cfg.listeners = calloc(2, sizeof(*cfg.listeners));
+	if (cfg.listeners == NULL)
+		abort();
+	for (size_t l = 0; l < 2; l++) {
+		snprintf(cfg.listeners[l].name, sizeof(cfg.listeners[l].name), "l%zu.%s", l, version);
+		cfg.listeners[l].tls_set = (sel & (16 << l)) != 0;
+	}
+	certs[0] = (struct tls_cert_expiry){ cfg.listeners[0].name, version, (int64_t)nb << 40 };
+	certs[1] = (struct tls_cert_expiry){ cfg.listeners[0].name, "", (int64_t)nw };
+	certs[2] = (struct tls_cert_expiry){ cfg.listeners[0].name, version, (int64_t)sel };
+	certs[3] = (struct tls_cert_expiry){ cfg.listeners[1].name, version, 0 };
+	ncerts = (size_t)((sel & 16 ? 3 : 0) + (sel & 32 ? 1 : 0));
+
 	seg_size = shm_layout_size(nb, nw);
 	base = aligned_alloc(SHM_CACHELINE, (seg_size + SHM_CACHELINE - 1) / SHM_CACHELINE *
 	    SHM_CACHELINE);
@@ -517,12 +545,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	out = evbuffer_new();
 	if (out == NULL)
 		abort();
-	FUZZ_CHECK(metrics_render(out, &s, &cfg, vlen > 0 || (sel & 8) ? version : NULL) == 0,
-	    "metrics_render failed");
+	FUZZ_CHECK(metrics_render(out, &s, &cfg, sel & 16 ? certs : certs + 3, ncerts,
+	    vlen > 0 || (sel & 8) ? version : NULL) == 0, "metrics_render failed");
 	check_exposition((const char *)evbuffer_pullup(out, -1), evbuffer_get_length(out),
 	    nb < ncfg ? nb : ncfg, &cfg);
 	evbuffer_free(out);
 	free(base);
-	free(cfg.backends);
+	config_free(&cfg);
 	return 0;
 }

@@ -25,7 +25,8 @@ fail() {
 	failed=1
 }
 
-# The exposition of the unit tests' scene (three backends, one needing escapes).
+# The exposition of the unit tests' scene (three backends, one needing escapes, two TLS
+# listeners with handshakes and certificates).
 if ! ROUNDGUARD_RENDER_SAMPLE=1 CK_FORK=no "$bin" >"$tmp/metrics.txt"; then
 	echo "FAIL: $bin could not render the sample"
 	exit 1
@@ -34,6 +35,7 @@ for family in proxy_count request_duration_milliseconds roundguard_backend_up \
     roundguard_requests_total roundguard_request_duration_seconds \
     roundguard_upstream_errors_total roundguard_health_checks_total \
     roundguard_no_backend_total roundguard_workers roundguard_worker_restarts_total \
+    roundguard_tls_handshakes_total roundguard_tls_certificate_expiry_timestamp_seconds \
     roundguard_build_info; do
 	grep -q "^# TYPE $family " "$tmp/metrics.txt" || fail "no family $family in the sample"
 done
@@ -150,6 +152,69 @@ tests:
       - eval_time: 14m
         alertname: RoundguardWorkerRestarts
         exp_alerts: []
+  # Certificates (time() is 0 at the start): a.test runs out 14 days and 10 minutes on, b.test
+  # in a year, old.test at 10 minutes.
+  - interval: 1m
+    input_series:
+      - series: 'roundguard_tls_certificate_expiry_timestamp_seconds{listener="https",name="a.test",instance="lb:3000",job="roundguard"}'
+        values: '1210200x20'
+      - series: 'roundguard_tls_certificate_expiry_timestamp_seconds{listener="https",name="b.test",instance="lb:3000",job="roundguard"}'
+        values: '31536000x20'
+      - series: 'roundguard_tls_certificate_expiry_timestamp_seconds{listener="https",name="old.test",instance="lb:3000",job="roundguard"}'
+        values: '600x20'
+    alert_rule_test:
+      # a.test has 14 days and 5 minutes left: not yet; old.test 5 minutes.
+      - eval_time: 5m
+        alertname: RoundguardTLSCertificateExpiringSoon
+        exp_alerts:
+          - exp_labels: {severity: warning, listener: https, name: old.test, instance: "lb:3000", job: roundguard}
+            exp_annotations:
+              summary: "TLS certificate old.test of listener https on lb:3000 expires in 5m 0s"
+              description: "The certificate for old.test on listener https of lb:3000 is valid for less than 14 days (notAfter in roundguard_tls_certificate_expiry_timestamp_seconds). Put the renewed certificate in place and reload roundguardd; new connections get it at once."
+      - eval_time: 15m
+        alertname: RoundguardTLSCertificateExpiringSoon
+        exp_alerts:
+          - exp_labels: {severity: warning, listener: https, name: a.test, instance: "lb:3000", job: roundguard}
+            exp_annotations:
+              summary: "TLS certificate a.test of listener https on lb:3000 expires in 13d 23h 55m 0s"
+              description: "The certificate for a.test on listener https of lb:3000 is valid for less than 14 days (notAfter in roundguard_tls_certificate_expiry_timestamp_seconds). Put the renewed certificate in place and reload roundguardd; new connections get it at once."
+          - exp_labels: {severity: warning, listener: https, name: old.test, instance: "lb:3000", job: roundguard}
+            exp_annotations:
+              summary: "TLS certificate old.test of listener https on lb:3000 has expired"
+              description: "The certificate for old.test on listener https of lb:3000 is valid for less than 14 days (notAfter in roundguard_tls_certificate_expiry_timestamp_seconds). Put the renewed certificate in place and reload roundguardd; new connections get it at once."
+  # Handshakes a second: "https" 10 ok, 10 closed (left out of the failures), 2 no_shared_cipher
+  # (2/22 = 9.1%); "noisy" 10 ok and 10 each plain_http and timeout; "quiet" 1 ok and 1 other
+  # a minute (50%, but too few to judge).
+  - interval: 1m
+    input_series:
+      - series: 'roundguard_tls_handshakes_total{listener="https",version="TLSv1.3",result="ok",instance="lb:3000",job="roundguard"}'
+        values: '0+600x40'
+      - series: 'roundguard_tls_handshakes_total{listener="https",version="unknown",result="closed",instance="lb:3000",job="roundguard"}'
+        values: '0+600x40'
+      - series: 'roundguard_tls_handshakes_total{listener="https",version="TLSv1.2",result="no_shared_cipher",instance="lb:3000",job="roundguard"}'
+        values: '0+120x40'
+      - series: 'roundguard_tls_handshakes_total{listener="noisy",version="TLSv1.3",result="ok",instance="lb:3000",job="roundguard"}'
+        values: '0+600x40'
+      - series: 'roundguard_tls_handshakes_total{listener="noisy",version="unknown",result="plain_http",instance="lb:3000",job="roundguard"}'
+        values: '0+600x40'
+      - series: 'roundguard_tls_handshakes_total{listener="noisy",version="unknown",result="timeout",instance="lb:3000",job="roundguard"}'
+        values: '0+600x40'
+      - series: 'roundguard_tls_handshakes_total{listener="quiet",version="TLSv1.3",result="ok",instance="lb:3000",job="roundguard"}'
+        values: '0+1x40'
+      - series: 'roundguard_tls_handshakes_total{listener="quiet",version="unknown",result="other",instance="lb:3000",job="roundguard"}'
+        values: '0+1x40'
+    alert_rule_test:
+      # Pending for its first 15 minutes.
+      - eval_time: 10m
+        alertname: RoundguardTLSHandshakeFailures
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: RoundguardTLSHandshakeFailures
+        exp_alerts:
+          - exp_labels: {severity: warning, listener: https, instance: "lb:3000", job: roundguard}
+            exp_annotations:
+              summary: "9.091% of TLS handshakes fail on listener https of lb:3000"
+              description: "For 15 minutes, 9.091% of the TLS handshakes on listener https of lb:3000 have failed for want of a shared cipher or version, a certificate for the name asked for, or another TLS error. roundguard_tls_handshakes_total by result and version says which; the daemon logs each failure at debug level with OpenSSL's reason."
 TEST
 if promtool test rules "$tmp/rules-test.yml" >"$tmp/rules-test.txt" 2>&1; then
 	echo "promtool test rules: OK"

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
@@ -27,6 +28,7 @@ sys.path.insert(0, HERE)
 
 import rgtest  # noqa: E402
 import test_lb as lbt  # noqa: E402
+import test_metrics as tmt  # noqa: E402
 import tlscerts  # noqa: E402
 
 HOST = rgtest.DEFAULT_HOST
@@ -452,7 +454,266 @@ class HostileInputTests(TLSCase):
         self.assertServing()
 
 
+def scrape(host, port):
+    """GET /metrics on a new plain connection, parsed by test_metrics' exposition parser."""
+    r = rgtest.http_request(host, port, "GET", "/metrics")
+    if r.status != 200:
+        raise AssertionError("GET /metrics: %r" % r)
+    return tmt.Scrape(r.body.decode("utf-8"))
+
+
+def handshake_counts(s):
+    """{(listener, version, result): n} of roundguard_tls_handshakes_total in a Scrape."""
+    out = {}
+    for labels, v in s.series("roundguard_tls_handshakes_total").items():
+        d = dict(labels)
+        out[(d["listener"], d["version"], d["result"])] = v
+    return out
+
+
+def expiry_gauges(s):
+    """{(listener, name): Unix time} of roundguard_tls_certificate_expiry_timestamp_seconds."""
+    return {(dict(k)["listener"], dict(k)["name"]): v for k, v in
+            s.series("roundguard_tls_certificate_expiry_timestamp_seconds").items()}
+
+
+def trickle_until_closed(port, data, gap=0.2, limit=5.0):
+    """Send data a byte every gap seconds until the server closes: seconds it took, or None."""
+    with socket.create_connection((HOST, port), timeout=limit) as s:
+        t0 = time.monotonic()
+        for b in data:
+            try:
+                s.sendall(bytes([b]))
+                s.settimeout(gap)
+                if s.recv(4096) == b"":
+                    return time.monotonic() - t0
+            except socket.timeout:
+                pass
+            except OSError:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > limit:
+                return None
+    return None
+
+
+class HandshakeMetricsTests(TLSCase):
+    """roundguard_tls_handshakes_total{listener,version,result}: each connection to a TLS
+    listener counted once, whichever of the two workers took it, read from /metrics on the
+    plain listener as exact deltas; and the certificates' expiry gauge."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.a_rsa = cls.ca.issue("a-rsa", ["a.test"], "rsa")	# beside a's ECDSA one
+        cls.backend = lbt.echo_backend(cls.addClassCleanup)
+        cls.tport = rgtest.free_port()
+        cls.sport = rgtest.free_port()
+        cfg = lbt.make_config([lbt.url(cls.backend)], health=lbt.FAST, listeners=[
+            {"listen": "127.0.0.1:1", "name": "plain"},
+            {"listen": "%s:%d" % (HOST, cls.tport), "name": "https",
+             "tls": {"certificates": cls.certs(cls.a, cls.a_rsa, cls.w),
+                     "handshake_timeout": "1s"}},
+            {"listen": "%s:%d" % (HOST, cls.sport), "name": "strict",
+             "tls": {"certificates": cls.certs(cls.a), "strict_sni": True,
+                     "min_version": "TLSv1.3"}}])
+        cls.lb = lbt.LB(cls.addClassCleanup, cfg, workers=2).start()
+
+    def counts(self):
+        return handshake_counts(scrape(self.lb.host, self.lb.port))
+
+    def assertHandshakes(self, before, want, timeout=3.0):
+        """The counters moved from before by exactly want ({(listener, version, result): n}),
+        and nothing else moved, also a moment later (a second count would show then)."""
+        def delta():
+            now = self.counts()
+            d = {k: now.get(k, 0) - before.get(k, 0) for k in set(now) | set(before)}
+            return {k: v for k, v in d.items() if v}, now
+
+        deadline = time.monotonic() + timeout
+        got, now = delta()
+        while got != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+            got, now = delta()
+        self.assertEqual(got, want, "counters now: %r" % now)
+        time.sleep(0.3)
+        self.assertEqual(delta()[0], want)
+
+    def test_full_handshakes(self):
+        before = self.counts()
+        for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            r, info = https_get(self.tport, sni="a.test", ctx=client_ctx(minimum=v, maximum=v))
+            self.assertEqual((r.status, info["reused"]), (200, False), r)
+        self.assertHandshakes(before, {("https", "TLSv1.3", "ok"): 2, ("https", "TLSv1.2", "ok"): 1})
+
+    def test_resumed_handshakes(self):
+        """One full handshake, then four resumed ones (tickets work on either worker)."""
+        for v, label in ((ssl.TLSVersion.TLSv1_3, "TLSv1.3"), (ssl.TLSVersion.TLSv1_2, "TLSv1.2")):
+            with self.subTest(version=label):
+                before = self.counts()
+                ctx = client_ctx(minimum=v, maximum=v)
+                _, info = https_get(self.tport, sni="a.test", ctx=ctx)
+                session = info["session"]
+                reused = []
+                for _ in range(4):
+                    r, info = https_get(self.tport, sni="a.test", ctx=ctx, session=session)
+                    self.assertEqual(r.status, 200, r)
+                    reused.append(info["reused"])
+                self.assertEqual(reused, [True] * 4)
+                self.assertHandshakes(before, {("https", label, "ok"): 1,
+                                               ("https", label, "resumed"): 4})
+
+    def test_unsupported_version(self):
+        """TLS 1.1 on the default listener, TLS 1.2 where min_version is TLSv1.3: no version."""
+        before = self.counts()
+        ctx = client_ctx(minimum=ssl.TLSVersion.TLSv1_1, maximum=ssl.TLSVersion.TLSv1_1,
+                         ciphers="DEFAULT:@SECLEVEL=0")
+        with self.assertRaises(ssl.SSLError):
+            https_get(self.tport, sni="a.test", ctx=ctx)
+        v12 = ssl.TLSVersion.TLSv1_2
+        with self.assertRaises(ssl.SSLError):
+            https_get(self.sport, sni="a.test", ctx=client_ctx(minimum=v12, maximum=v12))
+        self.assertHandshakes(before, {("https", "unknown", "unsupported_version"): 1,
+                                       ("strict", "unknown", "unsupported_version"): 1})
+
+    def test_no_shared_cipher(self):
+        """A TLS 1.2 client offering only a cipher outside the list: the version was agreed."""
+        before = self.counts()
+        v12 = ssl.TLSVersion.TLSv1_2
+        ctx = client_ctx(minimum=v12, maximum=v12, ciphers="AES128-SHA:@SECLEVEL=0")
+        with self.assertRaises(ssl.SSLError):
+            https_get(self.tport, sni="a.test", ctx=ctx)
+        self.assertHandshakes(before, {("https", "TLSv1.2", "no_shared_cipher"): 1})
+
+    def test_unknown_name(self):
+        """strict_sni refuses an unknown name and no name; a known one is ok."""
+        before = self.counts()
+        for sni in ("unknown.test", None):
+            with self.assertRaises(ssl.SSLError):
+                https_get(self.sport, sni=sni)
+        r, _ = https_get(self.sport, sni="a.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertHandshakes(before, {("strict", "TLSv1.3", "unknown_name"): 2,
+                                       ("strict", "TLSv1.3", "ok"): 1})
+
+    def test_plain_http(self):
+        before = self.counts()
+        out = rgtest.send_raw(HOST, self.tport, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", timeout=3)
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
+        self.assertHandshakes(before, {("https", "unknown", "plain_http"): 1})
+
+    def test_trickled_handshake_times_out(self):
+        """A ClientHello trickled a byte every 0.2 s is cut at tls.handshake_timeout (1 s)."""
+        before = self.counts()
+        took = trickle_until_closed(self.tport, bytes.fromhex("16030100c8010000c40303") +
+                                    os.urandom(64))
+        self.assertIsNotNone(took, "the trickled handshake was not closed")
+        self.assertGreater(took, 0.8)
+        self.assertLess(took, 3.0)
+        self.assertHandshakes(before, {("https", "unknown", "timeout"): 1})
+
+    def test_closed_and_other(self):
+        """Closed (nothing sent; half a ClientHello; a reset) and other (garbage)."""
+        before = self.counts()
+        with socket.create_connection((HOST, self.tport), timeout=3):
+            pass
+        with socket.create_connection((HOST, self.tport), timeout=3) as s:
+            s.sendall(bytes.fromhex("16030100c8010000c40303"))
+            time.sleep(0.1)
+        s = socket.create_connection((HOST, self.tport), timeout=3)
+        s.sendall(bytes.fromhex("16030100c801"))
+        time.sleep(0.1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        with socket.create_connection((HOST, self.tport), timeout=3) as s:
+            s.sendall(b"\x00" * 64)
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+        self.assertHandshakes(before, {("https", "unknown", "closed"): 3,
+                                       ("https", "unknown", "other"): 1})
+
+    def test_certificate_expiry_gauge(self):
+        """Each listener's certificates by first name, valued notAfter (openssl x509 -enddate);
+        a.test's ECDSA and RSA certificates are one series, the earlier of the two."""
+        got = expiry_gauges(scrape(self.lb.host, self.lb.port))
+        a = tlscerts.not_after(self.a[0])
+        self.assertEqual(got, {
+            ("https", "a.test"): min(a, tlscerts.not_after(self.a_rsa[0])),
+            ("https", "*.b.test"): tlscerts.not_after(self.w[0]),
+            ("strict", "a.test"): a,
+        })
+        self.assertGreater(a, time.time() + 29 * 86400)
+
+
+class MetricsListenTLSTests(TLSCase):
+
+    def test_tls_metrics_on_metrics_listen(self):
+        """With metrics.listen the same families come from there (the worker answering it
+        holds the generation's TLS contexts too)."""
+        backend = lbt.echo_backend(self.addCleanup)
+        tport, mport = rgtest.free_port(), rgtest.free_port()
+        lb = self.start([backend], [self.tls_listener(tport, self.certs(self.c), name="site")],
+                        metrics={"listen": "%s:%d" % (HOST, mport)})
+        self.assertTrue(rgtest.wait_port(HOST, mport, 3))
+        for _ in range(3):
+            r, _ = https_get(tport, sni="c.test")
+            self.assertEqual(r.status, 200, r)
+        s = scrape(HOST, mport)
+        self.assertEqual(expiry_gauges(s), {("site", "c.test"): tlscerts.not_after(self.c[0])})
+        self.assertEqual(handshake_counts(s), {("site", "TLSv1.3", "ok"): 3})
+        # /metrics on the plain proxy port is a path like any other there.
+        self.assertNotIn(b"# TYPE", lb.request("GET", "/metrics").body)
+
+
 class ReloadTests(TLSCase):
+
+    def test_reload_carries_handshake_counters_by_listener_name(self):
+        """A reload that moves the TLS listener to another index and changes its certificate:
+        its handshake counters follow its name, the expiry gauge shows the new certificate."""
+        backend = lbt.echo_backend(self.addCleanup)
+        tport, oport = rgtest.free_port(), rgtest.free_port()
+        site = self.tls_listener(tport, self.certs(self.a), name="site")
+        lb = self.start([backend], [site], workers=2)
+        for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            r, _ = https_get(tport, sni="a.test", ctx=client_ctx(minimum=v, maximum=v))
+            self.assertEqual(r.status, 200, r)
+        with self.assertRaises(ssl.SSLError):
+            https_get(tport, sni="a.test", ctx=client_ctx(
+                minimum=ssl.TLSVersion.TLSv1_2, maximum=ssl.TLSVersion.TLSv1_2,
+                ciphers="AES128-SHA:@SECLEVEL=0"))
+        want = {("site", "TLSv1.3", "ok"): 2, ("site", "TLSv1.2", "ok"): 1,
+                ("site", "TLSv1.2", "no_shared_cipher"): 1}
+        self.assertTrue(rgtest.wait_until(
+            lambda: handshake_counts(scrape(lb.host, lb.port)) == want, 3))
+        old_workers = lb.workers()
+
+        cfg = lbt.make_config([lbt.url(backend)], health=lbt.FAST, listeners=[
+            {"listen": "127.0.0.1:1", "name": "plain"},
+            self.tls_listener(oport, self.certs(self.w), name="other"),
+            self.tls_listener(tport, self.certs(self.c), name="site")])
+        lb.write_config(cfg)
+        mark = lb.d.stderr_mark()
+        lb.d.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(rgtest.wait_json_log(lb.d, lambda o: o.get("msg") == "reloaded",
+                                                  8, since=mark), lb.d.stderr_text()[-2000:])
+        self.assertTrue(rgtest.wait_until(
+            lambda: not [p for p in old_workers if rgtest.pid_alive(p)], 5))
+        lb.d.refresh_pids()
+        for _ in range(4):		# whichever worker answers
+            s = scrape(lb.host, lb.port)
+            self.assertEqual(handshake_counts(s), want, s.text)
+            self.assertEqual(expiry_gauges(s), {
+                ("other", "*.b.test"): tlscerts.not_after(self.w[0]),
+                ("site", "c.test"): tlscerts.not_after(self.c[0])})
+        r, _ = https_get(tport, sni="c.test")
+        self.assertEqual(r.status, 200, r)
+        want[("site", "TLSv1.3", "ok")] += 1
+        self.assertTrue(rgtest.wait_until(
+            lambda: handshake_counts(scrape(lb.host, lb.port)) == want, 3),
+            handshake_counts(scrape(lb.host, lb.port)))
+
 
     def test_reload_with_new_certificate_under_traffic(self):
         backend = lbt.echo_backend(self.addCleanup)

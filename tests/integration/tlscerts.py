@@ -98,6 +98,15 @@ def _is_ip(name):
     return name.replace(".", "").isdigit() or ":" in name
 
 
+def not_after(pem_path):
+    """notAfter of the first certificate in a PEM file as Unix time, from openssl x509 -enddate."""
+    import calendar
+    import time
+    out = _run(["x509", "-in", pem_path, "-noout", "-enddate"], None).strip()
+    # "notAfter=Mar  7 12:34:56 2026 GMT"
+    return calendar.timegm(time.strptime(out.split("=", 1)[1], "%b %d %H:%M:%S %Y %Z"))
+
+
 def fingerprint(pem_path):
     """SHA-256 fingerprint of the first certificate in a PEM file, as openssl prints it."""
     out = _run(["x509", "-in", pem_path, "-noout", "-fingerprint", "-sha256"], None)

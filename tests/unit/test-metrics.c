@@ -11,15 +11,18 @@
 #include "roundguard/config.h"
 #include "roundguard/metrics.h"
 #include "roundguard/shm.h"
+#include "roundguard/tls.h"
 #include "unit.h"
 
 #define MS	INT64_C(1000000)
 
-/* A segment in ordinary memory and a configuration built by hand. */
+/* A segment in ordinary memory, a configuration built by hand and certificates' expiries. */
 struct fixture {
 	void *base;
 	struct shm shm;
 	struct config cfg;
+	const struct tls_cert_expiry *certs;
+	size_t ncerts;
 };
 
 static void
@@ -41,6 +44,30 @@ fixture_init(struct fixture *f, uint32_t nworkers, const char *const *hostports,
 	for (size_t i = 0; i < n; i++)
 		snprintf(f->cfg.backends[i].addr.hostport, sizeof(f->cfg.backends[i].addr.hostport),
 		    "%s", hostports[i]);
+	f->certs = NULL;
+	f->ncerts = 0;
+}
+
+/* Listeners named names[i], TLS where tls[i] is. */
+static void
+fixture_listeners(struct fixture *f, const char *const *names, const bool *tls, size_t n)
+{
+	f->cfg.listeners = calloc(n, sizeof(*f->cfg.listeners));
+	ck_assert_ptr_nonnull(f->cfg.listeners);
+	f->cfg.nlisteners = n;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(f->cfg.listeners[i].name, sizeof(f->cfg.listeners[i].name), "%s", names[i]);
+		f->cfg.listeners[i].tls_set = tls[i];
+	}
+}
+
+/* Add n handshakes to worker w's counters, as n calls of metrics_record_tls_handshake(). */
+static void
+handshakes(struct fixture *f, uint32_t w, int listener, enum metrics_tls_version v,
+    enum metrics_tls_result r, int n)
+{
+	for (int i = 0; i < n; i++)
+		metrics_record_tls_handshake(&f->shm.workers[w], listener, v, r);
 }
 
 static void
@@ -59,7 +86,7 @@ render(const struct fixture *f, const char *version)
 	char *s;
 
 	ck_assert_ptr_nonnull(b);
-	ck_assert_int_eq(metrics_render(b, &f->shm, &f->cfg, version), 0);
+	ck_assert_int_eq(metrics_render(b, &f->shm, &f->cfg, f->certs, f->ncerts, version), 0);
 	len = evbuffer_get_length(b);
 	s = malloc(len + 1);
 	ck_assert_ptr_nonnull(s);
@@ -88,6 +115,15 @@ has_line(const char *text, const char *line)
 
 /* The standard scene: three backends (one with a quote and a backslash), two workers. */
 static const char *const scene_hosts[] = { "10.0.0.1:8001", "we\"ird\\host:80", "[::1]:8003" };
+/* Its listeners: a plain one and two TLS ones (one name needing escapes), and their certificates. */
+static const char *const scene_listeners[] = { "plain", "https", "in\"ternal" };
+static const bool scene_tls[] = { false, true, true };
+static const struct tls_cert_expiry scene_certs[] = {
+	{ "https", "a.test", 1767225600 },
+	{ "https", "*.b.test", 1800000000 },
+	{ "https", "a.test", 1760000000 },	/* RSA beside ECDSA: one series, the earlier */
+	{ "in\"ternal", "", 1700000000 },	/* a certificate without a name */
+};
 
 static void
 scene(struct fixture *f)
@@ -121,6 +157,19 @@ scene(struct fixture *f)
 	atomic_store(&s->workers[1].counters[SHM_NO_BACKEND], 3);
 	atomic_store(&s->workers[2].counters[SHM_NO_BACKEND], 4);
 	atomic_store(&s->hdr->worker_restarts, 5);
+	/* TLS handshakes over both workers and the carried row; listener 0 is plain. */
+	fixture_listeners(f, scene_listeners, scene_tls, 3);
+	handshakes(f, 0, 1, METRICS_TLS_V1_3, METRICS_TLS_OK, 3);
+	handshakes(f, 1, 1, METRICS_TLS_V1_3, METRICS_TLS_OK, 4);
+	handshakes(f, 2, 1, METRICS_TLS_V1_3, METRICS_TLS_OK, 10);
+	handshakes(f, 0, 1, METRICS_TLS_V1_3, METRICS_TLS_RESUMED, 2);
+	handshakes(f, 1, 1, METRICS_TLS_V1_2, METRICS_TLS_OK, 1);
+	handshakes(f, 1, 1, METRICS_TLS_VUNKNOWN, METRICS_TLS_UNSUPPORTED_VERSION, 5);
+	handshakes(f, 0, 2, METRICS_TLS_VUNKNOWN, METRICS_TLS_PLAIN_HTTP, 1);
+	handshakes(f, 1, 2, METRICS_TLS_V1_2, METRICS_TLS_NO_SHARED_CIPHER, 6);
+	handshakes(f, 0, 0, METRICS_TLS_V1_3, METRICS_TLS_OK, 99);	/* never rendered */
+	f->certs = scene_certs;
+	f->ncerts = sizeof(scene_certs) / sizeof(scene_certs[0]);
 }
 
 START_TEST(code_index_exact_and_classes)
@@ -193,6 +242,98 @@ START_TEST(upstream_error_names)
 	ck_assert_str_eq(metrics_upstream_error_str(METRICS_ERR_RESET), "reset");
 	ck_assert_str_eq(metrics_upstream_error_str(METRICS_ERR_TIMEOUT), "timeout");
 	ck_assert_str_eq(metrics_upstream_error_str(METRICS_ERR_BAD_RESPONSE), "bad_response");
+}
+END_TEST
+
+START_TEST(tls_names_and_versions)
+{
+	static const char *const results[] = {
+		"ok", "resumed", "no_shared_cipher", "unsupported_version", "unknown_name",
+		"plain_http", "timeout", "closed", "other",
+	};
+
+	ck_assert_int_eq((int)(sizeof(results) / sizeof(results[0])), METRICS_TLS_RESULTS);
+	for (int r = 0; r < METRICS_TLS_RESULTS; r++)
+		ck_assert_str_eq(metrics_tls_result_str((enum metrics_tls_result)r), results[r]);
+	ck_assert_str_eq(metrics_tls_result_str(METRICS_TLS_RESULTS), "other");
+	ck_assert_str_eq(metrics_tls_version_str(METRICS_TLS_V1_2), "TLSv1.2");
+	ck_assert_str_eq(metrics_tls_version_str(METRICS_TLS_V1_3), "TLSv1.3");
+	ck_assert_str_eq(metrics_tls_version_str(METRICS_TLS_VUNKNOWN), "unknown");
+	ck_assert_str_eq(metrics_tls_version_str(METRICS_TLS_VERSIONS), "unknown");
+
+	/* The version agreed on, for successes and for failures after the agreement. */
+	ck_assert_int_eq(metrics_tls_version(0x0303, METRICS_TLS_OK), METRICS_TLS_V1_2);
+	ck_assert_int_eq(metrics_tls_version(0x0304, METRICS_TLS_RESUMED), METRICS_TLS_V1_3);
+	ck_assert_int_eq(metrics_tls_version(0x0304, METRICS_TLS_UNKNOWN_NAME), METRICS_TLS_V1_3);
+	ck_assert_int_eq(metrics_tls_version(0x0303, METRICS_TLS_NO_SHARED_CIPHER), METRICS_TLS_V1_2);
+	ck_assert_int_eq(metrics_tls_version(0x0304, METRICS_TLS_TIMEOUT), METRICS_TLS_V1_3);
+	/* None agreed (transport_version() says 0), or another number than TLS 1.2 and 1.3. */
+	ck_assert_int_eq(metrics_tls_version(0, METRICS_TLS_TIMEOUT), METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(metrics_tls_version(0, METRICS_TLS_OTHER), METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(metrics_tls_version(0x0302, METRICS_TLS_CLOSED), METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(metrics_tls_version(0x0301, METRICS_TLS_OTHER), METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(metrics_tls_version(0x10000, METRICS_TLS_OTHER), METRICS_TLS_VUNKNOWN);
+	/* Refused at the version check or before TLS: never a version, whatever OpenSSL holds. */
+	ck_assert_int_eq(metrics_tls_version(0x0303, METRICS_TLS_UNSUPPORTED_VERSION),
+	    METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(metrics_tls_version(0x0304, METRICS_TLS_PLAIN_HTTP), METRICS_TLS_VUNKNOWN);
+}
+END_TEST
+
+START_TEST(record_tls_bounds)
+{
+	static const char *const hosts[] = { "a:1" };
+	struct fixture f;
+	struct shm_worker *w;
+
+	fixture_init(&f, 1, hosts, 1);
+	w = &f.shm.workers[0];
+	metrics_record_tls_handshake(w, 0, METRICS_TLS_V1_3, METRICS_TLS_OK);
+	metrics_record_tls_handshake(w, METRICS_LISTENERS_MAX - 1, METRICS_TLS_VUNKNOWN,
+	    METRICS_TLS_OTHER);
+	/* Out of range: metrics.listen (-1), past the rows, a bad version or result. */
+	metrics_record_tls_handshake(w, -1, METRICS_TLS_V1_3, METRICS_TLS_OK);
+	metrics_record_tls_handshake(w, METRICS_LISTENERS_MAX, METRICS_TLS_V1_3, METRICS_TLS_OK);
+	metrics_record_tls_handshake(w, 0, METRICS_TLS_VERSIONS, METRICS_TLS_OK);
+	metrics_record_tls_handshake(w, 0, METRICS_TLS_V1_3, METRICS_TLS_RESULTS);
+	ck_assert_uint_eq(w->tls[0].handshakes[METRICS_TLS_V1_3][METRICS_TLS_OK], 1);
+	ck_assert_uint_eq(w->tls[METRICS_LISTENERS_MAX - 1].handshakes[METRICS_TLS_VUNKNOWN]
+	    [METRICS_TLS_OTHER], 1);
+	/* Nothing else moved: the worker's other counters and the next worker's row. */
+	{
+		const _Atomic uint64_t *p = (const _Atomic uint64_t *)(const void *)w->tls;
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < sizeof(w->tls) / (sizeof(uint64_t)); i++)
+			total += p[i];
+		ck_assert_uint_eq(total, 2);
+	}
+	ck_assert_uint_eq(w->requests, 0);
+	ck_assert_uint_eq(f.shm.workers[1].tls[0].handshakes[METRICS_TLS_V1_3][METRICS_TLS_OK], 0);
+	fixture_free(&f);
+}
+END_TEST
+
+START_TEST(tls_add_delta)
+{
+	struct metrics_tls a, now, then;
+	_Atomic uint64_t *pa = (_Atomic uint64_t *)(void *)&a;
+	_Atomic uint64_t *pn = (_Atomic uint64_t *)(void *)&now;
+	_Atomic uint64_t *pt = (_Atomic uint64_t *)(void *)&then;
+	size_t n = sizeof(a) / sizeof(uint64_t);
+
+	ck_assert_uint_eq(n, (size_t)METRICS_TLS_VERSIONS * METRICS_TLS_RESULTS);
+	for (size_t i = 0; i < n; i++) {
+		pa[i] = 1000 * i;
+		pn[i] = 10 * i + 7;
+		pt[i] = 3 * i;
+	}
+	metrics_tls_add_delta(&a, &now, &then);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(pa[i], 1000 * i + 7 * i + 7);
+	metrics_tls_add_delta(&a, &now, NULL);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(pa[i], 1000 * i + 7 * i + 7 + 10 * i + 7);
 }
 END_TEST
 
@@ -414,6 +555,34 @@ START_TEST(render_scene)
 	ck_line(t, "roundguard_worker_restarts_total 5");
 	ck_line(t, "# TYPE roundguard_build_info gauge");
 	ck_line(t, "roundguard_build_info{version=\"1.2.3-test\"} 1");
+
+	/* Handshakes: summed over both workers and the carried row, TLS listeners only. */
+	ck_line(t, "# TYPE roundguard_tls_handshakes_total counter");
+	ck_line(t, "roundguard_tls_handshakes_total{listener=\"https\",version=\"TLSv1.3\","
+	    "result=\"ok\"} 17");
+	ck_line(t, "roundguard_tls_handshakes_total{listener=\"https\",version=\"TLSv1.3\","
+	    "result=\"resumed\"} 2");
+	ck_line(t, "roundguard_tls_handshakes_total{listener=\"https\",version=\"TLSv1.2\","
+	    "result=\"ok\"} 1");
+	ck_line(t, "roundguard_tls_handshakes_total{listener=\"https\",version=\"unknown\","
+	    "result=\"unsupported_version\"} 5");
+	ck_line(t, "roundguard_tls_handshakes_total{listener=\"in\\\"ternal\",version=\"unknown\","
+	    "result=\"plain_http\"} 1");
+	ck_line(t, "roundguard_tls_handshakes_total{listener=\"in\\\"ternal\",version=\"TLSv1.2\","
+	    "result=\"no_shared_cipher\"} 6");
+	ck_no(t, "listener=\"plain\"");
+	ck_no(t, "result=\"timeout\"");
+	ck_no(t, "version=\"TLSv1.2\",result=\"resumed\"");
+
+	/* Expiry: one series per listener and name, the earlier of two certificates for a.test. */
+	ck_line(t, "# TYPE roundguard_tls_certificate_expiry_timestamp_seconds gauge");
+	ck_line(t, "roundguard_tls_certificate_expiry_timestamp_seconds{listener=\"https\","
+	    "name=\"a.test\"} 1760000000");
+	ck_line(t, "roundguard_tls_certificate_expiry_timestamp_seconds{listener=\"https\","
+	    "name=\"*.b.test\"} 1800000000");
+	ck_line(t, "roundguard_tls_certificate_expiry_timestamp_seconds{listener=\"in\\\"ternal\","
+	    "name=\"\"} 1700000000");
+	ck_no(t, "1767225600");
 	free(t);
 	fixture_free(&f);
 }
@@ -442,6 +611,11 @@ START_TEST(render_empty_families_keep_help)
 	ck_line(t, "roundguard_no_backend_total 0");
 	ck_line(t, "roundguard_workers 1");
 	ck_line(t, "roundguard_worker_restarts_total 0");
+	/* No TLS listener: the families are there, empty. */
+	ck_line(t, "# TYPE roundguard_tls_handshakes_total counter");
+	ck_no(t, "roundguard_tls_handshakes_total{");
+	ck_line(t, "# TYPE roundguard_tls_certificate_expiry_timestamp_seconds gauge");
+	ck_no(t, "roundguard_tls_certificate_expiry_timestamp_seconds{");
 	free(t);
 	fixture_free(&f);
 }
@@ -609,6 +783,9 @@ main(void)
 	tcase_add_test(tc, code_index_exact_and_classes);
 	tcase_add_test(tc, method_index_and_labels);
 	tcase_add_test(tc, upstream_error_names);
+	tcase_add_test(tc, tls_names_and_versions);
+	tcase_add_test(tc, record_tls_bounds);
+	tcase_add_test(tc, tls_add_delta);
 	tcase_add_test(tc, record_bucket_bounds);
 	tcase_add_test(tc, slot_add_every_counter);
 	tcase_add_test(tc, render_scene);

@@ -22,7 +22,9 @@
 #include <openssl/x509v3.h>
 
 #include "roundguard/config.h"
+#include "roundguard/metrics.h"
 #include "roundguard/tls.h"
+#include "roundguard/transport.h"
 #include "unit.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -1199,6 +1201,227 @@ START_TEST(backend_session_tls12)
 }
 END_TEST
 
+/* ---- how a handshake ended (roundguard_tls_handshakes_total) ---- */
+
+#define SSL_ERR(reason) ERR_PACK(ERR_LIB_SSL, 0, (reason))
+
+/* The mapping itself, by OpenSSL's codes. */
+START_TEST(handshake_class_table)
+{
+	static const struct {
+		int ssl_error;
+		unsigned long err;
+		enum metrics_tls_result want;
+	} cases[] = {
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_NO_SHARED_CIPHER), METRICS_TLS_NO_SHARED_CIPHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_NO_SHARED_GROUPS), METRICS_TLS_NO_SHARED_CIPHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS),
+		    METRICS_TLS_NO_SHARED_CIPHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM),
+		    METRICS_TLS_NO_SHARED_CIPHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_UNSUPPORTED_PROTOCOL), METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_VERSION_TOO_LOW), METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_VERSION_TOO_HIGH), METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_WRONG_SSL_VERSION), METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_UNSUPPORTED_SSL_VERSION), METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_BAD_PROTOCOL_VERSION_NUMBER),
+		    METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_INAPPROPRIATE_FALLBACK), METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION),
+		    METRICS_TLS_UNSUPPORTED_VERSION },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_HTTP_REQUEST), METRICS_TLS_PLAIN_HTTP },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_HTTPS_PROXY_REQUEST), METRICS_TLS_PLAIN_HTTP },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_UNEXPECTED_EOF_WHILE_READING), METRICS_TLS_CLOSED },
+		{ SSL_ERROR_SYSCALL, 0, METRICS_TLS_CLOSED },
+		{ SSL_ERROR_ZERO_RETURN, 0, METRICS_TLS_CLOSED },
+		/* Garbage, bad records, alerts from the client, the SNI callback's other failures. */
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_WRONG_VERSION_NUMBER), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_PACKET_LENGTH_TOO_LONG), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_RECORD_LENGTH_MISMATCH), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_TLSV1_ALERT_UNKNOWN_CA), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_CALLBACK_FAILED), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, SSL_ERR(SSL_R_NO_APPLICATION_PROTOCOL), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, 0, METRICS_TLS_OTHER },
+		/* The same reason numbers from another library are not the SSL library's. */
+		{ SSL_ERROR_SSL, ERR_PACK(ERR_LIB_EVP, 0, SSL_R_NO_SHARED_CIPHER), METRICS_TLS_OTHER },
+		{ SSL_ERROR_SSL, ERR_PACK(ERR_LIB_SYS, 0, 104), METRICS_TLS_OTHER },
+		{ SSL_ERROR_WANT_X509_LOOKUP, 0, METRICS_TLS_OTHER },
+	};
+	size_t i;
+
+	for (i = 0; i < COUNT(cases); i++)
+		ck_assert_msg(transport_handshake_class(cases[i].ssl_error, cases[i].err, false) ==
+		    cases[i].want, "case %zu: %s, want %s", i, metrics_tls_result_str(
+		    transport_handshake_class(cases[i].ssl_error, cases[i].err, false)),
+		    metrics_tls_result_str(cases[i].want));
+	/* A name refused by strict_sni wins over whatever OpenSSL queued for it. */
+	for (i = 0; i < COUNT(cases); i++)
+		ck_assert_int_eq(transport_handshake_class(cases[i].ssl_error, cases[i].err, true),
+		    METRICS_TLS_UNKNOWN_NAME);
+}
+END_TEST
+
+/*
+ * Drive server s with transport_handshake(), as a worker does, and client c
+ * (NULL: none, the bytes are in the pair already) with SSL_do_handshake(),
+ * until the server's step is over: its return value, *result and the label
+ * of the version in *version.
+ */
+static int
+server_ends(SSL *c, SSL *s, enum metrics_tls_result *result, enum metrics_tls_version *version)
+{
+	const char *why = NULL;
+	int rc = 0, rs = 0, i;
+
+	*result = METRICS_TLS_RESULTS;
+	for (i = 0; i < 100 && rs == 0; i++) {
+		if (c != NULL && rc == 0)
+			rc = step(c);
+		rs = transport_handshake(s, &why, result);
+	}
+	ck_assert_int_ne(rs, 0);
+	ck_assert_msg(rs == 1 || why != NULL, "no reason for a failure");
+	ck_assert_int_lt(*result, METRICS_TLS_RESULTS);
+	*version = metrics_tls_version(transport_version(s), *result);
+	/* transport_handshake() leaves no error behind for the next connection of the worker. */
+	ck_assert_uint_eq(ERR_peek_error(), 0);
+	ERR_clear_error();
+	return rs;
+}
+
+/* A handshake of a test client with listener li of g: how the server saw it end. */
+static int
+server_result(struct tls_generation *g, size_t li, SSL *c, enum metrics_tls_result *result,
+    enum metrics_tls_version *version)
+{
+	SSL *s = tls_server_new(g, li);
+	BIO *bc, *bs;
+	int rs;
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(BIO_new_bio_pair(&bc, 0, &bs, 0), 1);
+	SSL_set_bio(c, bc, bc);
+	SSL_set_bio(s, bs, bs);
+	rs = server_ends(c, s, result, version);
+	SSL_free(c);
+	SSL_free(s);
+	return rs;
+}
+
+/* Raw bytes where a ClientHello belongs, then the end of the stream if eof: how the server ends. */
+static int
+server_result_raw(struct tls_generation *g, const void *bytes, size_t len, bool eof,
+    enum metrics_tls_result *result, enum metrics_tls_version *version)
+{
+	SSL *s = tls_server_new(g, 0);
+	BIO *bc, *bs;
+	int rs;
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(BIO_new_bio_pair(&bc, 0, &bs, 0), 1);
+	SSL_set_bio(s, bs, bs);
+	ck_assert_int_eq(BIO_write(bc, bytes, (int)len), (int)len);
+	if (eof)
+		ck_assert_int_eq(BIO_shutdown_wr(bc), 1);
+	rs = server_ends(NULL, s, result, version);
+	SSL_free(s);
+	BIO_free(bc);
+	return rs;
+}
+
+/* Real handshakes in memory: what OpenSSL queues for each case lands in the class the metric says. */
+START_TEST(handshake_results)
+{
+	static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	static const char connect[] = "CONNECT a:443 HTTP/1.1\r\n\r\n";
+	static const unsigned char partial_hello[] = {
+		0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+	};
+	unsigned char garbage[64];
+	struct client_opts o = { .sni = "a.example" };
+	enum metrics_tls_result r;
+	enum metrics_tls_version v;
+	struct config cfg;
+	struct tls_generation *g;
+	SSL_SESSION *sess;
+	SSL *c;
+
+	make_config(&cfg, MAIN_LISTENER ", " STRICT_LISTENER, NULL);
+	g = generation(&cfg);
+
+	/* Full handshakes, 1.3 and 1.2. */
+	ck_assert_int_eq(server_result(g, 0, test_client(&o), &r, &v), 1);
+	ck_assert_int_eq(r, METRICS_TLS_OK);
+	ck_assert_int_eq(v, METRICS_TLS_V1_3);
+	o.max_version = TLS1_2_VERSION;
+	ck_assert_int_eq(server_result(g, 0, test_client(&o), &r, &v), 1);
+	ck_assert_int_eq(r, METRICS_TLS_OK);
+	ck_assert_int_eq(v, METRICS_TLS_V1_2);
+
+	/* Resumed with a ticket. */
+	o.max_version = 0;
+	sess = first_session(g, 0);
+	ck_assert_ptr_nonnull(sess);
+	c = test_client(&o);
+	ck_assert_int_eq(SSL_set_session(c, sess), 1);
+	ck_assert_int_eq(server_result(g, 0, c, &r, &v), 1);
+	ck_assert_int_eq(r, METRICS_TLS_RESUMED);
+	ck_assert_int_eq(v, METRICS_TLS_V1_3);
+	SSL_SESSION_free(sess);
+
+	/* TLS 1.1: refused before any version is agreed. */
+	o.max_version = TLS1_1_VERSION;
+	ck_assert_int_eq(server_result(g, 0, test_client(&o), &r, &v), -1);
+	ck_assert_int_eq(r, METRICS_TLS_UNSUPPORTED_VERSION);
+	ck_assert_int_eq(v, METRICS_TLS_VUNKNOWN);
+
+	/* TLS 1.2 with ciphers outside the listener's list (AES-CBC with RSA key exchange). */
+	o.max_version = TLS1_2_VERSION;
+	c = test_client(&o);
+	ck_assert_int_eq(SSL_set_cipher_list(c, "AES128-SHA:@SECLEVEL=0"), 1);
+	ck_assert_int_eq(server_result(g, 0, c, &r, &v), -1);
+	ck_assert_int_eq(r, METRICS_TLS_NO_SHARED_CIPHER);
+	ck_assert_int_eq(v, METRICS_TLS_V1_2);
+
+	/* strict_sni: an unknown name, and none at all. */
+	o = (struct client_opts){ .sni = "other.example" };
+	ck_assert_int_eq(server_result(g, 1, test_client(&o), &r, &v), -1);
+	ck_assert_int_eq(r, METRICS_TLS_UNKNOWN_NAME);
+	ck_assert_int_eq(v, METRICS_TLS_V1_3);
+	o = (struct client_opts){ .sni = NULL };
+	ck_assert_int_eq(server_result(g, 1, test_client(&o), &r, &v), -1);
+	ck_assert_int_eq(r, METRICS_TLS_UNKNOWN_NAME);
+	/* ... and a known one on the same listener is no refusal. */
+	o = (struct client_opts){ .sni = "a.example" };
+	ck_assert_int_eq(server_result(g, 1, test_client(&o), &r, &v), 1);
+	ck_assert_int_eq(r, METRICS_TLS_OK);
+
+	/* Plain HTTP: -2, so that the worker answers in plain HTTP. */
+	ck_assert_int_eq(server_result_raw(g, get, sizeof(get) - 1, false, &r, &v), -2);
+	ck_assert_int_eq(r, METRICS_TLS_PLAIN_HTTP);
+	ck_assert_int_eq(v, METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(server_result_raw(g, connect, sizeof(connect) - 1, false, &r, &v), -2);
+	ck_assert_int_eq(r, METRICS_TLS_PLAIN_HTTP);
+
+	/* Garbage. */
+	memset(garbage, 0, sizeof(garbage));
+	ck_assert_int_eq(server_result_raw(g, garbage, sizeof(garbage), false, &r, &v), -1);
+	ck_assert_int_eq(r, METRICS_TLS_OTHER);
+	ck_assert_int_eq(v, METRICS_TLS_VUNKNOWN);
+
+	/* The client goes away mid-ClientHello, and before sending anything. */
+	ck_assert_int_eq(server_result_raw(g, partial_hello, sizeof(partial_hello), true, &r, &v),
+	    -1);
+	ck_assert_int_eq(r, METRICS_TLS_CLOSED);
+	ck_assert_int_eq(v, METRICS_TLS_VUNKNOWN);
+	ck_assert_int_eq(server_result_raw(g, "", 0, true, &r, &v), -1);
+	ck_assert_int_eq(r, METRICS_TLS_CLOSED);
+
+	tls_generation_free(g);
+	config_free(&cfg);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -1232,6 +1455,12 @@ tls_suite(void)
 	tcase_add_test(tc, generation_secrets);
 	tcase_add_test(tc, tickets_resume);
 	tcase_add_test(tc, tickets_off);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("handshake results");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, handshake_class_table);
+	tcase_add_test(tc, handshake_results);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("backends");
