@@ -168,6 +168,11 @@ on_chunk_header(llhttp_t *p)
 		pc->trailer_start = true;
 		return HPE_PAUSED;
 	}
+	/* A chunk announced past the limit can only end over it: 413 before any of it goes on. */
+	if (pc->body_max != 0 && p->content_length > pc->body_max - pc->body_len) {
+		pc->error_status = 413;
+		return -1;
+	}
 	if (pc->body_to != NULL && pc->rechunk && put_chunk_size(pc->body_to, p->content_length) != 0)
 		return -1;
 	return 0;

@@ -18,10 +18,16 @@ came back and what reached the backend):
   - the daemon unharmed: the same master and worker processes (no crash, no
     respawn), and a normal request through it answered 200 right after.
 
-The load balancers here are started by test_lb.py's LB class (JSON logs,
-"ready" awaited), with testbackend.py backends from test_lb.py.
+The load balancers here are started by tlsmode.py's LB class (test_lb.py's:
+JSON logs, "ready" awaited), with testbackend.py backends from test_lb.py.
+
+Over TLS: ROUNDGUARD_TEST_TLS=1, or --tls on the command line (meson test
+abuse-tls), gives every roundguardd an extra TLS listener and sends every client
+connection of the suite to it over TLS (tlsmode.py); raw connections are opened
+with connect().
 """
 
+import concurrent.futures
 import json
 import os
 import resource
@@ -40,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rgtest  # noqa: E402
 import test_lb as lbt  # noqa: E402
+import tlsmode  # noqa: E402
 
 HOST = rgtest.DEFAULT_HOST
 CALM = lbt.CALM
@@ -60,6 +67,7 @@ LOW_NOFILE = 64
 
 def setUpModule():
     lbt.setUpModule()       # sets test_lb.RGD and test_lb.ECHO (fails, not skips, without them)
+    tlsmode.announce()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = WANT_NOFILE if hard == resource.RLIM_INFINITY else min(WANT_NOFILE, hard)
     if soft < want:
@@ -69,6 +77,13 @@ def setUpModule():
 # ---------------------------------------------------------------------------
 # Raw exchanges
 # ---------------------------------------------------------------------------
+
+def connect(port, timeout=5, handshake=True):
+    """A new client connection to the LB's port: a plain socket, or in TLS mode
+    a tlsmode.TLSStream (handshake=False: no handshake until the first send or
+    recv, for connections that only wait in the listen queue)."""
+    return tlsmode.connect(port, timeout=timeout, handshake=handshake)
+
 
 def parse_response(raw):
     """The first response in raw: (Response, complete?) or (None, False) while
@@ -144,7 +159,7 @@ def exchange(port, data, answer_timeout=3.0, close_wait=1.0, shut_wr=False, sock
     """Send data on a new connection (or sock), then read until the peer
     closes, or until close_wait after a complete answer, or answer_timeout."""
     ex = Exchange()
-    s = sock or socket.create_connection((HOST, port), timeout=5)
+    s = sock or connect(port)
     try:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t0 = time.monotonic()
@@ -180,7 +195,7 @@ def drip(port, data, interval, max_time, after=b"", stop=None):
     close, or after max_time. Returns an Exchange (t_* from the first byte of
     the drip)."""
     ex = Exchange()
-    s = socket.create_connection((HOST, port), timeout=5)
+    s = connect(port)
     try:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if after:
@@ -300,6 +315,15 @@ def cpu_seconds(pid):
         return None
 
 
+def forwarded_proto(r):
+    """X-Forwarded-Proto as testbackend's /headers saw it."""
+    try:
+        hdrs = r.json()["headers"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return next((v for k, v in hdrs if k.lower() == "x-forwarded-proto"), None)
+
+
 class AbuseTestCase(lbt.LBTestCase):
     """One LB per class over one testbackend; cases checked by check_case()."""
 
@@ -311,7 +335,7 @@ class AbuseTestCase(lbt.LBTestCase):
     def start_lb(cls, proxy, workers=2, **top):
         cls.backend = lbt.py_backend(cls.addClassCleanup)
         cfg = lbt.make_config([lbt.url(cls.backend)], health=CALM, proxy=proxy, **top)
-        cls.lb = lbt.LB(cls.addClassCleanup, cfg, workers=workers).start()
+        cls.lb = tlsmode.LB(cls.addClassCleanup, cfg, workers=workers).start()
         cls.workers = worker_pids(cls.lb, workers)
 
     # -- problems of one case -----------------------------------------------
@@ -356,6 +380,9 @@ class AbuseTestCase(lbt.LBTestCase):
         r = self.lb.attempt("GET", "/headers?after=" + tag, timeout=3)
         if isinstance(r, Exception) or r.status != 200 or r.header("X-Backend-Server") is None:
             p.append("a normal request afterwards failed: %r" % (r,))
+        elif tlsmode.enabled() and forwarded_proto(r) != "https":
+            p.append("TLS mode, but the backend got X-Forwarded-Proto %r (want https)"
+                     % forwarded_proto(r))
         else:
             # Its log line must be read before the next case takes its mark.
             rgtest.wait_until(lambda: tag.encode() in self.backend.stdout_bytes(), timeout=2)
@@ -508,19 +535,29 @@ class MalformedRequestTests(AbuseTestCase):
 
     def test_body_over_max_body_size_413(self):
         chunk = b"c" * 16384
+        # Chunked: every byte in one write, so the whole body is there at once. Over TLS
+        # that is not so: roundguardd decrypts record by record and stops at one that is
+        # not all in yet, and under load it was seen (in about 5 runs in 100 of this test
+        # on a busy 2-CPU machine; never in plain) forwarding the head and the whole
+        # records read so far (16278 or 49046 bytes of the body) before the rest came and
+        # the 413 cut the backend connection: the streaming README.md describes for
+        # chunked bodies (only a Content-Length promises a 413 before anything is sent).
+        # So over TLS these two are held to test_body_over_max_body_size_413_streamed's
+        # rule: no complete body reaches the backend and its connection is cut.
+        streamed = {"forward": "incomplete"} if tlsmode.enabled() else {}
         self.run_cases([
             # Content-Length says so: answered before the body is sent, nothing forwarded.
             ("Content-Length 65537, no body sent",
              mk(b"POST", [b"Content-Length: 65537"]), 413),
             ("Content-Length 10 GB, no body sent",
              mk(b"POST", [b"Content-Length: 10000000000"]), 413),
-            # Chunked: every byte in one write, so the whole body is there at once.
             ("chunked 80 KiB in one write",
              mk(b"POST", [b"Transfer-Encoding: chunked"],
-                b"".join(b"4000\r\n" + chunk + b"\r\n" for _ in range(5)) + b"0\r\n\r\n"), 413),
+                b"".join(b"4000\r\n" + chunk + b"\r\n" for _ in range(5)) + b"0\r\n\r\n"), 413,
+             streamed),
             ("one chunk announced over the limit",
              mk(b"POST", [b"Transfer-Encoding: chunked"],
-                b"20000\r\n" + b"d" * 0x20000 + b"\r\n0\r\n\r\n"), 413),
+                b"20000\r\n" + b"d" * 0x20000 + b"\r\n0\r\n\r\n"), 413, streamed),
         ])
 
     def test_body_over_max_body_size_413_streamed(self):
@@ -528,7 +565,7 @@ class MalformedRequestTests(AbuseTestCase):
         head may have been streamed, the rest must not follow."""
         chunk = b"e" * 16384
         mark = backend_mark(self.backend)
-        s = socket.create_connection((HOST, self.lb.port), timeout=5)
+        s = connect(self.lb.port)
         head = mk(b"POST", [b"Transfer-Encoding: chunked"])
         s.sendall(head)
         time.sleep(0.1)
@@ -927,6 +964,11 @@ class SlowClientTests(AbuseTestCase):
 
 class IdleConnectionTests(AbuseTestCase):
     TIMEOUT = 5.0
+    # Over TLS: 2,000 handshakes take seconds (5.5 s one after the other on a busy 2-CPU
+    # machine, without sanitizers), and the connections must all be open and the normal
+    # requests served well within client_timeout for the measure to be valid.
+    TLS_TIMEOUT = 20.0
+    TLS_OPENERS = 8
 
     @classmethod
     def setUpClass(cls):
@@ -934,18 +976,36 @@ class IdleConnectionTests(AbuseTestCase):
         if soft < IDLE_CONNECTIONS + 200:
             raise AssertionError("RLIMIT_NOFILE soft limit %d: cannot open %d connections"
                                  % (soft, IDLE_CONNECTIONS))
-        cls.start_lb({"client_timeout": "5s", "timeout": "2s"}, workers=2)
+        if tlsmode.enabled():
+            cls.TIMEOUT = cls.TLS_TIMEOUT
+        cls.start_lb({"client_timeout": "%gs" % cls.TIMEOUT, "timeout": "2s"}, workers=2)
+
+    def open_idle(self, socks):
+        """IDLE_CONNECTIONS connections to the LB, nothing sent (over TLS: the
+        handshake done, several at a time)."""
+        def one(i):
+            try:
+                return connect(self.lb.port)
+            except OSError as e:
+                raise AssertionError("idle connection %d could not be opened: %r" % (i, e))
+        if not tlsmode.enabled():
+            for i in range(IDLE_CONNECTIONS):
+                socks.append(one(i))
+            return
+        with concurrent.futures.ThreadPoolExecutor(self.TLS_OPENERS) as pool:
+            futures = [pool.submit(one, i) for i in range(IDLE_CONNECTIONS)]
+            for f in futures:
+                if f.exception() is None:
+                    socks.append(f.result())
+            for f in futures:
+                if f.exception() is not None:
+                    raise f.exception()
 
     def test_2000_idle_connections_do_not_stop_service(self):
         socks = []
         self.addCleanup(lambda: [s.close() for s in socks])
         t0 = time.monotonic()
-        for i in range(IDLE_CONNECTIONS):
-            try:
-                s = socket.create_connection((HOST, self.lb.port), timeout=5)
-            except OSError as e:
-                self.fail("idle connection %d could not be opened: %r" % (i, e))
-            socks.append(s)
+        self.open_idle(socks)
         t_open = time.monotonic() - t0
         # Give the workers a moment to accept them all, then count.
         fds = rgtest.wait_until(lambda: sum(fd_count(p) or 0 for p in self.workers)
@@ -990,14 +1050,17 @@ class IdleConnectionTests(AbuseTestCase):
             s.setblocking(False)
             sel.register(s, selectors.EVENT_READ)
         closed, answered, other = 0, 0, []
-        deadline = t0 + self.TIMEOUT + 3.0
+        # The last one was opened at t0 + t_open.
+        deadline = t0 + t_open + self.TIMEOUT + 3.0
         pending = set(socks)
         while pending and time.monotonic() < deadline:
             for key, _ in sel.select(0.2):
                 s = key.fileobj
                 try:
                     data = s.recv(65536)
-                except (ConnectionResetError, BlockingIOError):
+                except BlockingIOError:
+                    continue        # over TLS: records without data (session tickets)
+                except ConnectionResetError:
                     data = b""
                 if data:
                     if data.startswith(b"HTTP/1.1 408 "):
@@ -1016,9 +1079,10 @@ class IdleConnectionTests(AbuseTestCase):
             problems.append("idle connections got something other than a close or a 408: %r"
                             % other[:3])
         problems += self.alive_problems()
-        sys.stderr.write("\n  [idle] %d connections opened in %.2f s; workers hold %d fds; "
+        sys.stderr.write("\n  [idle, %s] %d connections opened in %.2f s; workers hold %d fds; "
                          "latency median %.4f s max %.4f s; %d closed silently, %d got 408\n"
-                         % (IDLE_CONNECTIONS, t_open, accepted, statistics.median(lat), max(lat),
+                         % (tlsmode.label(), IDLE_CONNECTIONS, t_open, accepted,
+                            statistics.median(lat), max(lat),
                             closed, answered))
         if problems:
             self.fail("2000 idle connections:\n  " + "\n  ".join(problems))
@@ -1040,7 +1104,7 @@ class FdExhaustionTests(AbuseTestCase):
         # keepalive 0: every request needs a new descriptor for the backend.
         cfg = lbt.make_config([lbt.url(cls.backend)], health=CALM,
                               proxy={"client_timeout": "30s", "timeout": "2s", "keepalive": 0})
-        cls.lb = lbt.LB(cls.addClassCleanup, cfg, workers=1)
+        cls.lb = tlsmode.LB(cls.addClassCleanup, cfg, workers=1)
         cls.lb.d.preexec_fn = low_nofile
         cls.lb.start()
         cls.workers = worker_pids(cls.lb, 1)
@@ -1052,7 +1116,7 @@ class FdExhaustionTests(AbuseTestCase):
             before = fd_count(worker)
             if before is None or before >= LOW_NOFILE:
                 break
-            held.append(socket.create_connection((HOST, self.lb.port), timeout=5))
+            held.append(connect(self.lb.port))
             rgtest.wait_until(lambda: (fd_count(worker) or 0) > before, timeout=0.5, interval=0.005)
         return fd_count(worker)
 
@@ -1079,7 +1143,8 @@ class FdExhaustionTests(AbuseTestCase):
         # is a normal request, which must be served once descriptors free up.
         mark = self.lb.d.stderr_mark()
         for _ in range(100):
-            extra.append(socket.create_connection((HOST, self.lb.port), timeout=5))
+            # Over TLS no handshake: the worker cannot accept them yet.
+            extra.append(connect(self.lb.port, handshake=False))
         waiting = {}
 
         def normal():
@@ -1165,4 +1230,5 @@ class FdExhaustionTests(AbuseTestCase):
 
 
 if __name__ == "__main__":
+    tlsmode.take_flag(sys.argv)
     unittest.main()

@@ -27,7 +27,12 @@ reached the backend):
   - the daemon unharmed (test_abuse.py's alive_problems()).
 
 The helpers (exchange, check_case, error_json_problems, backend records) are
-test_abuse.py's; the daemons are started with test_lb.py's LB class.
+test_abuse.py's; the daemons are started with tlsmode.py's LB class (test_lb.py's).
+
+Over TLS: ROUNDGUARD_TEST_TLS=1, or --tls on the command line (meson test
+conformance-tls), gives every roundguardd an extra TLS listener and sends every
+client connection to it over TLS (tlsmode.py); the backend must then get
+"X-Forwarded-Proto: https" where it gets "http" otherwise.
 
 Cases marked expectedFailure are deviations from RFC 9112 found while writing
 this file (see their docstrings); they pass ("unexpected success", which fails
@@ -50,6 +55,7 @@ import rgtest  # noqa: E402
 import test_abuse as ab  # noqa: E402
 import test_lb as lbt  # noqa: E402
 import testbackend as tb  # noqa: E402
+import tlsmode  # noqa: E402
 
 HOST = ab.HOST
 CALM = lbt.CALM
@@ -81,7 +87,8 @@ def fwd(line, fields=("Host: x",), xfh="x"):
     """The record of a request head as the backend must receive it: the
     request line, the client's fields that go on, then the X-Forwarded-*
     fields roundguardd adds."""
-    lines = [line] + list(fields) + ["X-Forwarded-For: %s" % HOST, "X-Forwarded-Proto: http"]
+    proto = "https" if tlsmode.enabled() else "http"
+    lines = [line] + list(fields) + ["X-Forwarded-For: %s" % HOST, "X-Forwarded-Proto: " + proto]
     if xfh is not None:
         lines.append("X-Forwarded-Host: " + xfh)
     return {"raw_head": "\r\n".join(lines)}
@@ -195,7 +202,7 @@ def converse(port, data, answers, timeout=3.0, pieces=(), pause=0.05, bodiless=(
     (counted from the last byte sent). Returns a test_abuse Exchange (ex.msgs:
     the parsed responses)."""
     ex = ab.Exchange()
-    s = socket.create_connection((HOST, port), timeout=5)
+    s = ab.connect(port)
     try:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t0 = time.monotonic()
@@ -256,7 +263,7 @@ class ConformanceCase(ab.AbuseTestCase):
         proxy = {"timeout": "2s", "client_timeout": "2s"}
         proxy.update(cls.PROXY)
         cfg = lbt.make_config([lbt.url(cls.backend, cls.PREFIX)], health=CALM, proxy=proxy)
-        cls.lb = lbt.LB(cls.addClassCleanup, cfg, workers=1).start()
+        cls.lb = tlsmode.LB(cls.addClassCleanup, cfg, workers=1).start()
         cls.workers = ab.worker_pids(cls.lb, 1)
 
     # -- helpers ------------------------------------------------------------
@@ -485,7 +492,7 @@ class ChunkedRequestTests(ConformanceCase):
                 t = tag()
                 mark = ab.backend_mark(self.backend)
                 first = chunked_post(b"5\r\nhello\r\n", target=b"/headers?id=" + t.encode())
-                s = socket.create_connection((HOST, self.lb.port), timeout=5)
+                s = ab.connect(self.lb.port)
                 s.sendall(first)
                 streamed = rgtest.wait_until(lambda: t.encode() in self.backend.stdout_bytes(), 2)
                 rest = tail + follow_up(tag())
@@ -1068,4 +1075,5 @@ class PrefixTests(ConformanceCase):
 
 
 if __name__ == "__main__":
+    tlsmode.take_flag(sys.argv)
     unittest.main()

@@ -502,6 +502,21 @@ START_TEST(body_limit)
 }
 END_TEST
 
+/* A chunk whose announced size alone passes the limit is refused at its size line, before any byte of it. */
+START_TEST(body_limit_announced_chunk)
+{
+	static const char body[] = "3\r\nabc\r\n20000\r\nddddd";
+	struct feed f = { .response = false };
+	size_t len;
+	char *msg = cat(REQ_HEAD, body, strlen(body), "", &len);
+	int too_large = 413;
+
+	f.body_max = 0x10000;
+	every_feed(msg, len, &f, check_status, &too_large);
+	free(msg);
+}
+END_TEST
+
 START_TEST(extra_limit)
 {
 	/* Extension names and values and trailer names and values: 2 + 2 + 3 + 1 bytes. */
@@ -739,6 +754,7 @@ main(void)
 	tcase_add_loop_test(tc, chunked_parse_errors, 0,
 	    (int)(sizeof(bad_chunked) / sizeof(bad_chunked[0])));
 	tcase_add_test(tc, body_limit);
+	tcase_add_test(tc, body_limit_announced_chunk);
 	tcase_add_test(tc, extra_limit);
 	tcase_add_test(tc, pause_at_trailer_is_internal);
 	tcase_add_test(tc, trailer_cr_then_bare_lf_across_reads);
