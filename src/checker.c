@@ -397,6 +397,8 @@ probe_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void probe_write_cb(evutil_socket_t fd, short what, void *arg);
+
 /* Write what is left of the request; rebuilt each time, it is the same bytes. */
 static void
 probe_send(struct probe *p)
@@ -416,8 +418,23 @@ probe_send(struct probe *p)
 				p->sent += w;
 				continue;
 			}
-			if (SSL_get_error(p->ssl, 0) == SSL_ERROR_WANT_WRITE)
+			switch (SSL_get_error(p->ssl, 0)) {
+			case SSL_ERROR_WANT_WRITE:
+			case SSL_ERROR_WANT_READ:
+				/*
+				 * OpenSSL may need to read first (a key update, a
+				 * renegotiation refusal): wait for the direction it
+				 * names, and come back here either way.
+				 */
+				if (probe_watch(p, SSL_want_write(p->ssl) ? EV_WRITE : EV_READ,
+				    probe_write_cb) == 0)
+					return;
+				p->error = errno;
+				probe_done(p, CHECK_CONNECT_FAILED, 0);
 				return;
+			default:
+				break;
+			}
 			ERR_clear_error();
 			probe_done(p, CHECK_RESET, 0);
 			return;
@@ -446,7 +463,6 @@ probe_send(struct probe *p)
  * wants, or a writable socket would spin the loop.
  */
 static void probe_tls_cb(evutil_socket_t fd, short what, void *arg);
-static void probe_write_cb(evutil_socket_t fd, short what, void *arg);
 
 static void
 probe_tls_step(struct probe *p)

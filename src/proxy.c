@@ -1071,15 +1071,15 @@ client_handshake(struct client *c)
 	handshake_count(c, result);
 	if (rc == -2) {
 		/* As nginx does: say so in plain HTTP, best effort (the socket is fresh and empty). */
-		static const char plain[] = "HTTP/1.1 400 Bad Request\r\n"
-		    "Content-Type: application/json\r\nContent-Length: 95\r\n"
-		    "Connection: close\r\n\r\n"
-		    "{\"title\":\"Bad Request\",\"description\":\"This port speaks HTTPS (TLS): "
-		    "send the request over TLS\"}";
-
+		struct evbuffer *plain = evbuffer_new();
 		char junk[4096];
 
-		(void)!send(c->fd, plain, sizeof(plain) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (plain != NULL && http_error_response(plain, 400, NULL,
+		    "This port speaks HTTPS (TLS): send the request over TLS", NULL, false,
+		    false) == 0)
+			(void)!evbuffer_write(plain, c->fd);
+		if (plain != NULL)
+			evbuffer_free(plain);
 		/* Unread bytes at close() would make it a reset that can destroy the answer. */
 		for (int i = 0; i < 4 && recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
 			;

@@ -12,6 +12,7 @@ Run: ROUNDGUARD_D=build/src/roundguardd ROUNDGUARD_ECHO=build/src/roundguard-ech
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -378,6 +379,10 @@ class HostileInputTests(TLSCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
         self.assertIn(b"application/json", out)
         self.assertIn(b"TLS", out)
+        head, _, body = out.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+        self.assertEqual(length, len(body), out)
+        self.assertEqual(json.loads(body)["title"], "Bad Request", out)
         self.assertServing()
 
     def test_trickled_handshake_is_closed(self):
