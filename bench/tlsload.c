@@ -1,5 +1,6 @@
 /*
- * tlsload: a TLS load generator for bench/run (see bench/README.md). libc + libssl only.
+ * tlsload: a TLS load generator for bench/run (see bench/README.md). libc + libssl only;
+ * built with bench/loadlib.c, the helpers it shares with wsload.
  *
  * Full (-m full): each of N connection slots opens a new connection, does a
  * full TLS handshake (no session is ever offered), sends "GET PATH HTTP/1.1"
@@ -27,12 +28,10 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,14 +48,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "loadlib.h"
+
 #define HEAD_CAP	8192	/* a response head */
 #define READ_CAP	16384	/* one TLS record's plaintext at most */
-#define MAX_PIDS	64
-
-/* Latency histogram: 1 us buckets up to 65.535 ms, then 1 ms buckets up to 120 s. */
-#define H_FINE		65536
-#define H_COARSE	120000
-#define H_BUCKETS	(H_FINE + H_COARSE + 1)
 
 enum mode {
 	M_FULL,		/* a new connection and a full handshake per request */
@@ -130,8 +125,7 @@ struct thread {
 	uint64_t full, resumed;	/* handshakes of the connections of those requests */
 	uint64_t primed;	/* slots set up before the window */
 	uint64_t errs[E_N];
-	uint64_t *hist;
-	uint64_t hist_max_us;
+	struct load_hist hist;
 	char info[160];		/* the TLS parameters of this thread's first handshake */
 	char first_err[256];	/* what went wrong first */
 	char buf[READ_CAP];
@@ -151,13 +145,14 @@ static struct {
 	int threads;
 	double setup_timeout;
 	double req_timeout;
-	pid_t pids[MAX_PIDS];
-	int npids;
+	struct load_pids pids;
 	bool quiet;
 } opt = {
 	.host = "127.0.0.1", .path = "/", .mode = M_FULL, .conns = 64, .seconds = 5,
 	.threads = 1, .setup_timeout = 10, .req_timeout = 5,
 };
+
+const char *const load_prog = "tlsload";	/* load_die()'s prefix */
 
 static struct sockaddr_in addr;
 static SSL_CTX *ctx;
@@ -168,28 +163,6 @@ static pthread_barrier_t barrier;
 static int64_t window_start_ns, window_end_ns;
 static volatile int window_open;	/* set by the main thread after the first barrier */
 static int threads_done;		/* threads whose load phase has ended (atomic) */
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("tlsload: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
 
 static void
 usage(FILE *f)
@@ -217,19 +190,6 @@ usage(FILE *f)
 	    "  -q             only the TLSLOAD summary line\n", f);
 }
 
-static double
-parse_num(const char *s, const char *what, double min, double max)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || v < min || v > max)
-		die("%s: not a number in [%g, %g]: %s", what, min, max, s);
-	return v;
-}
-
 static void
 parse_args(int argc, char **argv)
 {
@@ -237,7 +197,7 @@ parse_args(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "p:m:h:u:s:V:A:c:d:n:t:H:T:P:q")) != -1) {
 		switch (c) {
-		case 'p': opt.port = (int)parse_num(optarg, "-p", 1, 65535); break;
+		case 'p': opt.port = (int)load_parse_num(optarg, "-p", 1, 65535); break;
 		case 'm':
 			if (strcmp(optarg, "full") == 0)
 				opt.mode = M_FULL;
@@ -246,7 +206,7 @@ parse_args(int argc, char **argv)
 			else if (strcmp(optarg, "keepalive") == 0)
 				opt.mode = M_KEEPALIVE;
 			else
-				die("-m: full, resume or keepalive, not %s", optarg);
+				load_die("-m: full, resume or keepalive, not %s", optarg);
 			break;
 		case 'h': opt.host = optarg; break;
 		case 'u': opt.path = optarg; break;
@@ -257,26 +217,16 @@ parse_args(int argc, char **argv)
 			else if (strcmp(optarg, "1.3") == 0)
 				opt.version = TLS1_3_VERSION;
 			else
-				die("-V: 1.2 or 1.3, not %s", optarg);
+				load_die("-V: 1.2 or 1.3, not %s", optarg);
 			break;
 		case 'A': opt.cafile = optarg; break;
-		case 'c': opt.conns = (size_t)parse_num(optarg, "-c", 1, 100000); break;
-		case 'd': opt.seconds = parse_num(optarg, "-d", 0.1, 86400); break;
-		case 'n': opt.max_reqs = (uint64_t)parse_num(optarg, "-n", 1, 1e15); break;
-		case 't': opt.threads = (int)parse_num(optarg, "-t", 1, 64); break;
-		case 'H': opt.setup_timeout = parse_num(optarg, "-H", 0.1, 3600); break;
-		case 'T': opt.req_timeout = parse_num(optarg, "-T", 0.01, 3600); break;
-		case 'P': {
-			char *s = strdup(optarg), *tok, *save = NULL;
-
-			for (tok = strtok_r(s, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-				if (opt.npids == MAX_PIDS)
-					die("-P: more than %d processes", MAX_PIDS);
-				opt.pids[opt.npids++] = (pid_t)parse_num(tok, "-P", 1, 1 << 22);
-			}
-			free(s);
-			break;
-		}
+		case 'c': opt.conns = (size_t)load_parse_num(optarg, "-c", 1, 100000); break;
+		case 'd': opt.seconds = load_parse_num(optarg, "-d", 0.1, 86400); break;
+		case 'n': opt.max_reqs = (uint64_t)load_parse_num(optarg, "-n", 1, 1e15); break;
+		case 't': opt.threads = (int)load_parse_num(optarg, "-t", 1, 64); break;
+		case 'H': opt.setup_timeout = load_parse_num(optarg, "-H", 0.1, 3600); break;
+		case 'T': opt.req_timeout = load_parse_num(optarg, "-T", 0.01, 3600); break;
+		case 'P': load_parse_pids(&opt.pids, optarg); break;
 		case 'q': opt.quiet = true; break;
 		default: usage(stderr); exit(2);
 		}
@@ -287,39 +237,6 @@ parse_args(int argc, char **argv)
 	}
 	if ((size_t)opt.threads > opt.conns)
 		opt.threads = (int)opt.conns;
-}
-
-/* ---------------------------------------------------------------- CPU of other processes */
-
-static int64_t
-proc_cpu_us(void)
-{
-	static long hz;
-	int64_t total = 0;
-
-	if (!hz)
-		hz = sysconf(_SC_CLK_TCK);
-	for (int i = 0; i < opt.npids; i++) {
-		char path[64], buf[1024], *p;
-		unsigned long long ut, st;
-		ssize_t n;
-		int fd;
-
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)opt.pids[i]);
-		if ((fd = open(path, O_RDONLY)) == -1)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = 0;
-		/* After "(comm) ": state is field 3; utime and stime are fields 14 and 15. */
-		if (!(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
-			total += (int64_t)(ut + st) * 1000000 / hz;
-	}
-	return total;
 }
 
 /* ---------------------------------------------------------------- connections */
@@ -378,7 +295,7 @@ conn_fail(struct thread *t, struct conn *c, enum err e, const char *why)
 		    ssl_err[0] ? ": " : "", ssl_err);
 	}
 	conn_close(c, false);
-	c->retry_ns = now_ns() + 10000000;
+	c->retry_ns = load_now_ns() + 10000000;
 	t->idle_pending = true;
 }
 
@@ -566,23 +483,6 @@ response_bytes(struct thread *t, struct conn *c, const char *p, size_t n)
 	return c->body_left == 0;
 }
 
-static void
-record(struct thread *t, int64_t ns)
-{
-	uint64_t us = ns > 0 ? (uint64_t)ns / 1000 : 0;
-	size_t b;
-
-	if (us > t->hist_max_us)
-		t->hist_max_us = us;
-	if (us < H_FINE)
-		b = us;
-	else if (us / 1000 < H_COARSE)
-		b = H_FINE + us / 1000;
-	else
-		b = H_BUCKETS - 1;
-	t->hist[b]++;
-}
-
 static bool
 may_start(const struct thread *t, int64_t now)
 {
@@ -606,7 +506,7 @@ response_done(struct thread *t, struct conn *c, int64_t now)
 	}
 	if (may_start(t, now)) {
 		t->reqs++;
-		record(t, now - c->start_ns);
+		load_hist_record(&t->hist, now - c->start_ns);
 		t->full += c->hs == HS_FULL;
 		t->resumed += c->hs == HS_RESUMED;
 	}
@@ -731,7 +631,8 @@ static void
 setup_phase(struct thread *t)
 {
 	struct epoll_event evs[512];
-	int64_t now = now_ns(), deadline = now + (int64_t)(opt.setup_timeout * 1e9), last = now;
+	int64_t now = load_now_ns(), last = now;
+	int64_t deadline = now + (int64_t)(opt.setup_timeout * 1e9);
 
 	t->phase = PH_SETUP;
 	if (opt.mode == M_FULL)
@@ -753,7 +654,7 @@ setup_phase(struct thread *t)
 		}
 		int n = epoll_wait(t->ep, evs, 512, 50);
 
-		now = now_ns();
+		now = load_now_ns();
 		for (int i = 0; i < n; i++)
 			conn_event(t, evs[i].data.ptr, now);
 		if (now - last > 100000000) {
@@ -767,7 +668,7 @@ static void
 load_phase(struct thread *t)
 {
 	struct epoll_event evs[512];
-	int64_t now = now_ns(), last = now;
+	int64_t now = load_now_ns(), last = now;
 
 	t->phase = PH_LOAD;
 	for (size_t i = 0; i < t->nconns; i++) {
@@ -792,7 +693,7 @@ load_phase(struct thread *t)
 			wait_ms = 10;	/* slots that failed start again soon, without spinning */
 		int n = epoll_wait(t->ep, evs, 512, wait_ms);
 
-		now = now_ns();
+		now = load_now_ns();
 		if (now >= window_end_ns)
 			break;
 		for (int i = 0; i < n; i++)
@@ -830,42 +731,18 @@ on_signal(int sig)
 	stop_flag = 1;
 }
 
-static uint64_t
-percentile(const uint64_t *h, uint64_t total, double q)
-{
-	uint64_t want = (uint64_t)(q * (double)total + 0.5), seen = 0;
-
-	if (want == 0)
-		want = 1;
-	for (size_t b = 0; b < H_BUCKETS; b++) {
-		seen += h[b];
-		if (seen >= want)
-			return b < H_FINE ? b : (b - H_FINE) * 1000 + 500;
-	}
-	return 0;
-}
-
-static void
-fmt_us(char *buf, size_t len, uint64_t us)
-{
-	if (us >= 1000)
-		snprintf(buf, len, "%.2fms", (double)us / 1000);
-	else
-		snprintf(buf, len, "%lluus", (unsigned long long)us);
-}
-
 static void
 ctx_init(void)
 {
 	if (!(ctx = SSL_CTX_new(TLS_client_method())))
-		die("SSL_CTX_new failed");
+		load_die("SSL_CTX_new failed");
 	SSL_CTX_set_min_proto_version(ctx, opt.version ? opt.version : TLS1_2_VERSION);
 	SSL_CTX_set_max_proto_version(ctx, opt.version ? opt.version : TLS1_3_VERSION);
 	/* A server that closes without close_notify after a body without Content-Length. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (opt.cafile) {
 		if (!SSL_CTX_load_verify_locations(ctx, opt.cafile, NULL))
-			die("-A: cannot load %s", opt.cafile);
+			load_die("-A: cannot load %s", opt.cafile);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -887,8 +764,8 @@ main(int argc, char **argv)
 	struct rlimit rl;
 	struct thread *ts;
 	struct conn *conns;
-	uint64_t reqs = 0, full = 0, resumed = 0, primed = 0, errs[E_N] = { 0 }, max_us = 0;
-	uint64_t nerr = 0, *hist;
+	uint64_t reqs = 0, full = 0, resumed = 0, primed = 0, errs[E_N] = { 0 }, nerr = 0;
+	struct load_hist hist;
 	int64_t cpu0 = 0, cpu1 = 0;
 	static const char no_info[] = "tls=- cipher=- group=- cert=-";
 	const char *info = no_info, *first_err = NULL;
@@ -909,7 +786,7 @@ main(int argc, char **argv)
 	addr.sin_family = AF_INET;
 	addr.sin_port = htons((uint16_t)opt.port);
 	if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1)
-		die("-h: not an IPv4 address: %s", opt.host);
+		load_die("-h: not an IPv4 address: %s", opt.host);
 	if (opt.sni)
 		request_len = (size_t)snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\n"
 		    "Host: %s:%d\r\n%s\r\n", opt.path, opt.sni, opt.port,
@@ -919,13 +796,13 @@ main(int argc, char **argv)
 		    "Host: %s:%d\r\n%s\r\n", opt.path, opt.host, opt.port,
 		    opt.mode == M_KEEPALIVE ? "" : "Connection: close\r\n");
 	if (request_len >= sizeof(request))
-		die("-u or -s: too long");
+		load_die("-u or -s: too long");
 	ctx_init();
 
 	conns = calloc(opt.conns, sizeof(*conns));
 	ts = calloc((size_t)opt.threads, sizeof(*ts));
 	if (!conns || !ts)
-		die("out of memory");
+		load_die("out of memory");
 	/* Contiguous shares: thread k gets slots [k*N/T, (k+1)*N/T). */
 	for (int k = 0; k < opt.threads; k++) {
 		size_t a = opt.conns * (size_t)k / (size_t)opt.threads;
@@ -938,9 +815,8 @@ main(int argc, char **argv)
 			conns[i].t = &ts[k];
 		}
 		ts[k].ep = epoll_create1(EPOLL_CLOEXEC);
-		ts[k].hist = calloc(H_BUCKETS, sizeof(uint64_t));
-		if (ts[k].ep == -1 || !ts[k].hist)
-			die("epoll_create1/calloc: %s", strerror(errno));
+		if (ts[k].ep == -1 || load_hist_init(&ts[k].hist) == -1)
+			load_die("epoll_create1/calloc: %s", strerror(errno));
 		if (opt.max_reqs)
 			ts[k].max_reqs = (opt.max_reqs + (uint64_t)k) / (uint64_t)opt.threads;
 		if (opt.max_reqs && ts[k].max_reqs == 0)
@@ -950,16 +826,16 @@ main(int argc, char **argv)
 	pthread_barrier_init(&barrier, NULL, (unsigned)opt.threads + 1);
 	for (int k = 0; k < opt.threads; k++)
 		if (pthread_create(&ts[k].tid, NULL, thread_main, &ts[k]) != 0)
-			die("pthread_create failed");
+			load_die("pthread_create failed");
 	pthread_barrier_wait(&barrier);	/* all set up */
-	cpu0 = proc_cpu_us();
-	window_start_ns = now_ns();
+	cpu0 = load_proc_cpu_us(&opt.pids);
+	window_start_ns = load_now_ns();
 	window_end_ns = window_start_ns + (int64_t)(opt.seconds * 1e9);
 	window_open = 1;
 	pthread_barrier_wait(&barrier);	/* go */
 	/* Sample the CPU time at the window's end (or when every thread stopped early). */
 	for (;;) {
-		int64_t left = window_end_ns - now_ns();
+		int64_t left = window_end_ns - load_now_ns();
 		struct timespec ts_sleep = { 0, left < 2000000 ? (long)left : 2000000 };
 
 		if (left <= 0 || stop_flag ||
@@ -967,26 +843,22 @@ main(int argc, char **argv)
 			break;
 		nanosleep(&ts_sleep, NULL);
 	}
-	cpu1 = proc_cpu_us();
-	int64_t stopped = now_ns();
+	cpu1 = load_proc_cpu_us(&opt.pids);
+	int64_t stopped = load_now_ns();
 
 	secs = (double)((stopped < window_end_ns ? stopped : window_end_ns) - window_start_ns) / 1e9;
 	for (int k = 0; k < opt.threads; k++)
 		pthread_join(ts[k].tid, NULL);
-	hist = calloc(H_BUCKETS, sizeof(uint64_t));
-	if (!hist)
-		die("out of memory");
+	if (load_hist_init(&hist) == -1)
+		load_die("out of memory");
 	for (int k = 0; k < opt.threads; k++) {
 		reqs += ts[k].reqs;
 		full += ts[k].full;
 		resumed += ts[k].resumed;
 		primed += ts[k].primed;
-		if (ts[k].hist_max_us > max_us)
-			max_us = ts[k].hist_max_us;
 		for (int e = 0; e < E_N; e++)
 			errs[e] += ts[k].errs[e];
-		for (size_t b = 0; b < H_BUCKETS; b++)
-			hist[b] += ts[k].hist[b];
+		load_hist_merge(&hist, &ts[k].hist);
 		if (ts[k].info[0] && info == no_info)
 			info = ts[k].info;
 		if (ts[k].first_err[0] && !first_err)
@@ -995,16 +867,17 @@ main(int argc, char **argv)
 	for (int e = 0; e < E_N; e++)
 		nerr += errs[e];
 
-	uint64_t p50 = percentile(hist, reqs, 0.50), p99 = percentile(hist, reqs, 0.99);
+	uint64_t p50 = load_hist_percentile(&hist, reqs, 0.50);
+	uint64_t p99 = load_hist_percentile(&hist, reqs, 0.99);
 	double rate = secs > 0 ? (double)reqs / secs : 0;
 	double hs_rate = secs > 0 ? (double)(full + resumed) / secs : 0;
 	double resumption = full + resumed ? (double)resumed / (double)(full + resumed) : 0;
 	char a[32], b[32], c[32];
 
 	if (!opt.quiet) {
-		fmt_us(a, sizeof(a), p50);
-		fmt_us(b, sizeof(b), p99);
-		fmt_us(c, sizeof(c), max_us);
+		load_fmt_us(a, sizeof(a), p50);
+		load_fmt_us(b, sizeof(b), p99);
+		load_fmt_us(c, sizeof(c), hist.max_us);
 		printf("tlsload: https://%s:%d%s%s%s, -m %s, %zu connections, %d thread(s), %.2fs window\n",
 		    opt.host, opt.port, opt.path, opt.sni ? " SNI " : "", opt.sni ? opt.sni : "",
 		    mode_names[opt.mode], opt.conns, opt.threads, secs);
@@ -1020,9 +893,9 @@ main(int argc, char **argv)
 		for (int e = 0; e < E_N; e++)
 			printf(" %s %llu%s", err_names[e], (unsigned long long)errs[e],
 			    e + 1 < E_N ? "," : "\n");
-		if (opt.npids)
+		if (opt.pids.n)
 			printf("  CPU of the %d given processes in the window: %.3fs, %.2f us/request\n",
-			    opt.npids, (double)(cpu1 - cpu0) / 1e6,
+			    opt.pids.n, (double)(cpu1 - cpu0) / 1e6,
 			    reqs ? (double)(cpu1 - cpu0) / (double)reqs : 0.0);
 	}
 	if (first_err)
@@ -1033,10 +906,10 @@ main(int argc, char **argv)
 	    opt.threads, secs, (unsigned long long)reqs, rate, (unsigned long long)(full + resumed),
 	    hs_rate, (unsigned long long)full, (unsigned long long)resumed, resumption,
 	    (unsigned long long)primed, (unsigned long long)p50, (unsigned long long)p99,
-	    (unsigned long long)max_us, (unsigned long long)nerr);
+	    (unsigned long long)hist.max_us, (unsigned long long)nerr);
 	for (int e = 0; e < E_N; e++)
 		printf(" %s=%llu", err_names[e], (unsigned long long)errs[e]);
-	printf(" %s cpu_us=%lld\n", info, opt.npids ? (long long)(cpu1 - cpu0) : -1LL);
+	printf(" %s cpu_us=%lld\n", info, opt.pids.n ? (long long)(cpu1 - cpu0) : -1LL);
 	fflush(stdout);
 	return nerr ? 1 : 0;
 }

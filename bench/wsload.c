@@ -1,5 +1,6 @@
 /*
- * wsload: a WebSocket load generator for bench/run (see bench/README.md). libc only.
+ * wsload: a WebSocket load generator for bench/run (see bench/README.md). libc only;
+ * built with bench/loadlib.c, the helpers it shares with tlsload.
  *
  * Load (default): N connections each do the opening handshake (a fixed, valid
  * Sec-WebSocket-Key; the 101 and its Sec-WebSocket-Accept are checked), then
@@ -19,12 +20,10 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loadlib.h"
+
 /* RFC 6455 1.3's example key and the accept value it must produce. */
 #define WS_KEY		"dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT	"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -45,12 +46,6 @@
 #define FRAME_LEN	(2 + 4 + MSG_LEN)	/* masked client frame: header, mask, payload */
 #define IN_CAP		4096			/* a response head, or frames */
 #define OUT_CAP		512
-#define MAX_PIDS	64
-
-/* Latency histogram: 1 us buckets up to 65.535 ms, then 1 ms buckets up to 120 s. */
-#define H_FINE		65536
-#define H_COARSE	120000
-#define H_BUCKETS	(H_FINE + H_COARSE + 1)
 
 enum state {
 	ST_CONNECTING,	/* connect() in progress */
@@ -105,8 +100,7 @@ struct thread {
 	uint64_t upgraded;
 	uint64_t setup_failed;	/* connections that died while being set up */
 	uint64_t closed_clean;
-	uint64_t *hist;
-	uint64_t hist_max_us;
+	struct load_hist hist;
 };
 
 static struct {
@@ -124,13 +118,14 @@ static struct {
 	bool idle;
 	bool http;
 	const char *ready_file;
-	pid_t pids[MAX_PIDS];
-	int npids;
+	struct load_pids pids;
 	bool quiet;
 } opt = {
 	.host = "127.0.0.1", .path = "/ws", .conns = 64, .seconds = 5, .threads = 1,
 	.hs_timeout = 10, .msg_timeout = 5, .concurrency = 256,
 };
+
+const char *const load_prog = "wsload";	/* load_die()'s prefix */
 
 static struct sockaddr_in addr;
 static char request[1024];
@@ -140,28 +135,6 @@ static pthread_barrier_t barrier;
 static int64_t window_start_ns, window_end_ns;
 static volatile int window_open;	/* set by the main thread after the first barrier */
 static int threads_done;		/* threads whose message phase has ended (atomic) */
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("wsload: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
 
 static void
 usage(FILE *f)
@@ -185,19 +158,6 @@ usage(FILE *f)
 	    "  -q             only the WSLOAD summary line\n", f);
 }
 
-static double
-parse_num(const char *s, const char *what, double min, double max)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || v < min || v > max)
-		die("%s: not a number in [%g, %g]: %s", what, min, max, s);
-	return v;
-}
-
 static void
 parse_args(int argc, char **argv)
 {
@@ -205,27 +165,17 @@ parse_args(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "p:h:u:c:d:n:t:C:H:T:P:Igr:q")) != -1) {
 		switch (c) {
-		case 'p': opt.port = (int)parse_num(optarg, "-p", 1, 65535); break;
+		case 'p': opt.port = (int)load_parse_num(optarg, "-p", 1, 65535); break;
 		case 'h': opt.host = optarg; break;
 		case 'u': opt.path = optarg; break;
-		case 'c': opt.conns = (size_t)parse_num(optarg, "-c", 1, 1000000); break;
-		case 'd': opt.seconds = parse_num(optarg, "-d", 0.1, 86400); break;
-		case 'n': opt.max_msgs = (uint64_t)parse_num(optarg, "-n", 1, 1e15); break;
-		case 't': opt.threads = (int)parse_num(optarg, "-t", 1, 64); break;
-		case 'C': opt.concurrency = (size_t)parse_num(optarg, "-C", 1, 100000); break;
-		case 'H': opt.hs_timeout = parse_num(optarg, "-H", 0.1, 3600); break;
-		case 'T': opt.msg_timeout = parse_num(optarg, "-T", 0.01, 3600); break;
-		case 'P': {
-			char *s = strdup(optarg), *tok, *save = NULL;
-
-			for (tok = strtok_r(s, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-				if (opt.npids == MAX_PIDS)
-					die("-P: more than %d processes", MAX_PIDS);
-				opt.pids[opt.npids++] = (pid_t)parse_num(tok, "-P", 1, 1 << 22);
-			}
-			free(s);
-			break;
-		}
+		case 'c': opt.conns = (size_t)load_parse_num(optarg, "-c", 1, 1000000); break;
+		case 'd': opt.seconds = load_parse_num(optarg, "-d", 0.1, 86400); break;
+		case 'n': opt.max_msgs = (uint64_t)load_parse_num(optarg, "-n", 1, 1e15); break;
+		case 't': opt.threads = (int)load_parse_num(optarg, "-t", 1, 64); break;
+		case 'C': opt.concurrency = (size_t)load_parse_num(optarg, "-C", 1, 100000); break;
+		case 'H': opt.hs_timeout = load_parse_num(optarg, "-H", 0.1, 3600); break;
+		case 'T': opt.msg_timeout = load_parse_num(optarg, "-T", 0.01, 3600); break;
+		case 'P': load_parse_pids(&opt.pids, optarg); break;
 		case 'I': opt.idle = true; break;
 		case 'g': opt.http = true; break;
 		case 'r': opt.ready_file = optarg; break;
@@ -238,44 +188,11 @@ parse_args(int argc, char **argv)
 		exit(2);
 	}
 	if (opt.http && !opt.idle)
-		die("-g needs -I");
+		load_die("-g needs -I");
 	if (opt.idle)
 		opt.threads = 1;
 	if ((size_t)opt.threads > opt.conns)
 		opt.threads = (int)opt.conns;
-}
-
-/* ---------------------------------------------------------------- CPU of other processes */
-
-static int64_t
-proc_cpu_us(void)
-{
-	static long hz;
-	int64_t total = 0;
-
-	if (!hz)
-		hz = sysconf(_SC_CLK_TCK);
-	for (int i = 0; i < opt.npids; i++) {
-		char path[64], buf[1024], *p;
-		unsigned long long ut, st;
-		ssize_t n;
-		int fd;
-
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)opt.pids[i]);
-		if ((fd = open(path, O_RDONLY)) == -1)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = 0;
-		/* After "(comm) ": state is field 3; utime and stime are fields 14 and 15. */
-		if (!(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
-			total += (int64_t)(ut + st) * 1000000 / hz;
-	}
-	return total;
 }
 
 /* ---------------------------------------------------------------- connections */
@@ -440,23 +357,6 @@ send_message(struct thread *t, struct conn *c, int64_t now)
 	return conn_send(t, c, frame, FRAME_LEN);
 }
 
-static void
-record(struct thread *t, int64_t ns)
-{
-	uint64_t us = ns > 0 ? (uint64_t)ns / 1000 : 0;
-	size_t b;
-
-	if (us > t->hist_max_us)
-		t->hist_max_us = us;
-	if (us < H_FINE)
-		b = us;
-	else if (us / 1000 < H_COARSE)
-		b = H_FINE + us / 1000;
-	else
-		b = H_BUCKETS - 1;
-	t->hist[b]++;
-}
-
 /* A whole data message arrived. */
 static int
 message_done(struct thread *t, struct conn *c, int64_t now)
@@ -470,7 +370,7 @@ message_done(struct thread *t, struct conn *c, int64_t now)
 	if (!window_open || now >= window_end_ns || (t->max_msgs && t->msgs >= t->max_msgs))
 		return 0;	/* outside the window or over -n: neither counted nor followed */
 	t->msgs++;
-	record(t, now - c->sent_ns);
+	load_hist_record(&t->hist, now - c->sent_ns);
 	if (t->max_msgs && t->msgs >= t->max_msgs)
 		return 0;
 	return send_message(t, c, now);
@@ -772,7 +672,7 @@ setup_phase(struct thread *t)
 {
 	struct epoll_event evs[512];
 	size_t next = 0, per = opt.concurrency / (size_t)opt.threads;
-	int64_t deadline = now_ns() + (int64_t)(opt.hs_timeout * 1e9);
+	int64_t deadline = load_now_ns() + (int64_t)(opt.hs_timeout * 1e9);
 
 	if (per == 0)
 		per = 1;
@@ -784,10 +684,10 @@ setup_phase(struct thread *t)
 		}
 		if (next - t->upgraded - t->setup_failed == 0 && next == t->nconns)
 			return;
-		if (stop_flag || now_ns() >= deadline)
+		if (stop_flag || load_now_ns() >= deadline)
 			break;
 		int n = epoll_wait(t->ep, evs, 512, 50);
-		int64_t now = now_ns();
+		int64_t now = load_now_ns();
 
 		for (int i = 0; i < n; i++)
 			conn_event(t, evs[i].data.ptr, evs[i].events, now);
@@ -806,7 +706,7 @@ static void
 message_phase(struct thread *t)
 {
 	struct epoll_event evs[512];
-	int64_t now = now_ns(), last_scan = now, tmo = (int64_t)(opt.msg_timeout * 1e9);
+	int64_t now = load_now_ns(), last_scan = now, tmo = (int64_t)(opt.msg_timeout * 1e9);
 
 	size_t open_n = 0;
 
@@ -820,7 +720,7 @@ message_phase(struct thread *t)
 			wait_ms = 100;
 		int n = epoll_wait(t->ep, evs, 512, wait_ms);
 
-		now = now_ns();
+		now = load_now_ns();
 		if (now >= window_end_ns)
 			break;
 		for (int i = 0; i < n; i++)
@@ -848,7 +748,7 @@ close_phase(struct thread *t)
 	struct epoll_event evs[512];
 	uint8_t frame[8];
 	const uint8_t code[2] = { 0x03, 0xe8 };	/* 1000, normal closure */
-	int64_t deadline = now_ns() + 1000000000;
+	int64_t deadline = load_now_ns() + 1000000000;
 	size_t left = 0;
 
 	for (size_t i = 0; i < t->nconns; i++) {
@@ -860,7 +760,7 @@ close_phase(struct thread *t)
 		if (conn_send(t, c, frame, make_frame(c, frame, 0x8, code, 2)) == 0)
 			left++;
 	}
-	while (left && now_ns() < deadline) {
+	while (left && load_now_ns() < deadline) {
 		int n = epoll_wait(t->ep, evs, 512, 50);
 
 		for (int i = 0; i < n; i++) {
@@ -923,28 +823,28 @@ static int
 idle_main(struct thread *t)
 {
 	struct epoll_event evs[512];
-	int64_t start = now_ns(), end, settle;
+	int64_t start = load_now_ns(), end, settle;
 	size_t open_n;
 	uint64_t errs = 0;
 
 	setup_phase(t);
 	/* A server that closes them at once (a limit reached) shows within moments. */
-	settle = now_ns() + 300000000;
-	while (!stop_flag && now_ns() < settle) {
+	settle = load_now_ns() + 300000000;
+	while (!stop_flag && load_now_ns() < settle) {
 		int n = epoll_wait(t->ep, evs, 512, 50);
 
 		for (int i = 0; i < n; i++)
-			conn_event(t, evs[i].data.ptr, evs[i].events, now_ns());
+			conn_event(t, evs[i].data.ptr, evs[i].events, load_now_ns());
 	}
 	open_n = count_open(t);
 	if (opt.ready_file)
 		write_ready(open_n);
 	end = start + (int64_t)(opt.seconds * 1e9);
-	while (!stop_flag && now_ns() < end) {
+	while (!stop_flag && load_now_ns() < end) {
 		int n = epoll_wait(t->ep, evs, 512, 200);
 
 		for (int i = 0; i < n; i++)
-			conn_event(t, evs[i].data.ptr, evs[i].events, now_ns());
+			conn_event(t, evs[i].data.ptr, evs[i].events, load_now_ns());
 	}
 	for (int e = 0; e < E_N; e++)
 		errs += t->errs[e];
@@ -966,30 +866,6 @@ on_signal(int sig)
 	stop_flag = 1;
 }
 
-static uint64_t
-percentile(const uint64_t *h, uint64_t total, double q)
-{
-	uint64_t want = (uint64_t)(q * (double)total + 0.5), seen = 0;
-
-	if (want == 0)
-		want = 1;
-	for (size_t b = 0; b < H_BUCKETS; b++) {
-		seen += h[b];
-		if (seen >= want)
-			return b < H_FINE ? b : (b - H_FINE) * 1000 + 500;
-	}
-	return 0;
-}
-
-static void
-fmt_us(char *buf, size_t len, uint64_t us)
-{
-	if (us >= 1000)
-		snprintf(buf, len, "%.2fms", (double)us / 1000);
-	else
-		snprintf(buf, len, "%lluus", (unsigned long long)us);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -997,8 +873,8 @@ main(int argc, char **argv)
 	struct rlimit rl;
 	struct thread *ts;
 	struct conn *conns;
-	uint64_t msgs = 0, errs[E_N] = { 0 }, upgraded = 0, clean = 0, max_us = 0, nerr = 0;
-	uint64_t *hist;
+	uint64_t msgs = 0, errs[E_N] = { 0 }, upgraded = 0, clean = 0, nerr = 0;
+	struct load_hist hist;
 	int64_t cpu0 = 0, cpu1 = 0;
 	double secs;
 
@@ -1015,13 +891,13 @@ main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < opt.conns + 32)
-		die("%zu connections need %zu descriptors, the limit is %llu: use several processes",
-		    opt.conns, opt.conns + 32, (unsigned long long)rl.rlim_cur);
+		load_die("%zu connections need %zu descriptors, the limit is %llu: "
+		    "use several processes", opt.conns, opt.conns + 32, (unsigned long long)rl.rlim_cur);
 
 	addr.sin_family = AF_INET;
 	addr.sin_port = htons((uint16_t)opt.port);
 	if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1)
-		die("-h: not an IPv4 address: %s", opt.host);
+		load_die("-h: not an IPv4 address: %s", opt.host);
 	if (opt.http)
 		request_len = (size_t)snprintf(request, sizeof(request),
 		    "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", opt.path, opt.host, opt.port);
@@ -1031,12 +907,12 @@ main(int argc, char **argv)
 		    "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
 		    opt.path, opt.host, opt.port);
 	if (request_len >= sizeof(request))
-		die("-u: too long");
+		load_die("-u: too long");
 
 	conns = calloc(opt.conns, sizeof(*conns));
 	ts = calloc((size_t)opt.threads, sizeof(*ts));
 	if (!conns || !ts)
-		die("out of memory");
+		load_die("out of memory");
 	for (size_t i = 0; i < opt.conns; i++) {
 		conns[i].fd = -1;
 		conns[i].state = ST_DEAD;
@@ -1053,9 +929,8 @@ main(int argc, char **argv)
 		ts[k].conns = conns + a;
 		ts[k].nconns = b - a;
 		ts[k].ep = epoll_create1(EPOLL_CLOEXEC);
-		ts[k].hist = calloc(H_BUCKETS, sizeof(uint64_t));
-		if (ts[k].ep == -1 || !ts[k].hist)
-			die("epoll_create1/calloc: %s", strerror(errno));
+		if (ts[k].ep == -1 || load_hist_init(&ts[k].hist) == -1)
+			load_die("epoll_create1/calloc: %s", strerror(errno));
 		if (opt.max_msgs)
 			ts[k].max_msgs = (opt.max_msgs + (uint64_t)k) / (uint64_t)opt.threads;
 		if (opt.max_msgs && ts[k].max_msgs == 0)
@@ -1067,16 +942,16 @@ main(int argc, char **argv)
 	pthread_barrier_init(&barrier, NULL, (unsigned)opt.threads + 1);
 	for (int k = 0; k < opt.threads; k++)
 		if (pthread_create(&ts[k].tid, NULL, thread_main, &ts[k]) != 0)
-			die("pthread_create failed");
+			load_die("pthread_create failed");
 	pthread_barrier_wait(&barrier);	/* all set up */
-	cpu0 = proc_cpu_us();
-	window_start_ns = now_ns();
+	cpu0 = load_proc_cpu_us(&opt.pids);
+	window_start_ns = load_now_ns();
 	window_end_ns = window_start_ns + (int64_t)(opt.seconds * 1e9);
 	window_open = 1;
 	pthread_barrier_wait(&barrier);	/* go */
 	/* Sample the CPU time at the window's end (or when every thread stopped early). */
 	for (;;) {
-		int64_t left = window_end_ns - now_ns();
+		int64_t left = window_end_ns - load_now_ns();
 		struct timespec ts_sleep = { 0, left < 2000000 ? (long)left : 2000000 };
 
 		if (left <= 0 || stop_flag ||
@@ -1084,8 +959,8 @@ main(int argc, char **argv)
 			break;
 		nanosleep(&ts_sleep, NULL);
 	}
-	cpu1 = proc_cpu_us();
-	int64_t stopped = now_ns();
+	cpu1 = load_proc_cpu_us(&opt.pids);
+	int64_t stopped = load_now_ns();
 
 	secs = (double)((stopped < window_end_ns ? stopped : window_end_ns) - window_start_ns) / 1e9;
 	for (int k = 0; k < opt.threads; k++)
@@ -1094,31 +969,28 @@ main(int argc, char **argv)
 		/* Each thread's last echoes may end the window a little before the others. */
 		close_phase(&ts[k]);
 	}
-	hist = calloc(H_BUCKETS, sizeof(uint64_t));
-	if (!hist)
-		die("out of memory");
+	if (load_hist_init(&hist) == -1)
+		load_die("out of memory");
 	for (int k = 0; k < opt.threads; k++) {
 		msgs += ts[k].msgs;
 		upgraded += ts[k].upgraded;
 		clean += ts[k].closed_clean;
-		if (ts[k].hist_max_us > max_us)
-			max_us = ts[k].hist_max_us;
 		for (int e = 0; e < E_N; e++)
 			errs[e] += ts[k].errs[e];
-		for (size_t b = 0; b < H_BUCKETS; b++)
-			hist[b] += ts[k].hist[b];
+		load_hist_merge(&hist, &ts[k].hist);
 	}
 	for (int e = 0; e < E_N; e++)
 		nerr += errs[e];
 
-	uint64_t p50 = percentile(hist, msgs, 0.50), p99 = percentile(hist, msgs, 0.99);
+	uint64_t p50 = load_hist_percentile(&hist, msgs, 0.50);
+	uint64_t p99 = load_hist_percentile(&hist, msgs, 0.99);
 	double rate = secs > 0 ? (double)msgs / secs : 0;
 	char a[32], b[32], c[32];
 
 	if (!opt.quiet) {
-		fmt_us(a, sizeof(a), p50);
-		fmt_us(b, sizeof(b), p99);
-		fmt_us(c, sizeof(c), max_us);
+		load_fmt_us(a, sizeof(a), p50);
+		load_fmt_us(b, sizeof(b), p99);
+		load_fmt_us(c, sizeof(c), hist.max_us);
 		printf("wsload: ws://%s:%d%s, %zu connections (%llu upgraded), %d thread(s), "
 		    "%d-byte text messages, %.2fs window\n", opt.host, opt.port, opt.path, opt.conns,
 		    (unsigned long long)upgraded, opt.threads, MSG_LEN, secs);
@@ -1129,19 +1001,19 @@ main(int argc, char **argv)
 			printf(" %s %llu%s", err_names[e], (unsigned long long)errs[e],
 			    e + 1 < E_N ? "," : "");
 		printf("; closed cleanly %llu\n", (unsigned long long)clean);
-		if (opt.npids)
+		if (opt.pids.n)
 			printf("  CPU of the %d given processes in the window: %.3fs, %.2f us/message\n",
-			    opt.npids, (double)(cpu1 - cpu0) / 1e6,
+			    opt.pids.n, (double)(cpu1 - cpu0) / 1e6,
 			    msgs ? (double)(cpu1 - cpu0) / (double)msgs : 0.0);
 	}
 	printf("WSLOAD conns=%zu upgraded=%llu seconds=%.3f messages=%llu rate=%.1f p50_us=%llu "
 	    "p99_us=%llu max_us=%llu errors=%llu", opt.conns, (unsigned long long)upgraded, secs,
 	    (unsigned long long)msgs, rate, (unsigned long long)p50, (unsigned long long)p99,
-	    (unsigned long long)max_us, (unsigned long long)nerr);
+	    (unsigned long long)hist.max_us, (unsigned long long)nerr);
 	for (int e = 0; e < E_N; e++)
 		printf(" %s=%llu", err_names[e], (unsigned long long)errs[e]);
 	printf(" closed_clean=%llu cpu_us=%lld\n", (unsigned long long)clean,
-	    opt.npids ? (long long)(cpu1 - cpu0) : -1LL);
+	    opt.pids.n ? (long long)(cpu1 - cpu0) : -1LL);
 	fflush(stdout);
 	return nerr ? 1 : 0;
 }

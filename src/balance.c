@@ -50,6 +50,27 @@ balance_pick(const uint64_t *live, size_t nbackends, uint64_t ticket)
 }
 
 int
+balance_pick_schedule(const _Atomic uint16_t *entries, uint32_t len, const uint64_t *usable,
+    size_t nbackends, uint64_t ticket)
+{
+	uint32_t i, scan = len < BALANCE_SCAN ? len : BALANCE_SCAN;
+
+	if (len == 0)
+		return balance_pick(usable, nbackends, ticket);
+	i = (uint32_t)(ticket % len);
+	for (uint32_t k = 0; k < scan; k++) {
+		/* Relaxed: the checker only rewrites the buffer no one was sent to. */
+		uint32_t b = atomic_load_explicit(&entries[i], memory_order_relaxed);
+
+		if (b < nbackends && (usable[b / 64] >> (b % 64) & 1))
+			return (int)b;
+		if (++i == len)
+			i = 0;
+	}
+	return balance_pick(usable, nbackends, ticket);
+}
+
+int
 balance_next(const uint64_t *live, const uint64_t *tried, size_t nbackends, int from)
 {
 	for (size_t i = 1; i <= nbackends; i++) {

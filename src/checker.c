@@ -18,6 +18,7 @@
 #include "roundguard/checker.h"
 #include "roundguard/log.h"
 #include "roundguard/parse.h"
+#include "roundguard/schedule.h"
 #include "roundguard/tls.h"
 #include "roundguard/transport.h"
 
@@ -65,7 +66,9 @@ struct probe {
 	int64_t started_ns;
 
 	struct check_state st;
+	enum admin_state admin;		/* as last seen in the segment */
 	bool checked;			/* false until the first probe has decided */
+	bool admin_ready_pending;	/* made ready from maint: ramps when its check passes */
 	int64_t since_ns;		/* start of the current state, for was_up/was_down */
 };
 
@@ -76,6 +79,11 @@ static struct {
 	struct event_base *base;
 	struct event *round_ev;
 	struct event *sigterm, *sigint;
+	struct event *sigusr1;		/* the master changed an administrative state or weight */
+	struct event *ramp_ev;		/* republish while a slow start ramps */
+	uint16_t *sched;		/* the schedule being built (sched_cap entries) */
+	uint32_t *weights;		/* per backend, in tenths */
+	int64_t *scratch;		/* schedule_build()'s, 2 per backend */
 	struct probe *probes;
 	uint32_t nprobes;
 	uint32_t running;		/* probes started and not yet done */
@@ -257,6 +265,70 @@ round_done(void)
 }
 
 /*
+ * Turn live bits, administrative states and weights (slow start applied)
+ * into a schedule, and publish it: after every change of any of them, and
+ * while a ramp goes on. Backends a worker took out (passive) stay in it:
+ * the pick skips them until the next probe decides.
+ */
+static void
+publish(void)
+{
+	struct shm *shm = checker.shm;
+	uint64_t seq = atomic_load_explicit(&shm->hdr->admin_seq, memory_order_acquire);
+	int64_t now = now_ns(), slow = checker.cfg->control.slow_start_ns, next = 0;
+	size_t len;
+
+	for (uint32_t i = 0; i < checker.nprobes; i++) {
+		struct shm_backend *sb = &shm->backends[i];
+		int64_t since = atomic_load_explicit(&sb->ramp_since_ns, memory_order_relaxed);
+		uint32_t w = 0;
+
+		/* The live bit, not the checker's own view: a worker may have cleared it. */
+		if (shm_is_live(shm, i) && checker.probes[i].admin == ADMIN_READY) {
+			w = atomic_load_explicit(&sb->weight, memory_order_relaxed);
+			if (since > 0 && w > 0 && now - since < slow) {
+				w = schedule_ramp(w, since, now, slow);
+				next = 1;
+			} else {
+				w *= SCHEDULE_RAMP_STEPS;
+				if (since > 0)
+					atomic_store_explicit(&sb->ramp_since_ns, 0, memory_order_relaxed);
+			}
+		}
+		checker.weights[i] = w;
+		atomic_store_explicit(&sb->effective, w, memory_order_relaxed);
+	}
+	len = schedule_build(checker.weights, checker.nprobes, checker.sched, shm->hdr->sched_cap,
+	    checker.scratch);
+	shm_publish_schedule(shm, checker.sched, (uint32_t)len, seq);
+	if (next && !evtimer_pending(checker.ramp_ev, NULL)) {
+		/* Fifty steps over the ramp, between 100 ms and 1 s apart. */
+		int64_t step = slow / 50;
+		struct timeval tv;
+
+		step = step < 100000000 ? 100000000 : step > 1000000000 ? 1000000000 : step;
+		tv.tv_sec = (time_t)(step / NS_PER_SEC);
+		tv.tv_usec = (suseconds_t)(step % NS_PER_SEC / 1000);
+		evtimer_add(checker.ramp_ev, &tv);
+	}
+}
+
+static void
+ramp_cb(evutil_socket_t fd, short what, void *arg)
+{
+	publish();
+}
+
+/* A slow start begins (when configured): a backend came up, was added, or was made ready. */
+static void
+ramp_start(struct probe *p, int64_t now)
+{
+	if (checker.cfg->control.slow_start_ns > 0)
+		atomic_store_explicit(&checker.shm->backends[p->index].ramp_since_ns, now,
+		    memory_order_relaxed);
+}
+
+/*
  * Every probe path ends here, exactly once: close the socket, apply the
  * outcome, publish it, log a transition, and finish the round after its last
  * probe.
@@ -271,6 +343,13 @@ probe_done(struct probe *p, enum check_result result, int status)
 	int64_t now = now_ns();
 
 	probe_close(p);
+	if (p->admin == ADMIN_MAINT) {
+		/* Put in maintenance while it ran: its outcome is nobody's business. */
+		shm_set_live(checker.shm, p->index, false);
+		if (--checker.running == 0 && !checker.starting)
+			round_done();
+		return;
+	}
 	if (first) {
 		/*
 		 * The first probe decides at once, whatever rise says: the master
@@ -303,6 +382,14 @@ probe_done(struct probe *p, enum check_result result, int status)
 		if (p->st.up || !first)
 			p->since_ns = now;
 		atomic_store_explicit(&sb->changed_ns, p->since_ns, memory_order_relaxed);
+		/*
+		 * Up again, or up for the first time after a reload added it (-1):
+		 * a slow start. Not at the very start, when all come up at once.
+		 */
+		if (p->st.up && (!first || atomic_load_explicit(&sb->ramp_since_ns,
+		    memory_order_relaxed) == -1 || p->admin_ready_pending))
+			ramp_start(p, now);
+		p->admin_ready_pending = false;
 	}
 	/*
 	 * Every time, not only on transitions: a worker may have cleared the bit
@@ -310,6 +397,8 @@ probe_done(struct probe *p, enum check_result result, int status)
 	 * that a reader who sees the bit (acquire) sees the state above.
 	 */
 	shm_set_live(checker.shm, p->index, p->st.up);
+	if (changed)
+		publish();
 
 	if (--checker.running == 0 && !checker.starting)
 		round_done();
@@ -620,6 +709,8 @@ round_start(void)
 		 * timeout < interval makes this rare, but a straggler is skipped
 		 * rather than restarted; its round then ends with this one.
 		 */
+		if (p->admin == ADMIN_MAINT)
+			continue;	/* not checked: roundguardctl maint */
 		if (p->phase != PROBE_IDLE) {
 			log_debug("previous health check still running, skipped",
 			    "backend", p->hostport, NULL);
@@ -636,6 +727,46 @@ static void
 round_cb(evutil_socket_t fd, short what, void *arg)
 {
 	round_start();
+}
+
+/*
+ * The master changed what an operator says of backends, or a worker took a
+ * backend out after a failed connect (SIGUSR1): follow each change, then
+ * publish a schedule that includes them all; the master waits for it
+ * (sched_admin_seq) before it answers.
+ */
+static void
+admin_cb(evutil_socket_t sig, short what, void *arg)
+{
+	int64_t now = now_ns();
+
+	for (uint32_t i = 0; i < checker.nprobes; i++) {
+		struct probe *p = &checker.probes[i];
+		enum admin_state st = (enum admin_state)atomic_load_explicit(
+		    &checker.shm->backends[i].admin, memory_order_acquire);
+
+		if (st == p->admin)
+			continue;
+		if (st == ADMIN_MAINT) {
+			/* Out of rotation and unchecked: it must pass a check when it is back. */
+			shm_set_live(checker.shm, i, false);
+			p->st.up = false;
+			p->checked = false;
+		} else if (p->admin == ADMIN_MAINT) {
+			/* Back from maintenance: checked now; the first probe decides. */
+			p->admin = st;
+			p->admin_ready_pending = st == ADMIN_READY;
+			if (p->phase == PROBE_IDLE) {
+				checker.starting = true;
+				probe_start(p);
+				checker.starting = false;
+			}
+		} else if (st == ADMIN_READY && p->st.up) {
+			ramp_start(p, now);
+		}
+		p->admin = st;
+	}
+	publish();
 }
 
 static void
@@ -693,6 +824,13 @@ checker_cleanup(void)
 		event_free(checker.sigterm);
 	if (checker.sigint != NULL)
 		event_free(checker.sigint);
+	if (checker.sigusr1 != NULL)
+		event_free(checker.sigusr1);
+	if (checker.ramp_ev != NULL)
+		event_free(checker.ramp_ev);
+	free(checker.sched);
+	free(checker.weights);
+	free(checker.scratch);
 	if (checker.base != NULL)
 		event_base_free(checker.base);
 	if (checker.ready_fd != -1)
@@ -762,9 +900,17 @@ checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *t
 	checker.round_ev = event_new(checker.base, -1, EV_PERSIST, round_cb, NULL);
 	checker.sigterm = evsignal_new(checker.base, SIGTERM, stop_cb, NULL);
 	checker.sigint = evsignal_new(checker.base, SIGINT, stop_cb, NULL);
-	if (checker.round_ev == NULL || checker.sigterm == NULL || checker.sigint == NULL)
+	checker.sigusr1 = evsignal_new(checker.base, SIGUSR1, admin_cb, NULL);
+	checker.ramp_ev = evtimer_new(checker.base, ramp_cb, NULL);
+	checker.sched = calloc(shm->hdr->sched_cap, sizeof(*checker.sched));
+	checker.weights = calloc(checker.nprobes + 1, sizeof(*checker.weights));
+	checker.scratch = calloc(2 * (size_t)checker.nprobes + 1, sizeof(*checker.scratch));
+	if (checker.round_ev == NULL || checker.sigterm == NULL || checker.sigint == NULL ||
+	    checker.sigusr1 == NULL || checker.ramp_ev == NULL || checker.sched == NULL ||
+	    checker.weights == NULL || checker.scratch == NULL)
 		goto nomem;
 	if (event_add(checker.sigterm, NULL) == -1 || event_add(checker.sigint, NULL) == -1 ||
+	    event_add(checker.sigusr1, NULL) == -1 ||
 	    event_add(checker.round_ev, &interval) == -1) {
 		log_error("health checker: cannot start the event loop", NULL);
 		goto out;
@@ -773,13 +919,29 @@ checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *t
 	sigemptyset(&unblock);
 	sigaddset(&unblock, SIGTERM);
 	sigaddset(&unblock, SIGINT);
+	sigaddset(&unblock, SIGUSR1);
 	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
 
 	/*
-	 * Live bits are left as they are until the first probe of each backend
-	 * decides: after a reload that keeps the segment, workers keep using
-	 * the old checker's view meanwhile.
+	 * What the segment holds before the first probe (a reload carries the
+	 * old generation's health and administrative state): the starting
+	 * point, published at once.
 	 */
+	for (uint32_t i = 0; i < checker.nprobes; i++) {
+		struct probe *pr = &checker.probes[i];
+		struct shm_backend *sb = &shm->backends[i];
+
+		pr->admin = (enum admin_state)atomic_load(&sb->admin);
+		pr->st.up = shm_is_live(shm, i);
+		if (atomic_load(&sb->last_result) != CHECK_NONE && pr->admin != ADMIN_MAINT) {
+			pr->checked = true;
+			pr->st.successes = atomic_load(&sb->successes);
+			pr->st.failures = atomic_load(&sb->failures);
+			pr->since_ns = atomic_load(&sb->changed_ns);
+		}
+	}
+	publish();
+	atomic_store(&shm->hdr->checker_pid, (int32_t)getpid());
 	round_start();
 	if (event_base_dispatch(checker.base) == -1) {
 		log_error("health checker: event loop failed", NULL);

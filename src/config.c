@@ -18,6 +18,7 @@
 
 #include "roundguard/config.h"
 #include "roundguard/config-json.h"
+#include "roundguard/control.h"
 
 #define NS_MS INT64_C(1000000)
 #define NS_S INT64_C(1000000000)
@@ -161,6 +162,7 @@ backend_set(struct config_backend *b, const char *url, char *why, size_t whylen)
 	if (parse_backend_url(url, &b->addr, why, whylen) == -1)
 		return -1;
 	strlcpy(b->url, url, sizeof(b->url));
+	b->weight = 1;
 	/* An https:// string verifies with the system's CAs and sends the URL's host as SNI. */
 	memset(&b->tls, 0, sizeof(b->tls));
 	b->tls.verify = true;
@@ -235,6 +237,7 @@ config_defaults(struct config *cfg)
 	cfg->log.level = LOG_LEVEL_INFO;
 	cfg->log.format = LOG_FORMAT_TEXT;
 	cfg->log.access = true;
+	strlcpy(cfg->control.socket, CONTROL_SOCKET_DEFAULT, sizeof(cfg->control.socket));
 }
 
 /* ---- the JSON walk ---- */
@@ -415,6 +418,27 @@ config_set_duration(struct json_ctx *c, struct json_object *v, const struct fiel
 		*(int64_t *)field_ptr(c, f) = ns;
 }
 
+/* slow_start: a duration, or "0s" or null for none (the default). */
+static void
+set_slow_start(struct json_ctx *c, struct json_object *v, const struct field *f)
+{
+	char why[WHY_MAX];
+	const char *s;
+	int64_t ns;
+
+	if (v == NULL) {
+		*(int64_t *)field_ptr(c, f) = 0;
+		return;
+	}
+	if ((s = config_get_string(c, v, "a duration string like \"30s\", or null")) == NULL)
+		return;
+	if (parse_duration(s, &ns, why, sizeof(why)) == 0 && ns == 0) {
+		*(int64_t *)field_ptr(c, f) = 0;
+		return;
+	}
+	config_set_duration(c, v, f);
+}
+
 /* The check timeout must end up below the interval when the user chose it; see config_validate(). */
 static void
 set_check_timeout(struct json_ctx *c, struct json_object *v, const struct field *f)
@@ -445,13 +469,22 @@ get_int(struct json_ctx *c, struct json_object *v, const struct field *f, int64_
 	return true;
 }
 
-static void
-set_int(struct json_ctx *c, struct json_object *v, const struct field *f)
+void
+config_set_int(struct json_ctx *c, struct json_object *v, const struct field *f)
 {
 	int64_t n;
 
 	if (get_int(c, v, f, &n))
 		*(int *)field_ptr(c, f) = (int)n;
+}
+
+void
+config_set_u32(struct json_ctx *c, struct json_object *v, const struct field *f)
+{
+	int64_t n;
+
+	if (get_int(c, v, f, &n))
+		*(uint32_t *)field_ptr(c, f) = (uint32_t)n;
 }
 
 /* "auto" or 1..256; 0 stands for "auto" inside struct config. */
@@ -471,7 +504,7 @@ set_workers(struct json_ctx *c, struct json_object *v, const struct field *f)
 		return;
 	}
 	if (v != NULL && json_object_is_type(v, json_type_int)) {
-		set_int(c, v, f);
+		config_set_int(c, v, f);
 		return;
 	}
 	config_expect(c, v, json_type_int, "\"auto\" or an integer");
@@ -682,9 +715,9 @@ static const struct field health_fields[] = {
 	{ "path", set_path, OFF(health.path), 0, 0, NULL },
 	{ "interval", config_set_duration, OFF(health.interval_ns), 0, 0, NULL },
 	{ "timeout", set_check_timeout, OFF(health.timeout_ns), 0, 0, NULL },
-	{ "rise", set_int, OFF(health.rise), 1, 100, NULL },
-	{ "fall", set_int, OFF(health.fall), 1, 100, NULL },
-	{ "expect_status", set_int, OFF(health.expect_status), 100, 599, NULL },
+	{ "rise", config_set_int, OFF(health.rise), 1, 100, NULL },
+	{ "fall", config_set_int, OFF(health.fall), 1, 100, NULL },
+	{ "expect_status", config_set_int, OFF(health.expect_status), 100, 599, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -696,7 +729,7 @@ static const struct field proxy_fields[] = {
 	{ "tunnel_timeout", config_set_duration, OFF(proxy.tunnel_timeout_ns), 0, 0, NULL },
 	{ "max_body_size", set_size, OFF(proxy.max_body_size), 0, INT64_MAX, NULL },
 	{ "max_header_size", set_size, OFF(proxy.max_header_size), 1024, 1024 * 1024, NULL },
-	{ "keepalive", set_int, OFF(proxy.keepalive), 0, 100000, NULL },
+	{ "keepalive", config_set_int, OFF(proxy.keepalive), 0, 100000, NULL },
 	{ "retry_unsent", config_set_bool, OFF(proxy.retry_unsent), 0, 0, NULL },
 	{ "retry_idempotent", config_set_bool, OFF(proxy.retry_idempotent), 0, 0, NULL },
 	{ "underscores_in_headers", config_set_bool, OFF(proxy.underscores_in_headers), 0, 0, NULL },
@@ -710,10 +743,45 @@ static const struct field metrics_fields[] = {
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
+/* A file path for the control socket or the state file; null: none. */
+static void
+set_file(struct json_ctx *c, struct json_object *v, const struct field *f)
+{
+	char q[QUOTE_MAX];
+	const char *s;
+
+	if (v == NULL) {
+		*(char *)field_ptr(c, f) = '\0';
+		return;
+	}
+	if ((s = config_get_string(c, v, "a file path or null")) == NULL)
+		return;
+	if (s[0] != '/')
+		config_jproblem(c, "%s: not an absolute path", config_quote(q, s));
+	else if (strlen(s) >= CONFIG_PATH_MAX)
+		config_jproblem(c, "%s: path too long (at most %d bytes)", config_quote(q, s),
+		    CONFIG_PATH_MAX - 1);
+	else
+		strlcpy(field_ptr(c, f), s, CONFIG_PATH_MAX);
+}
+
+static void
+set_control_socket(struct json_ctx *c, struct json_object *v, const struct field *f)
+{
+	set_file(c, v, f);
+	c->cfg->control.socket_set = true;
+}
+
 static const struct field log_fields[] = {
 	{ "level", set_log_level, OFF(log.level), 0, 0, NULL },
 	{ "format", set_log_format, OFF(log.format), 0, 0, NULL },
 	{ "access", config_set_bool, OFF(log.access), 0, 0, NULL },
+	{ NULL, NULL, 0, 0, 0, NULL },
+};
+
+static const struct field control_fields[] = {
+	{ "socket", set_control_socket, OFF(control.socket), 0, 0, NULL },
+	{ "group", set_name, OFF(control.group), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -726,6 +794,9 @@ static const struct field top_fields[] = {
 	{ "proxy", set_section, 0, 0, 0, proxy_fields },
 	{ "metrics", set_section, 0, 0, 0, metrics_fields },
 	{ "log", set_section, 0, 0, 0, log_fields },
+	{ "control", set_section, 0, 0, 0, control_fields },
+	{ "state_file", set_file, OFF(control.state_file), 0, 0, NULL },
+	{ "slow_start", set_slow_start, OFF(control.slow_start_ns), 0, 0, NULL },
 	{ "user", set_name, OFF(user), 0, 0, NULL },
 	{ "group", set_name, OFF(group), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },

@@ -442,10 +442,10 @@ set_backend_tls(struct json_ctx *c, struct json_object *v, const struct field *f
 	config_set_object(c, v, backend_tls_fields);
 }
 
-/* Issue 15 adds "weight" here. */
 static const struct field backend_fields[] = {
 	{ "url", set_backend_url, BOFF(url), 0, 0, NULL },
 	{ "tls", set_backend_tls, BOFF(tls), 0, 0, NULL },
+	{ "weight", config_set_u32, BOFF(weight), 0, 256, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -460,6 +460,7 @@ config_tls_get_backend(struct json_ctx *c, struct json_object *v, struct config_
 
 	memset(b, 0, sizeof(*b));
 	b->tls.verify = true;
+	b->weight = 1;
 	c->base = b;
 	config_set_object(c, v, backend_fields);
 	c->base = base;

@@ -7,7 +7,9 @@
 #include <event2/buffer.h>
 #include <llhttp.h>
 
+#include "roundguard/admin.h"
 #include "roundguard/metrics.h"
+#include "roundguard/schedule.h"
 #include "roundguard/tls.h"
 
 _Static_assert(METRICS_LISTENERS_MAX >= CONFIG_LISTENERS_MAX,
@@ -212,6 +214,8 @@ metrics_slot_tunnels_gone(struct metrics_slot *s)
 {
 	atomic_store_explicit(&s->tunnels[1], atomic_load_explicit(&s->tunnels[0],
 	    memory_order_relaxed), memory_order_relaxed);
+	atomic_store_explicit(&s->active[1], atomic_load_explicit(&s->active[0],
+	    memory_order_relaxed), memory_order_relaxed);
 }
 
 void
@@ -238,6 +242,12 @@ load(const _Atomic uint64_t *c)
 
 /* dst[i] += src[i] for n counters. */
 /* dst[i] += now[i] - then[i] (then NULL: 0). */
+static inline uint32_t
+load32(const _Atomic uint32_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
 static void
 add_n(_Atomic uint64_t *dst, const _Atomic uint64_t *now, const _Atomic uint64_t *then, size_t n)
 {
@@ -263,6 +273,7 @@ metrics_slot_add_delta(struct metrics_slot *dst, const struct metrics_slot *now,
 	add_n(dst->upstream_errors, now->upstream_errors, THEN(upstream_errors),
 	    METRICS_UPSTREAM_ERRORS);
 	add_n(dst->tunnels, now->tunnels, THEN(tunnels), 2);
+	add_n(dst->active, now->active, THEN(active), 2);
 }
 
 void
@@ -289,6 +300,7 @@ struct metrics_sum {
 	uint64_t sec_sum_us;
 	uint64_t upstream_errors[METRICS_UPSTREAM_ERRORS];
 	uint64_t tunnels[2];
+	uint64_t active[2];
 };
 
 static void
@@ -311,6 +323,7 @@ sum_slot(struct metrics_sum *d, const struct metrics_slot *s)
 	sum_n(&d->sec_sum_us, &s->sec_sum_us, 1);
 	sum_n(d->upstream_errors, s->upstream_errors, METRICS_UPSTREAM_ERRORS);
 	sum_n(d->tunnels, s->tunnels, 2);
+	sum_n(d->active, s->active, 2);
 }
 
 int
@@ -363,6 +376,9 @@ enum family {
 	FAM_HEALTH_CHECKS,
 	FAM_TUNNELS_ACTIVE,
 	FAM_TUNNELS,
+	FAM_ADMIN_STATE,
+	FAM_WEIGHT,
+	FAM_ACTIVE,
 	FAM_COUNT,
 };
 
@@ -393,6 +409,18 @@ static const char *const family_head[FAM_COUNT] = {
 	[FAM_TUNNELS] =
 	    "# HELP roundguard_tunnels_total Tunnels opened after a 101, by backend.\n"
 	    "# TYPE roundguard_tunnels_total counter\n",
+	[FAM_ADMIN_STATE] =
+	    "# HELP roundguard_backend_admin_state What roundguardctl made of the backend: 1 for "
+	    "its state (ready, drain, maint), 0 for the others.\n"
+	    "# TYPE roundguard_backend_admin_state gauge\n",
+	[FAM_WEIGHT] =
+	    "# HELP roundguard_backend_weight The backend's effective weight in the round robin "
+	    "(slow start applied; 0 while down, drained or in maintenance).\n"
+	    "# TYPE roundguard_backend_weight gauge\n",
+	[FAM_ACTIVE] =
+	    "# HELP roundguard_backend_active_connections Requests and tunnels in progress with "
+	    "the backend.\n"
+	    "# TYPE roundguard_backend_active_connections gauge\n",
 };
 
 /* evbuffer_add_printf that remembers a failure in *ok instead of returning it. */
@@ -489,6 +517,18 @@ render_backend(struct evbuffer **fam, bool *ok, const struct shm *shm, uint32_t 
 	    label, sum.tunnels[0] > sum.tunnels[1] ? sum.tunnels[0] - sum.tunnels[1] : 0);
 	put(fam[FAM_TUNNELS], ok, "roundguard_tunnels_total{backend=\"%s\"} %" PRIu64 "\n",
 	    label, sum.tunnels[0]);
+	for (unsigned a = 0; a < ADMIN_STATES; a++)
+		put(fam[FAM_ADMIN_STATE], ok, "roundguard_backend_admin_state{backend=\"%s\","
+		    "state=\"%s\"} %d\n", label, admin_state_str((enum admin_state)a),
+		    load32(&sb->admin) == a);
+	{
+		uint32_t tenths = load32(&sb->effective);
+
+		put(fam[FAM_WEIGHT], ok, "roundguard_backend_weight{backend=\"%s\"} %u.%u\n", label,
+		    tenths / SCHEDULE_RAMP_STEPS, tenths % SCHEDULE_RAMP_STEPS);
+	}
+	put(fam[FAM_ACTIVE], ok, "roundguard_backend_active_connections{backend=\"%s\"} %" PRIu64
+	    "\n", label, sum.active[0] > sum.active[1] ? sum.active[0] - sum.active[1] : 0);
 }
 
 /* roundguard_tls_handshakes_total: each TLS listener's counters summed over every row. */

@@ -12,7 +12,7 @@
 /* Inputs are echoed in messages up to this many bytes, so a huge value cannot bury the reason. */
 #define QUOTE_SHOW 64
 /* Quotes, "..." and every shown byte escaped as \xNN. */
-#define QUOTE_MAX (QUOTE_SHOW * 4 + 8)
+#define QUOTE_MAX PARSE_QUOTE_BUF(QUOTE_SHOW)
 
 /* Longest host name in dotted form and longest label (RFC 1035). */
 #define HOST_NAME_MAX_LEN 253
@@ -49,20 +49,19 @@ is_hex(char c)
 	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* Quote n bytes of s for a message; control bytes are escaped so the message stays one line. */
-static const char *
-quote(char buf[static QUOTE_MAX], const char *s, size_t n)
+const char *
+parse_quote(char *buf, size_t show, const char *s, size_t n, bool ascii_only)
 {
 	size_t w = 0, i;
 
 	buf[w++] = '"';
-	for (i = 0; i < n && i < QUOTE_SHOW; i++) {
+	for (i = 0; i < n && i < show; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '"' || c == '\\') {
 			buf[w++] = '\\';
 			buf[w++] = (char)c;
-		} else if (c < 0x20 || c == 0x7f) {
+		} else if (c < 0x20 || c == 0x7f || (ascii_only && c > 0x7f)) {
 			snprintf(buf + w, 5, "\\x%02x", c);
 			w += 4;
 		} else {
@@ -76,6 +75,13 @@ quote(char buf[static QUOTE_MAX], const char *s, size_t n)
 	buf[w++] = '"';
 	buf[w] = '\0';
 	return buf;
+}
+
+/* Quote n bytes of s for a message; control bytes are escaped so the message stays one line. */
+static const char *
+quote(char buf[static QUOTE_MAX], const char *s, size_t n)
+{
+	return parse_quote(buf, QUOTE_SHOW, s, n, false);
 }
 
 /* Write "<quoted input>: <reason>" into err; returns -1 so that callers can return it. */

@@ -93,6 +93,7 @@ exchange_record(struct client *c)
 		    tunnel ? c->rq->tun_started_ns - c->rq->started_ns : ns);
 		if (tunnel)
 			atomic_fetch_add_explicit(&s->tunnels[1], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->active[1], 1, memory_order_relaxed);
 	}
 	atomic_fetch_add_explicit(&px.shm->workers[px.worker].requests, 1, memory_order_relaxed);
 	if (px.cfg->log.access && log_enabled(LOG_LEVEL_INFO)) {

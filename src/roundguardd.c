@@ -1,5 +1,6 @@
 /* roundguardd: the master process. Binds, forks workers and the checker, supervises, reloads. */
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -8,14 +9,18 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "config.h"
+#include "roundguard/admin.h"
 #include "roundguard/checker.h"
 #include "roundguard/config.h"
+#include "roundguard/control.h"
+#include "roundguard/control_server.h"
 #include "roundguard/log.h"
 #include "roundguard/memcache.h"
 #include "roundguard/metrics.h"
@@ -118,6 +123,7 @@ static struct {
 	struct generation *cur;
 	LIST_HEAD(, generation) gens;
 	unsigned next_gen;
+	int64_t started_ns;
 	bool stopping;
 	bool reloading;
 	struct event *sig[5];
@@ -443,7 +449,8 @@ child_run(struct child *c, int ready_write_fd)
 static int
 child_spawn(struct child *c, int ready_write_fd)
 {
-	static const int stop_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP };
+	/* SIGUSR1 too: the checker takes it (an administrative change) once its loop runs. */
+	static const int stop_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
 	sigset_t all, old, stops;
 	pid_t pid;
 
@@ -680,6 +687,70 @@ signal_generation(struct generation *g, int sig)
 }
 
 static void
+view_of(struct generation *g, struct control_view *v)
+{
+	v->cfg = &g->cfg;
+	v->shm = &g->shm;
+	v->checker = g->checker.pid;
+	v->generation = g->id;
+	v->workers = g->nworkers;
+}
+
+/* roundguardctl's view: the serving generation, and one a reload is starting. */
+static int
+control_view(struct control_view *v, struct control_view *pending)
+{
+	struct generation *g;
+
+	if (m.stopping || m.cur == NULL)
+		return -1;
+	view_of(m.cur, v);
+	if (pending == NULL)
+		return 0;
+	memset(pending, 0, sizeof(*pending));
+	LIST_FOREACH(g, &m.gens, entry) {
+		if (g != m.cur && !g->retiring && !g->ready)
+			view_of(g, pending);
+	}
+	return 0;
+}
+
+/* The control socket, once at start (a reload keeps it; a new path needs a restart). */
+static int
+control_start(const struct config *cfg, char *err, size_t errlen)
+{
+	char path[CONFIG_PATH_MAX];
+	gid_t gid = (gid_t)-1;
+	struct group *gr;
+
+	snprintf(path, sizeof(path), "%s", cfg->control.socket);
+	if (path[0] == '\0')
+		return 0;	/* "socket": null */
+	if (cfg->control.group[0] != '\0') {
+		if ((gr = getgrnam(cfg->control.group)) == NULL) {
+			snprintf(err, errlen, "control.group: no group \"%s\"", cfg->control.group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (!cfg->control.socket_set && geteuid() == 0)
+		(void)mkdir("/run/roundguardd", 0755);	/* outside systemd's RuntimeDirectory */
+	if (control_server_start(m.base, path, gid, control_view, err, errlen) == -1) {
+		/* Only a socket the file asked for is worth failing the start. */
+		if (cfg->control.socket_set)
+			return -1;
+		/* A user's roundguardd cannot have the default one: not worth a warning. */
+		if (geteuid() == 0)
+			log_warn("no control socket", "error", err, NULL);
+		else
+			log_debug("no control socket", "error", err, NULL);
+		return 0;
+	}
+	log_info("control socket", "path", path, NULL);
+	return 0;
+}
+
+static void
 maybe_finish(void)
 {
 	if (m.stopping && LIST_EMPTY(&m.gens))
@@ -697,10 +768,12 @@ child_exited(struct child *c, int status)
 
 	c->pid = 0;
 	proc_describe_exit(status, desc, sizeof(desc));
-	/* Killed with tunnels open, it never counted them closed; nobody owns its slot now. */
+	/* Killed with tunnels or requests open, it never counted them closed; nobody owns its slot now. */
 	if (c->kind == CHILD_WORKER)
 		for (uint32_t b = 0; b < (uint32_t)g->cfg.nbackends; b++)
 			metrics_slot_tunnels_gone(shm_stats(&g->shm, (uint32_t)c->index, b));
+	else if (g->shm.hdr != NULL)
+		atomic_store(&g->shm.hdr->checker_pid, 0);	/* its PID may be another's soon */
 	if (m.stopping || g->retiring) {
 		log_debug("child exited", "child", what, "status", desc, NULL);
 		if (live_children(g) == 0) {
@@ -800,6 +873,40 @@ ready_cb(evutil_socket_t fd, short what, void *arg)
 		generation_start_workers(g);
 }
 
+/*
+ * Before the children: the file's weights; then what the running generation
+ * knew (administrative state, weights, health) or, at the start, what the
+ * state file kept.
+ */
+static void
+generation_admin_state(struct generation *g)
+{
+	char err[512], n[24];
+	size_t applied;
+	int64_t now = proc_now_ns();
+
+	g->shm.hdr->started_ns = m.started_ns;
+	admin_init(&g->shm, &g->cfg);
+	if (m.cur != NULL) {
+		snprintf(n, sizeof(n), "%zu", admin_carry(&m.cur->cfg, &m.cur->shm, &g->cfg,
+		    &g->shm, now));
+		log_debug("state carried into the new generation", "backends", n, NULL);
+		return;
+	}
+	if (g->cfg.control.state_file[0] == '\0')
+		return;
+	if (admin_load(g->cfg.control.state_file, &g->cfg, &g->shm, now, &applied, err,
+	    sizeof(err)) == -1) {
+		log_error("state file not read; every backend starts ready", "error", err, NULL);
+		return;
+	}
+	if (applied > 0) {
+		snprintf(n, sizeof(n), "%zu", applied);
+		log_info("administrative state restored", "file", g->cfg.control.state_file,
+		    "backends", n, NULL);
+	}
+}
+
 static struct generation *
 generation_new(struct config *cfg, char *err, size_t errlen)
 {
@@ -828,6 +935,7 @@ generation_new(struct config *cfg, char *err, size_t errlen)
 	if (m.id.drop && geteuid() == 0 &&
 	    shm_chown(&g->shm, m.id.uid, m.id.gid, err, errlen) == -1)
 		goto fail;
+	generation_admin_state(g);
 	if ((g->ls = listeners_get(&g->cfg, err, errlen)) == NULL)
 		goto fail;
 	/* Before any child: as root (certificate keys may be readable by root only), and inherited. */
@@ -1052,6 +1160,12 @@ main(int argc, char **argv, char **envp)
 
 		/* The certificates and keys too, as the master loads them at start. */
 		warn_unverified(&cfg);
+		if (cfg.control.group[0] != '\0' && getgrnam(cfg.control.group) == NULL) {
+			fprintf(stderr, "%s: control.group: no group \"%s\"\n",
+			    cfg.file[0] != '\0' ? cfg.file : "roundguardd", cfg.control.group);
+			config_free(&cfg);
+			return 1;
+		}
 		if (tls_generation_new(&cfg, &tls, err, ERRBUF_SIZE) > 0) {
 			fprintf(stderr, "%s\n", err);
 			config_free(&cfg);
@@ -1084,6 +1198,12 @@ main(int argc, char **argv, char **envp)
 		event_add(m.sig[i], NULL);
 	}
 	setproctitle("master");
+	m.started_ns = proc_now_ns();
+	if (control_start(&cfg, err, ERRBUF_SIZE) == -1) {
+		log_problems("cannot start", err);
+		config_free(&cfg);
+		return 1;
+	}
 	if (generation_new(&cfg, err, ERRBUF_SIZE) == NULL) {
 		log_problems("cannot start", err);
 		config_free(&cfg);
@@ -1097,6 +1217,7 @@ main(int argc, char **argv, char **envp)
 
 	event_base_dispatch(m.base);
 
+	control_server_stop();
 	while (!LIST_EMPTY(&m.gens))
 		generation_free(LIST_FIRST(&m.gens));
 	if (m.stop_deadline != NULL)

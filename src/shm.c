@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "roundguard/balance.h"
+#include "roundguard/schedule.h"
 #include "roundguard/shm.h"
 
 static uint64_t
@@ -15,15 +16,25 @@ align_up(uint64_t x)
 	return (x + SHM_CACHELINE - 1) & ~(uint64_t)(SHM_CACHELINE - 1);
 }
 
+uint32_t
+shm_sched_cap(uint32_t nbackends)
+{
+	/* Every backend at the top weight, in tenths while one ramps; bounded (schedule.h). */
+	uint64_t cap = (uint64_t)nbackends * SCHEDULE_WEIGHT_MAX * SCHEDULE_RAMP_STEPS;
+
+	return (uint32_t)(cap < SCHEDULE_MAX ? cap : SCHEDULE_MAX);
+}
+
 size_t
 shm_layout_size(uint32_t nbackends, uint32_t nworkers)
 {
 	uint64_t off = align_up(sizeof(struct shm_header));
 
-	off += align_up(BALANCE_WORDS(nbackends) * sizeof(uint64_t));
+	off += 2 * align_up(BALANCE_WORDS(nbackends) * sizeof(uint64_t));
 	off += align_up((uint64_t)nbackends * sizeof(struct shm_backend));
 	off += align_up((uint64_t)(nworkers + 1) * sizeof(struct shm_worker));
 	off += align_up((uint64_t)(nworkers + 1) * nbackends * sizeof(struct metrics_slot));
+	off += align_up(2 * (uint64_t)shm_sched_cap(nbackends) * sizeof(_Atomic uint16_t));
 	return (size_t)off;
 }
 
@@ -40,14 +51,25 @@ shm_layout_init(void *base, size_t size, uint32_t nbackends, uint32_t nworkers)
 	h->size = size;
 	h->off_live = off;
 	off += align_up(h->live_words * sizeof(uint64_t));
+	h->off_enabled = off;
+	off += align_up(h->live_words * sizeof(uint64_t));
 	h->off_backends = off;
 	off += align_up((uint64_t)nbackends * sizeof(struct shm_backend));
 	h->off_workers = off;
 	off += align_up((uint64_t)(nworkers + 1) * sizeof(struct shm_worker));
 	h->off_stats = off;
+	off += align_up((uint64_t)(nworkers + 1) * nbackends * sizeof(struct metrics_slot));
+	h->off_sched = off;
+	h->sched_cap = shm_sched_cap(nbackends);
 	b = (struct shm_backend *)((char *)base + h->off_backends);
-	for (uint32_t i = 0; i < nbackends; i++)
+	/* Every backend ready at weight 1 until the master says otherwise. */
+	for (uint32_t i = 0; i < nbackends; i++) {
 		atomic_store_explicit(&b[i].last_result, CHECK_NONE, memory_order_relaxed);
+		atomic_store_explicit(&b[i].weight, 1, memory_order_relaxed);
+		atomic_store_explicit(&b[i].effective, SCHEDULE_RAMP_STEPS, memory_order_relaxed);
+		((_Atomic uint64_t *)((char *)base + h->off_enabled))[i / 64] |=
+		    UINT64_C(1) << (i % 64);
+	}
 	h->layout_version = SHM_LAYOUT_VERSION;
 	h->magic = SHM_MAGIC;
 }
@@ -66,6 +88,9 @@ shm_attach(struct shm *s, void *base, size_t size)
 	s->backends = (struct shm_backend *)((char *)base + h->off_backends);
 	s->workers = (struct shm_worker *)((char *)base + h->off_workers);
 	s->stats = (struct metrics_slot *)((char *)base + h->off_stats);
+	s->enabled = (_Atomic uint64_t *)((char *)base + h->off_enabled);
+	s->sched[0] = (_Atomic uint16_t *)((char *)base + h->off_sched);
+	s->sched[1] = s->sched[0] + h->sched_cap;
 	return 0;
 }
 
@@ -169,4 +194,54 @@ shm_live_count(const struct shm *s)
 
 	balance_snapshot(snap, s->live, n);
 	return (uint32_t)balance_count(snap, n);
+}
+
+void
+shm_set_enabled(struct shm *s, uint32_t backend, bool on)
+{
+	uint64_t bit = UINT64_C(1) << (backend % 64);
+
+	/* Sequentially consistent: a pick that begins after this returns sees it. */
+	if (on)
+		atomic_fetch_or(&s->enabled[backend / 64], bit);
+	else
+		atomic_fetch_and(&s->enabled[backend / 64], ~bit);
+}
+
+void
+shm_usable(const struct shm *s, uint64_t *snap)
+{
+	size_t n = s->hdr->nbackends;
+
+	for (size_t w = 0; w < BALANCE_WORDS(n); w++)
+		snap[w] = atomic_load_explicit(&s->live[w], memory_order_acquire) &
+		    atomic_load(&s->enabled[w]);
+}
+
+void
+shm_publish_schedule(struct shm *s, const uint16_t *entries, uint32_t len, uint64_t admin_seq)
+{
+	uint64_t cur = atomic_load_explicit(&s->hdr->sched, memory_order_relaxed);
+	unsigned next = (unsigned)(cur & 1) ^ 1;
+
+	if (len > s->hdr->sched_cap)
+		len = s->hdr->sched_cap;
+	for (uint32_t i = 0; i < len; i++)
+		atomic_store_explicit(&s->sched[next][i], entries[i], memory_order_relaxed);
+	atomic_store_explicit(&s->hdr->sched_len[next], len, memory_order_relaxed);
+	atomic_store_explicit(&s->hdr->sched, ((cur >> 1) + 1) << 1 | next, memory_order_release);
+	atomic_store_explicit(&s->hdr->sched_admin_seq, admin_seq, memory_order_release);
+}
+
+int
+shm_pick(const struct shm *s, uint64_t ticket)
+{
+	uint64_t usable[BALANCE_WORDS(4096)];
+	uint64_t cur = atomic_load_explicit(&s->hdr->sched, memory_order_acquire);
+	unsigned i = (unsigned)(cur & 1);
+
+	shm_usable(s, usable);
+	return balance_pick_schedule(s->sched[i],
+	    atomic_load_explicit(&s->hdr->sched_len[i], memory_order_relaxed), usable,
+	    s->hdr->nbackends, ticket);
 }

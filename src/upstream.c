@@ -1,5 +1,6 @@
 /* The backend side of an exchange: pick, connect, send (and send again), relay the answer. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,34 +73,44 @@ passive_down(uint32_t b, const char *reason)
 	uint64_t old = atomic_fetch_and_explicit(&px.shm->live[b / 64], ~bit,
 	    memory_order_acq_rel);
 
-	if (old & bit)
+	if (old & bit) {
+		pid_t checker = atomic_load_explicit(&px.shm->hdr->checker_pid, memory_order_relaxed);
+
 		log_warn("backend unreachable, out of rotation until it passes a check",
 		    "backend", px.cfg->backends[b].addr.hostport, "reason", reason, NULL);
+		/* The checker publishes a schedule without it: its share goes to all the others. */
+		if (checker > 0)
+			kill(checker, SIGUSR1);
+	}
 }
 
 static int
 pick(struct client *c)
 {
-	uint64_t live[BALANCE_WORDS(CONFIG_BACKENDS_MAX)];
+	uint64_t usable[BALANCE_WORDS(CONFIG_BACKENDS_MAX)];
 	uint64_t tried[BALANCE_WORDS(CONFIG_BACKENDS_MAX)];
 	size_t n = px.cfg->nbackends;
 
-	balance_snapshot(live, px.shm->live, n);
 	if (c->rq->ntried == 0)
-		return balance_pick(live, n,
+		return shm_pick(px.shm,
 		    atomic_fetch_add_explicit(&px.shm->hdr->rr, 1, memory_order_relaxed));
 	if (c->rq->ntried == PROXY_TRIES_MAX)
 		return -1;
+	shm_usable(px.shm, usable);
 	memset(tried, 0, BALANCE_WORDS(n) * sizeof(uint64_t));
 	for (int i = 0; i < c->rq->ntried; i++)
 		tried[c->rq->tried[i] / 64] |= UINT64_C(1) << (c->rq->tried[i] % 64);
-	return balance_next(live, tried, n, c->rq->tried[c->rq->ntried - 1]);
+	return balance_next(usable, tried, n, c->rq->tried[c->rq->ntried - 1]);
 }
 
+/* Is any backend live and taking traffic (else the answer is 503)? */
 static bool
 any_live(void)
 {
-	return shm_live_count(px.shm) > 0;
+	uint64_t usable[BALANCE_WORDS(CONFIG_BACKENDS_MAX)];
+
+	shm_usable(px.shm, usable);
+	return balance_count(usable, px.cfg->nbackends) > 0;
 }
 
 /*
@@ -171,6 +182,22 @@ connect_backend(struct upconn *u)
 	return -1;
 }
 
+/*
+ * The exchange's backend is now b (-1: none): roundguard_backend_active_connections
+ * counts it for b, no longer for the one an earlier try had.
+ */
+static void
+set_backend(struct client *c, int b)
+{
+	if (c->rq->backend >= 0)
+		atomic_fetch_add_explicit(&shm_stats(px.shm, (uint32_t)px.worker,
+		    (uint32_t)c->rq->backend)->active[1], 1, memory_order_relaxed);
+	if (b >= 0)
+		atomic_fetch_add_explicit(&shm_stats(px.shm, (uint32_t)px.worker,
+		    (uint32_t)b)->active[0], 1, memory_order_relaxed);
+	c->rq->backend = b;
+}
+
 /* No (more) backend to try: 503 when none is live, 502 when the live ones failed. */
 static int
 no_backend(struct client *c)
@@ -178,7 +205,7 @@ no_backend(struct client *c)
 	if (c->rq->ntried == 0 || !any_live()) {
 		atomic_fetch_add_explicit(&px.shm->workers[px.worker].counters[SHM_NO_BACKEND], 1,
 		    memory_order_relaxed);
-		c->rq->backend = -1;
+		set_backend(c, -1);
 		return client_error(c, 503, NO_UPSTREAM_TITLE, NULL);
 	}
 	return client_error(c, 502, NULL, NULL);
@@ -245,7 +272,7 @@ upstream_start(struct client *c)
 		if ((b = pick(c)) < 0)
 			return no_backend(c);
 		c->rq->tried[c->rq->ntried++] = b;
-		c->rq->backend = b;
+		set_backend(c, b);
 		c->up_reused = true;
 		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)
 			break;

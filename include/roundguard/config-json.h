@@ -78,6 +78,8 @@ bool config_get_listen(struct json_ctx *c, struct json_object *v, struct listen_
 void config_set_object(struct json_ctx *c, struct json_object *obj, const struct field *table);
 field_fn config_set_bool;
 field_fn config_set_duration;
+field_fn config_set_int;		/* into an int, in [min, max] */
+field_fn config_set_u32;		/* into a uint32_t, in [min, max] */
 
 /* Whether a listens on every address; "*:3000" or "[::1]:443" as shown in messages. */
 bool config_listen_wildcard(const struct listen_addr *a);

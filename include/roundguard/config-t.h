@@ -33,6 +33,7 @@ struct config_backend {
 	char url[PARSE_HOST_MAX + PARSE_PREFIX_MAX + 16];	/* as written */
 	struct backend_url addr;
 	struct config_backend_tls tls;	/* used when addr.tls */
+	uint32_t weight;		/* 1; 0-256, 0 = drained (a share of weight / sum) */
 	/* Resolved by the master at start-up and reload (as nginx does), not by config_*. */
 	struct sockaddr_storage sa;
 	socklen_t salen;
@@ -98,6 +99,15 @@ struct config_metrics {
 	struct listen_addr listen;
 };
 
+/* The master's control socket (roundguardctl) and the state that outlives a restart. */
+struct config_control {
+	char socket[CONFIG_PATH_MAX];	/* CONTROL_SOCKET_DEFAULT; "" = none (null) */
+	bool socket_set;		/* given in the file: then failing to listen is fatal */
+	char group[CONFIG_NAME_MAX];	/* group of the socket (mode 0660); "" = the master's */
+	char state_file[CONFIG_PATH_MAX];	/* "" = none */
+	int64_t slow_start_ns;		/* 0 = off */
+};
+
 struct config_log {
 	enum log_level level;		/* info */
 	enum log_format format;		/* text */
@@ -120,6 +130,7 @@ struct config {
 	struct config_proxy proxy;
 	struct config_metrics metrics;
 	struct config_log log;
+	struct config_control control;
 	char user[CONFIG_NAME_MAX];	/* "" = keep the current user */
 	char group[CONFIG_NAME_MAX];
 };

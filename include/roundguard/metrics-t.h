@@ -95,6 +95,8 @@ struct metrics_slot {
 	_Atomic uint64_t upstream_errors[METRICS_UPSTREAM_ERRORS];
 	/* Tunnels after a 101: opened, closed (their difference is the gauge). */
 	_Atomic uint64_t tunnels[2];
+	/* Exchanges that took this backend (a request, then maybe a tunnel): begun, ended. */
+	_Atomic uint64_t active[2];
 };
 
 #endif

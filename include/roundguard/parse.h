@@ -2,6 +2,7 @@
 #ifndef ROUNDGUARD_PARSE_H
 #define ROUNDGUARD_PARSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,5 +70,14 @@ int parse_listen_flag(const char *s, uint16_t default_port, struct listen_addr *
 
 /* Port number 1-65535 from a decimal string. */
 int parse_port(const char *s, uint16_t *port, char *err, size_t errlen);
+
+/*
+ * n bytes of s quoted for a message, into buf (PARSE_QUOTE_BUF(show) bytes):
+ * at most show of them, then "..."; '"' and '\\' escaped, control bytes (and
+ * with ascii_only every byte above 0x7e) as \\xNN, so the message stays one
+ * line. Returns buf.
+ */
+#define PARSE_QUOTE_BUF(show) ((show) * 4 + 8)
+const char *parse_quote(char *buf, size_t show, const char *s, size_t n, bool ascii_only);
 
 #endif

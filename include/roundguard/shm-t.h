@@ -9,7 +9,7 @@
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	5u	/* 5: TLS handshake counters in struct shm_worker */
+#define SHM_LAYOUT_VERSION	6u	/* 6: administrative state, weights, pick schedules */
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -26,7 +26,19 @@ enum check_result {
 	CHECK_NONE,		/* not probed yet */
 };
 
-/* Per-backend health state; written only by the health checker. */
+/*
+ * What an operator said of a backend (roundguardctl); written only by the
+ * master. Drain: no new requests, those in flight finish, still checked.
+ * Maint: no new requests and not checked.
+ */
+enum admin_state {
+	ADMIN_READY,
+	ADMIN_DRAIN,
+	ADMIN_MAINT,
+	ADMIN_STATES,
+};
+
+/* Per-backend state: health written only by the checker, the administrative part only by the master. */
 struct shm_backend {
 	alignas(SHM_CACHELINE) _Atomic uint32_t up;	/* mirrors the live bit for readers */
 	_Atomic uint32_t last_result;	/* enum check_result */
@@ -36,6 +48,13 @@ struct shm_backend {
 	_Atomic int64_t changed_ns;	/* CLOCK_MONOTONIC time of the last transition */
 	_Atomic uint64_t checks_ok;	/* totals, for roundguard_health_checks_total */
 	_Atomic uint64_t checks_failed;
+	/* Master: enum admin_state, the weight (0-256) and when either last changed. */
+	_Atomic uint32_t admin;
+	_Atomic uint32_t weight;
+	_Atomic int64_t admin_changed_ns;
+	/* Checker: the weight in tenths with slow start applied, and when the ramp began (0: none). */
+	_Atomic uint32_t effective;
+	_Atomic int64_t ramp_since_ns;
 };
 
 /*
@@ -61,9 +80,18 @@ struct shm_worker {
 
 /*
  * Fixed header. Arrays follow at the offsets it records, each aligned to a
- * cache line: live[live_words], backends[nbackends], workers[nworkers + 1],
- * stats[(nworkers + 1) * nbackends] (row w is worker w's, the last row the
- * carried totals). Untouched pages of the segment cost no memory.
+ * cache line: live[live_words], enabled[live_words], backends[nbackends],
+ * workers[nworkers + 1], stats[(nworkers + 1) * nbackends] (row w is worker
+ * w's, the last row the carried totals), sched[2][sched_cap] (two pick
+ * schedules, include/roundguard/schedule.h). Untouched pages of the segment
+ * cost no memory.
+ *
+ * enabled: one bit per backend that may take new requests (administratively
+ * ready, weight above 0); the master writes it (sequentially consistent), and
+ * a pick needs both bits, so a drain holds for every pick that begins after
+ * the store. The checker turns live, enabled and the weights into a schedule
+ * in the buffer no worker was sent to, then publishes it with one store of
+ * sched; sched_admin_seq tells the master which of its changes it includes.
  */
 struct shm_header {
 	uint32_t magic;
@@ -77,10 +105,26 @@ struct shm_header {
 	uint64_t off_backends;
 	uint64_t off_workers;
 	uint64_t off_stats;
+	uint64_t off_enabled;
+	uint64_t off_sched;
+	uint32_t sched_cap;		/* entries of each schedule buffer */
+	uint32_t pad2;
+	int64_t started_ns;		/* CLOCK_MONOTONIC when the master started (uptime) */
+	_Atomic uint64_t admin_seq;	/* master: bumped at every administrative change */
+	_Atomic uint64_t sched_admin_seq;	/* checker: the admin_seq its newest schedule includes */
+	_Atomic int32_t checker_pid;	/* a worker that takes a backend out tells it (SIGUSR1) */
+	uint32_t pad3;
 	_Atomic uint64_t check_passes;	/* completed health-check rounds */
 	_Atomic uint64_t worker_restarts;
 	/* The round-robin ticket, alone on its cache line: every request bumps it. */
 	alignas(SHM_CACHELINE) _Atomic uint64_t rr;
+	/*
+	 * Read on every pick, written when the checker publishes: its own line.
+	 * sched: publications so far << 1 | the buffer in use; sched_len[i]:
+	 * entries of buffer i (0: nothing may take traffic).
+	 */
+	alignas(SHM_CACHELINE) _Atomic uint64_t sched;
+	_Atomic uint32_t sched_len[2];
 	alignas(SHM_CACHELINE) char end[];
 };
 

@@ -16,10 +16,15 @@ struct shm {
 	struct shm_backend *backends;
 	struct shm_worker *workers;	/* nworkers + 1: the last one is carried totals */
 	struct metrics_slot *stats;	/* (nworkers + 1) * nbackends */
+	_Atomic uint64_t *enabled;	/* may take new requests: master's */
+	_Atomic uint16_t *sched[2];	/* the two pick-schedule buffers */
 	size_t size;
 	int fd;			/* kept for shm_chown(); -1 once unmapped */
 	char name[64];		/* "/roundguardd.<pid>" or "/roundguardd.<pid>.<gen>" */
 };
+
+/* Entries of each pick-schedule buffer for this many backends. */
+uint32_t shm_sched_cap(uint32_t nbackends);
 
 /* Bytes needed for a segment with these dimensions. */
 size_t shm_layout_size(uint32_t nbackends, uint32_t nworkers);
@@ -59,5 +64,18 @@ shm_stats(const struct shm *s, uint32_t w, uint32_t b)
 void shm_set_live(struct shm *s, uint32_t backend, bool up);
 bool shm_is_live(const struct shm *s, uint32_t backend);
 uint32_t shm_live_count(const struct shm *s);
+
+/* The master's bit: may the backend take new requests (ready, weight above 0)? */
+void shm_set_enabled(struct shm *s, uint32_t backend, bool on);
+
+/* live AND enabled, one bit per backend, into snap (BALANCE_WORDS(nbackends) words). */
+void shm_usable(const struct shm *s, uint64_t *snap);
+
+/* The checker: entries into the buffer not in use, then switch to it (one store). */
+void shm_publish_schedule(struct shm *s, const uint16_t *entries, uint32_t len,
+    uint64_t admin_seq);
+
+/* A worker's pick for ticket: the backend's index, or -1 when none is usable. */
+int shm_pick(const struct shm *s, uint64_t ticket);
 
 #endif

@@ -4,9 +4,9 @@
 #
 # usage: tests/fuzz/run.sh <build-dir> [seconds-per-harness] [harness...]
 #
-# Harnesses: config parse echo-json http-head metrics uri chunked ws (all when
-# none is named), built as <build-dir>/tests/fuzz/fuzz-<harness> (meson setup
-# -Dfuzz=enabled with CC=clang). Seconds default to 20 each;
+# Harnesses: config parse echo-json http-head metrics uri chunked ws control
+# (all when none is named), built as <build-dir>/tests/fuzz/fuzz-<harness>
+# (meson setup -Dfuzz=enabled with CC=clang). Seconds default to 20 each;
 # ROUNDGUARD_FUZZ_SECONDS overrides the default and the argument (meson test
 # passes one). Each harness starts from a copy of tests/fuzz/corpus/<harness>/
 # in a temporary directory, so the source tree is never written to; crashing
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-all=(config parse echo-json http-head metrics uri chunked ws)
+all=(config parse echo-json http-head metrics uri chunked ws control)
 
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
 	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -48,8 +48,10 @@ def expected_files(args):
     """(path as installed, must be executable) for everything the build installs."""
     files = [
         (os.path.join(args.sbindir, "roundguardd"), True),
+        (os.path.join(args.sbindir, "roundguardctl"), True),
         (os.path.join(args.bindir, "roundguard-echo"), True),
         (os.path.join(args.mandir, "man8", "roundguardd.8"), False),
+        (os.path.join(args.mandir, "man8", "roundguardctl.8"), False),
         (os.path.join(args.mandir, "man8", "roundguard-echo.8"), False),
         (os.path.join(args.mandir, "man5", "roundguardd.json.5"), False),
         (os.path.join(args.sysconfdir, "roundguard", "roundguardd.json"), False),

@@ -188,6 +188,44 @@ START_TEST(full_document)
 }
 END_TEST
 
+/* Weights, slow start, the state file and the control socket, and their defaults. */
+START_TEST(live_operation_keys)
+{
+	struct config cfg;
+
+	ck_assert_msg(parse(&cfg, "{}") == 0, "%s", err);
+	ck_assert_str_eq(cfg.control.socket, "/run/roundguardd/control.sock");
+	ck_assert(!cfg.control.socket_set);
+	ck_assert_str_eq(cfg.control.state_file, "");
+	ck_assert_int_eq(cfg.control.slow_start_ns, 0);
+	config_free(&cfg);
+	ck_assert_msg(parse(&cfg, "{\"backends\": [{\"url\": \"http://a:1\", \"weight\": 3},"
+	    " \"http://b:2\", {\"url\": \"http://c:3\", \"weight\": 0},"
+	    " {\"url\": \"http://d:4\"}], \"slow_start\": \"1m30s\","
+	    " \"state_file\": \"/var/lib/roundguardd/state.json\","
+	    " \"control\": {\"socket\": null, \"group\": \"adm\"}}") == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nbackends, 4);
+	ck_assert_uint_eq(cfg.backends[0].weight, 3);
+	ck_assert_uint_eq(cfg.backends[1].weight, 1);
+	ck_assert_uint_eq(cfg.backends[2].weight, 0);
+	ck_assert_uint_eq(cfg.backends[3].weight, 1);
+	ck_assert_int_eq(cfg.control.slow_start_ns, 90 * NS_S);
+	ck_assert_str_eq(cfg.control.state_file, "/var/lib/roundguardd/state.json");
+	ck_assert_str_eq(cfg.control.socket, "");
+	ck_assert(cfg.control.socket_set);
+	ck_assert_str_eq(cfg.control.group, "adm");
+	config_free(&cfg);
+	ck_assert_msg(parse(&cfg, "{\"slow_start\": \"0s\", \"control\": {\"socket\": \"/tmp/x.sock\"}}")
+	    == 0, "%s", err);
+	ck_assert_int_eq(cfg.control.slow_start_ns, 0);
+	ck_assert_str_eq(cfg.control.socket, "/tmp/x.sock");
+	config_free(&cfg);
+	ck_assert_msg(parse(&cfg, "{\"slow_start\": null}") == 0, "%s", err);
+	ck_assert_int_eq(cfg.control.slow_start_ns, 0);
+	config_free(&cfg);
+}
+END_TEST
+
 START_TEST(small_values)
 {
 	struct config cfg;
@@ -245,6 +283,18 @@ static const struct bad_doc bad_docs[] = {
 	  NAME ": backends[2]: \"htp://x\": unsupported scheme \"htp\" (use http or https)" },
 	{ "{\"backends\": [\"http://a:1?x\"]}",
 	  NAME ": backends[0]: \"http://a:1?x\": query strings are not allowed in a backend URL" },
+	/* live operation (issue 15) */
+	{ "{\"slow_start\": \"-1s\"}", NAME ": slow_start: \"-1s\": negative durations are not allowed" },
+	{ "{\"slow_start\": 30}",
+	  NAME ": slow_start: expected a duration string like \"30s\", or null, got integer" },
+	{ "{\"state_file\": \"state.json\"}", NAME ": state_file: \"state.json\": not an absolute path" },
+	{ "{\"state_file\": true}", NAME ": state_file: expected a file path or null, got boolean" },
+	{ "{\"control\": {\"socket\": \"c.sock\"}}",
+	  NAME ": control.socket: \"c.sock\": not an absolute path" },
+	{ "{\"control\": {\"sock\": \"/c.sock\"}}", NAME ": control.sock: unknown key" },
+	{ "{\"control\": \"/c.sock\"}", NAME ": control: expected an object, got string" },
+	{ "{\"backends\": [{\"url\": \"http://a:1\", \"weight\": -1}]}",
+	  NAME ": backends[0].weight: -1: out of range (use 0-256)" },
 	/* health_check */
 	{ "{\"health_check\": []}", NAME ": health_check: expected an object, got array" },
 	{ "{\"health_check\": null}", NAME ": health_check: expected an object, got null" },
@@ -1134,6 +1184,7 @@ START_TEST(file_example)
 	ck_assert_uint_eq(cfg.nlisteners, 1);
 	def.listeners = cfg.listeners;
 	def.nlisteners = cfg.nlisteners;
+	def.control.socket_set = cfg.control.socket_set;	/* named in the file, as the default */
 	/* The example leaves health_check.timeout out so that it shrinks with the interval. */
 	ck_assert(!cfg.health.timeout_set);
 	ck_assert(memcmp(&cfg, &def, sizeof(cfg)) == 0);
@@ -1210,6 +1261,7 @@ config_suite(void)
 
 	tc = tcase_create("json");
 	tcase_add_test(tc, full_document);
+	tcase_add_test(tc, live_operation_keys);
 	tcase_add_test(tc, small_values);
 	tcase_add_loop_test(tc, bad_value, 0, COUNT(bad_docs));
 	tcase_add_test(tc, bad_value_keeps_field);

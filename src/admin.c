@@ -1,0 +1,334 @@
+/* The administrative state of backends (see include/roundguard/admin.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "roundguard/admin.h"
+#include "roundguard/schedule.h"
+
+#define STATE_FILE_MAX	(4 * 1024 * 1024)	/* 4096 backends of a few hundred bytes */
+
+static const char *const state_names[ADMIN_STATES] = { "ready", "drain", "maint" };
+
+const char *
+admin_state_str(enum admin_state s)
+{
+	return (unsigned)s < ADMIN_STATES ? state_names[s] : "unknown";
+}
+
+int
+admin_state_parse(const char *s, enum admin_state *out)
+{
+	for (unsigned i = 0; i < ADMIN_STATES; i++) {
+		if (strcmp(s, state_names[i]) == 0) {
+			*out = (enum admin_state)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+admin_find(const struct config *cfg, const char *name)
+{
+	int found = -1;
+
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		if (strcmp(cfg->backends[i].url, name) == 0)
+			return (int)i;
+	}
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		if (strcasecmp(cfg->backends[i].addr.hostport, name) != 0)
+			continue;
+		if (found != -1)
+			return -2;
+		found = (int)i;
+	}
+	return found;
+}
+
+/* The bit a pick needs besides live: ready and a weight above 0. */
+static void
+update_enabled(struct shm *s, uint32_t b)
+{
+	struct shm_backend *sb = &s->backends[b];
+
+	shm_set_enabled(s, b, atomic_load(&sb->admin) == ADMIN_READY &&
+	    atomic_load(&sb->weight) > 0);
+}
+
+enum admin_state
+admin_set_state(struct shm *s, uint32_t b, enum admin_state st, int64_t now)
+{
+	struct shm_backend *sb = &s->backends[b];
+	enum admin_state old = (enum admin_state)atomic_exchange(&sb->admin, (uint32_t)st);
+
+	if (old != st)
+		atomic_store(&sb->admin_changed_ns, now);
+	update_enabled(s, b);
+	return old;
+}
+
+uint32_t
+admin_set_weight(struct shm *s, uint32_t b, uint32_t weight, int64_t now)
+{
+	struct shm_backend *sb = &s->backends[b];
+	uint32_t old = atomic_exchange(&sb->weight, weight);
+
+	if ((old == 0) != (weight == 0))
+		atomic_store(&sb->admin_changed_ns, now);
+	update_enabled(s, b);
+	return old;
+}
+
+uint64_t
+admin_changed(struct shm *s)
+{
+	return atomic_fetch_add(&s->hdr->admin_seq, 1) + 1;
+}
+
+void
+admin_init(struct shm *s, const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nbackends && i < s->hdr->nbackends; i++) {
+		atomic_store(&s->backends[i].weight, cfg->backends[i].weight);
+		update_enabled(s, (uint32_t)i);
+	}
+}
+
+size_t
+admin_carry(const struct config *fcfg, const struct shm *from,
+    const struct config *tcfg, struct shm *to, int64_t now)
+{
+	size_t carried = 0;
+
+	for (size_t t = 0; t < tcfg->nbackends; t++) {
+		struct shm_backend *d = &to->backends[t];
+		const struct shm_backend *o;
+		int f = -1;
+
+		for (size_t i = 0; i < fcfg->nbackends; i++) {
+			if (strcmp(fcfg->backends[i].url, tcfg->backends[t].url) == 0) {
+				f = (int)i;
+				break;
+			}
+		}
+		if (f == -1) {
+			/* New: ramps once it is up (slow_start), from its first passing check. */
+			atomic_store(&d->ramp_since_ns, -1);
+			(void)now;
+			continue;
+		}
+		o = &from->backends[f];
+		atomic_store(&d->admin, atomic_load(&o->admin));
+		atomic_store(&d->admin_changed_ns, atomic_load(&o->admin_changed_ns));
+		/*
+		 * The runtime weight stays what roundguardctl made it, unless the
+		 * file's weight changed: then the file is the newer word.
+		 */
+		if (fcfg->backends[f].weight == tcfg->backends[t].weight)
+			atomic_store(&d->weight, atomic_load(&o->weight));
+		atomic_store(&d->effective, atomic_load(&o->effective));
+		atomic_store(&d->ramp_since_ns, atomic_load(&o->ramp_since_ns));
+		atomic_store(&d->up, atomic_load(&o->up));
+		atomic_store(&d->last_result, atomic_load(&o->last_result));
+		atomic_store(&d->last_status, atomic_load(&o->last_status));
+		atomic_store(&d->successes, atomic_load(&o->successes));
+		atomic_store(&d->failures, atomic_load(&o->failures));
+		atomic_store(&d->changed_ns, atomic_load(&o->changed_ns));
+		shm_set_live(to, (uint32_t)t, shm_is_live(from, (uint32_t)f));
+		update_enabled(to, (uint32_t)t);
+		carried++;
+	}
+	return carried;
+}
+
+/* ---- the state file ---- */
+
+int
+admin_save(const char *path, const struct config *cfg, const struct shm *s, char *err,
+    size_t errlen)
+{
+	struct json_object *root = json_object_new_object(), *list = json_object_new_array();
+	char tmp[CONFIG_PATH_MAX + 16];
+	const char *text;
+	size_t len;
+	int fd = -1, rc = -1;
+
+	if (root == NULL || list == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	json_object_object_add(root, "version", json_object_new_int(1));
+	json_object_object_add(root, "backends", list);
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		const struct shm_backend *sb = &s->backends[i];
+		uint32_t st = atomic_load(&sb->admin), w = atomic_load(&sb->weight);
+		struct json_object *e;
+
+		/* Only what differs from the configuration: the file then says what was done. */
+		if (st == ADMIN_READY && w == cfg->backends[i].weight)
+			continue;
+		e = json_object_new_object();
+		json_object_object_add(e, "url", json_object_new_string(cfg->backends[i].url));
+		json_object_object_add(e, "admin", json_object_new_string(admin_state_str(st)));
+		json_object_object_add(e, "weight", json_object_new_int((int)w));
+		json_object_array_add(list, e);
+	}
+	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	len = strlen(text);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	/* Written whole and synced before the rename: a crash leaves the old file or the new. */
+	if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) == -1) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno != 0 ? errno : EIO));
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, path) == -1) {
+		snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	json_object_put(root);
+	return rc;
+}
+
+int
+admin_parse_state(const char *text, size_t len, admin_entry_fn *cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct json_tokener *tok;
+	struct json_object *root, *v, *list;
+	int rc = -1;
+
+	if (len > STATE_FILE_MAX) {
+		snprintf(err, errlen, "larger than %d bytes", STATE_FILE_MAX);
+		return -1;
+	}
+	if ((tok = json_tokener_new_ex(16)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	root = json_tokener_parse_ex(tok, text, (int)len);
+	if (root == NULL || json_tokener_get_parse_end(tok) < len) {
+		enum json_tokener_error e = json_tokener_get_error(tok);
+
+		snprintf(err, errlen, "not a JSON document: %s", root == NULL ?
+		    json_tokener_error_desc(e) : "data after its end");
+		goto out;
+	}
+	if (!json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, "version", &v) ||
+	    !json_object_is_type(v, json_type_int) || json_object_get_int64(v) != 1) {
+		snprintf(err, errlen, "version: expected 1");
+		goto out;
+	}
+	if (!json_object_object_get_ex(root, "backends", &list) ||
+	    !json_object_is_type(list, json_type_array)) {
+		snprintf(err, errlen, "backends: expected an array");
+		goto out;
+	}
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *e = json_object_array_get_idx(list, i), *u, *a, *w;
+		enum admin_state st;
+		int64_t weight;
+
+		if (!json_object_is_type(e, json_type_object) ||
+		    !json_object_object_get_ex(e, "url", &u) || !json_object_is_type(u, json_type_string) ||
+		    !json_object_object_get_ex(e, "admin", &a) || !json_object_is_type(a, json_type_string) ||
+		    admin_state_parse(json_object_get_string(a), &st) == -1 ||
+		    !json_object_object_get_ex(e, "weight", &w) || !json_object_is_type(w, json_type_int) ||
+		    (weight = json_object_get_int64(w)) < 0 || weight > (int64_t)SCHEDULE_WEIGHT_MAX ||
+		    strlen(json_object_get_string(u)) != (size_t)json_object_get_string_len(u)) {
+			snprintf(err, errlen, "backends[%zu]: expected {\"url\": string, \"admin\": "
+			    "\"ready\"|\"drain\"|\"maint\", \"weight\": 0-256}", i);
+			goto out;
+		}
+		cb(arg, json_object_get_string(u), st, (int)weight);
+	}
+	rc = 0;
+out:
+	json_object_put(root);
+	json_tokener_free(tok);
+	return rc;
+}
+
+struct load_ctx {
+	const struct config *cfg;
+	struct shm *s;
+	int64_t now;
+	size_t applied;
+};
+
+static void
+load_entry(void *arg, const char *url, enum admin_state st, int weight)
+{
+	struct load_ctx *l = arg;
+
+	for (size_t i = 0; i < l->cfg->nbackends; i++) {
+		if (strcmp(l->cfg->backends[i].url, url) != 0)
+			continue;
+		admin_set_weight(l->s, (uint32_t)i, (uint32_t)weight, l->now);
+		admin_set_state(l->s, (uint32_t)i, st, l->now);
+		l->applied++;
+		return;
+	}
+}
+
+static void
+check_entry(void *arg, const char *url, enum admin_state st, int weight)
+{
+	(void)arg, (void)url, (void)st, (void)weight;
+}
+
+int
+admin_load(const char *path, const struct config *cfg, struct shm *s, int64_t now,
+    size_t *applied, char *err, size_t errlen)
+{
+	struct load_ctx l = { cfg, s, now, 0 };
+	char why[256], *text = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd, rc = -1;
+
+	*applied = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((text = malloc(STATE_FILE_MAX + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	while (len <= STATE_FILE_MAX && (n = read(fd, text + len, STATE_FILE_MAX + 1 - len)) > 0)
+		len += (size_t)n;
+	/* All or nothing: checked whole before anything is applied. */
+	if (admin_parse_state(text, len, check_entry, NULL, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		goto out;
+	}
+	admin_parse_state(text, len, load_entry, &l, why, sizeof(why));
+	*applied = l.applied;
+	rc = 0;
+out:
+	free(text);
+	close(fd);
+	return rc;
+}
