@@ -339,7 +339,7 @@ probe_done(struct probe *p, enum check_result result, int status)
 	struct shm_backend *sb = &checker.shm->backends[p->index];
 	bool ok = result == CHECK_OK;
 	bool first = !p->checked;
-	bool changed;
+	bool changed, was_live;
 	int64_t now = now_ns();
 
 	probe_close(p);
@@ -396,8 +396,10 @@ probe_done(struct probe *p, enum check_result result, int status)
 	 * after a failed connect, and only the checker sets it again. Last, so
 	 * that a reader who sees the bit (acquire) sees the state above.
 	 */
+	was_live = shm_is_live(checker.shm, p->index);
 	shm_set_live(checker.shm, p->index, p->st.up);
-	if (changed)
+	/* Also when a worker had taken it out and this probe puts it back. */
+	if (changed || was_live != p->st.up)
 		publish();
 
 	if (--checker.running == 0 && !checker.starting)

@@ -145,6 +145,13 @@ write_done_cb(struct bufferevent *bev, void *arg)
 		conn_free(c);
 }
 
+/* The client went away while its answer was being written. */
+static void
+write_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	conn_free(arg);
+}
+
 /* Send obj (consumed) and close once it is out. */
 static void
 answer(struct ctl_conn *c, struct json_object *obj)
@@ -153,7 +160,7 @@ answer(struct ctl_conn *c, struct json_object *obj)
 	    JSON_C_TO_STRING_NOSLASHESCAPE);
 
 	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_setcb(c->bev, NULL, write_done_cb, NULL, c);
+	bufferevent_setcb(c->bev, NULL, write_done_cb, write_event_cb, c);
 	if (bufferevent_write(c->bev, text, strlen(text)) == -1 ||
 	    bufferevent_write(c->bev, "\n", 1) == -1) {
 		json_object_put(obj);

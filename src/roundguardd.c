@@ -41,7 +41,7 @@
 
 static const char usage_text[] =
     "usage: roundguardd [-c FILE] [-t] [--backend URL]... [--hosts URL]... [-p PORT]\n"
-    "                   [-l ADDR] [-w N] [-V] [-h]\n"
+    "                   [-l ADDR] [-w N] [--state-file PATH] [-V] [-h]\n"
     "  -c, --config FILE   JSON configuration file\n"
     "  -t, --test          check the configuration, print \"configuration OK\" and exit\n"
     "  -b, --backend URL   a backend (http://host:port[/prefix]); repeatable; replaces\n"
@@ -50,6 +50,8 @@ static const char usage_text[] =
     "  -p, --port PORT     port to listen on (default 3000)\n"
     "  -l, --listen ADDR   address to listen on (default: all addresses)\n"
     "  -w, --workers N     worker processes, 1-256 or \"auto\" (default: one per CPU)\n"
+    "      --state-file PATH\n"
+    "                      keep drains and weights there across restarts (state_file)\n"
     "  -V, --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "Environment: LOG_LEVEL, LOG_FORMAT, PROXY_CHECK_DURATION\n";
@@ -57,6 +59,7 @@ static const char usage_text[] =
 /* What the command line said; re-applied over the file at every reload. */
 struct cli {
 	const char *config_file;
+	const char *state_file;
 	bool test_only;
 	const char *backends[CLI_BACKENDS_MAX];
 	int nbackends;
@@ -235,6 +238,20 @@ build_config(struct config *cfg, char *err, size_t errlen)
 				    m.cli.workers, CONFIG_WORKERS_MAX);
 				problems++;
 			}
+		}
+	}
+	if (m.cli.state_file != NULL) {
+		/* The unit's StateDirectory, whatever the file says. */
+		if (m.cli.state_file[0] != '/' || strlen(m.cli.state_file) >= CONFIG_PATH_MAX) {
+			size_t used = strlen(err);
+
+			snprintf(err + used, errlen - used,
+			    "--state-file: \"%s\": must be an absolute path shorter than %d bytes\n",
+			    m.cli.state_file, CONFIG_PATH_MAX);
+			problems++;
+		} else {
+			strlcpy(cfg->control.state_file, m.cli.state_file,
+			    sizeof(cfg->control.state_file));
 		}
 	}
 	problems += config_validate(cfg, err, errlen);
@@ -1083,6 +1100,7 @@ parse_cli(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "state-file", required_argument, NULL, 'S' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1111,6 +1129,9 @@ parse_cli(int argc, char **argv)
 			break;
 		case 'w':
 			m.cli.workers = optarg;
+			break;
+		case 'S':
+			m.cli.state_file = optarg;
 			break;
 		case 'V':
 			printf("roundguardd %s\n", ROUNDGUARD_VERSION);

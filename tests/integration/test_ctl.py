@@ -55,10 +55,10 @@ def control(path, request, timeout=10.0):
 class CtlLB(lbt.LB):
     """An lbt.LB with a control socket (and, if asked, a state file) in its temporary directory."""
 
-    def __init__(self, cleanup, backends, state_file=False, **top):
+    def __init__(self, cleanup, backends, state_file=False, args=(), **top):
         self.sock = None
         cfg = lbt.make_config(backends, **top)
-        super().__init__(cleanup, cfg)
+        super().__init__(cleanup, cfg, args=args)
         self.sock = os.path.join(self.tmpdir, "control.sock")
         cfg.setdefault("control", {})["socket"] = self.sock
         if state_file:
@@ -148,6 +148,25 @@ class WeightTests(CtlTestCase):
         logs = [o for o in lb.logs() if o.get("msg") == "backend weight changed"]
         self.assertEqual([(o["backend"], o["weight"], o["was"], o["uid"]) for o in logs],
                          [(b, "2", "1", str(os.getuid())), (c, "0", "1", str(os.getuid()))])
+
+
+class PassiveTests(CtlTestCase):
+    def test_backend_taken_out_by_a_worker_comes_back_whole(self):
+        """A worker that cannot connect takes a backend out (the others share its part
+        evenly); when the next probe finds it fine again, its share comes back exactly,
+        even though the checker never saw it down."""
+        backends = [lbt.echo_backend(self.addCleanup) for _ in range(3)]
+        a, b, c = (x.address for x in backends)
+        lb = CtlLB(self.addCleanup, [lbt.url(x) for x in backends],
+                   health={"interval": "2s", "timeout": "1s"}).start()
+        port = backends[1].port
+        backends[1].kill()
+        seq = [r.header("X-Backend-Server") for r in self.sequential(lb, 6)]
+        self.assertNotIn(b, seq)
+        self.assertEqual(collections.Counter(self.picks(lb, 20)), {a: 10, c: 10})
+        lbt.echo_backend(self.addCleanup, port=port)
+        time.sleep(2.5)             # the next probe round finds it answering
+        self.assertEqual(collections.Counter(self.picks(lb, 30)), {a: 10, b: 10, c: 10})
 
 
 class DrainTests(CtlTestCase):
@@ -311,6 +330,22 @@ class StateTests(CtlTestCase):
         self.assertEqual(collections.Counter(self.picks(lb, 9)), {a: 3, c: 6})
         self.assertEqual(lb.status()[b]["state"], "drain")
 
+    def test_state_file_flag_as_the_unit_passes_it(self):
+        """--state-file (the systemd unit's) wins over the file's state_file."""
+        backends = [lbt.echo_backend(self.addCleanup) for _ in range(2)]
+        a, b = (x.address for x in backends)
+        lb = CtlLB(self.addCleanup, [lbt.url(x) for x in backends], state_file=True)
+        flagged = os.path.join(lb.tmpdir, "flagged.json")
+        lb.d.args = list(lb.d.args) + ["--state-file", flagged]
+        lb.start()
+        self.assertTrue(lb.ctl("maint", a)["ok"])
+        self.assertTrue(os.path.exists(flagged))
+        self.assertFalse(os.path.exists(lb.cfg["state_file"]))
+        lb.d.stop()
+        lb.start()
+        self.assertEqual(lb.status()[a]["state"], "maint")
+        self.assertEqual(set(self.picks(lb, 4)), {b})
+
     def test_broken_state_file_is_named_and_ignored(self):
         backends = [lbt.echo_backend(self.addCleanup) for _ in range(2)]
         lb = CtlLB(self.addCleanup, [lbt.url(x) for x in backends], state_file=True)
@@ -368,6 +403,42 @@ class RoundguardctlTests(CtlTestCase):
         r = control(lb.sock, {"command": "drain"})
         self.assertEqual((r["ok"], r["code"]), (False, "bad_request"), r)
         self.assertIn("backend", r["error"])
+
+    def test_socket_abuse(self):
+        """Garbage, an oversized request and a client that never finishes: each gets a JSON
+        refusal or is cut off, and the master keeps answering everyone else."""
+        backends = [lbt.echo_backend(self.addCleanup)]
+        lb = CtlLB(self.addCleanup, [lbt.url(backends[0])]).start()
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(idle.close)
+        idle.connect(lb.sock)
+        idle.sendall(b'{"command": "sta')             # and never more, never shutdown
+        for data in (b"\x00\xff garbage", b'{"command": "status"} {"command": "status"}',
+                     b'{"command": "' + b"x" * 5000 + b'"}'):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(lb.sock)
+                try:
+                    s.sendall(data)
+                    s.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass                    # refused before all of it was read
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            r = json.loads(out)
+            self.assertEqual((r["ok"], r["code"]), (False, "bad_request"), r)
+        t0 = time.monotonic()
+        self.assertTrue(lb.ctl("status")["ok"])
+        self.assertLess(time.monotonic() - t0, 2, "status waited for the idle client")
+        idle.settimeout(8)
+        r = json.loads(idle.recv(65536))
+        self.assertEqual(r["code"], "bad_request", r)
+        self.assertIn("5s", r["error"])
+        self.assertEqual(lb.d.proc.poll(), None)
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run roundguardctl as another user")
     def test_permission_denied_for_another_user(self):

@@ -85,7 +85,7 @@ def check_files(args, destdir):
     want = {
         "roundguardd.service": [
             f"ExecStartPre={args.sbindir}/roundguardd -t -c {args.sysconfdir}/roundguard/roundguardd.json",
-            f"ExecStart={args.sbindir}/roundguardd -c {args.sysconfdir}/roundguard/roundguardd.json",
+            f"ExecStart={args.sbindir}/roundguardd -c {args.sysconfdir}/roundguard/roundguardd.json --state-file %S/roundguardd/state.json",
         ],
         "roundguard-echo@.service": [f"ExecStart={args.bindir}/roundguard-echo -p %i"],
     }
