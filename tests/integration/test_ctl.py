@@ -112,7 +112,7 @@ class WeightTests(CtlTestCase):
         a, b, c = (x.address for x in backends)
         lb = CtlLB(self.addCleanup, [{"url": lbt.url(backends[0]), "weight": 3},
                                      lbt.url(backends[1]), {"url": lbt.url(backends[2])}]).start()
-        self.assertEqual(len(lb.workers()), 2)
+        self.assertTrue(rgtest.wait_until(lambda: len(lb.workers()) == 2, 5), lb.workers())
         seq = self.picks(lb, 50)
         self.assertEqual(collections.Counter(seq), {a: 30, b: 10, c: 10}, seq)
         # Interleaved: within each period of 5 (the schedule repeats), no backend twice in a
@@ -198,6 +198,8 @@ class DrainTests(CtlTestCase):
         after = time.monotonic()
         self.assertTrue(r["ok"], r)
         self.assertIn("state drain (was ready)", r["message"])
+        # The slow request is still in flight there: status counts it.
+        self.assertGreaterEqual(lb.status()[target.address]["active_connections"], 1)
         time.sleep(1.0)
         st = lb.status()[target.address]
         self.assertEqual((st["state"], st["admin"]), ("drain", "drain"))
