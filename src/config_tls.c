@@ -292,12 +292,43 @@ set_listener_tls(struct json_ctx *c, struct json_object *v, const struct field *
 	require(c, v, keys, " (at least one {\"cert\": FILE, \"key\": FILE})");
 }
 
+/* proxy_protocol_from: the networks (CIDR) whose connections may carry a PROXY header. */
+static void
+set_proxy_from(struct json_ctx *c, struct json_object *v, const struct field *f)
+{
+	struct config_listener *l = c->base;
+	char q[QUOTE_MAX];
+	const char *s, *why;
+	size_t n, old;
+
+	if (!config_expect(c, v, json_type_array, "an array of addresses or networks"))
+		return;
+	n = json_object_array_length(v);
+	if (n > PROXYPROTO_FROM_MAX) {
+		config_jproblem(c, "%zu networks: too many (at most %d)", n, PROXYPROTO_FROM_MAX);
+		return;
+	}
+	l->nproxy_from = 0;
+	for (size_t i = 0; i < n; i++) {
+		old = config_path_push_index(c, i);
+		s = config_get_string(c, json_object_array_get_idx(v, i),
+		    "an address or network like \"10.0.0.0/8\"");
+		if (s != NULL && proxyproto_cidr_parse(s, &l->proxy_from[l->nproxy_from], &why) == -1)
+			config_jproblem(c, "%s: %s", config_quote(q, s), why);
+		else if (s != NULL)
+			l->nproxy_from++;
+		config_path_pop(c, old);
+	}
+}
+
 static const struct field listener_fields[] = {
 	{ "listen", set_listener_listen, LOFF(addr), 0, 0, NULL },
 	{ "name", set_listener_name, LOFF(name), 0, 0, NULL },
 	{ "tls", set_listener_tls, LOFF(tls), 0, 0, NULL },
 	{ "redirect_https", config_set_bool, LOFF(redirect_https), 0, 0, NULL },
 	{ "redirect_port", set_port, LOFF(redirect_port), 0, 0, NULL },
+	{ "proxy_protocol", config_set_bool, LOFF(proxy_protocol), 0, 0, NULL },
+	{ "proxy_protocol_from", set_proxy_from, LOFF(proxy_from), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -325,6 +356,11 @@ get_listener(struct json_ctx *c, struct json_object *v, struct config_listener *
 	} else if (!l->redirect_https && json_object_object_get_ex(v, "redirect_port", NULL)) {
 		old = config_path_push_key(c, "redirect_port");
 		config_jproblem(c, "only with \"redirect_https\": true");
+		config_path_pop(c, old);
+	}
+	if (!l->proxy_protocol && json_object_object_get_ex(v, "proxy_protocol_from", NULL)) {
+		old = config_path_push_key(c, "proxy_protocol_from");
+		config_jproblem(c, "only with \"proxy_protocol\": true");
 		config_path_pop(c, old);
 	}
 	return c->pr->count == before;

@@ -283,6 +283,7 @@ metrics_tls_add_delta(struct metrics_tls *dst, const struct metrics_tls *now,
 	for (int v = 0; v < METRICS_TLS_VERSIONS; v++)
 		add_n(dst->handshakes[v], now->handshakes[v], THEN(handshakes[v]),
 		    METRICS_TLS_RESULTS);
+	add_n(dst->proxy_headers, now->proxy_headers, THEN(proxy_headers), METRICS_PP_RESULTS);
 }
 
 void
@@ -531,6 +532,40 @@ render_backend(struct evbuffer **fam, bool *ok, const struct shm *shm, uint32_t 
 	    "\n", label, sum.active[0] > sum.active[1] ? sum.active[0] - sum.active[1] : 0);
 }
 
+static const char *const pp_result_labels[METRICS_PP_RESULTS] = {
+	"v1", "v2", "local", "missing", "invalid", "timeout", "refused",
+};
+
+/* roundguard_proxy_protocol_headers_total: each proxy_protocol listener's, summed over rows. */
+static void
+render_proxy_headers(struct evbuffer *out, bool *ok, const struct shm *shm,
+    const struct config *cfg)
+{
+	char label[2 * sizeof(cfg->listeners[0].name) + 1];
+	bool any = false;
+
+	for (size_t l = 0; l < cfg->nlisteners; l++)
+		any |= cfg->listeners[l].proxy_protocol;
+	if (!any)
+		return;
+	put(out, ok, "# HELP roundguard_proxy_protocol_headers_total Connections to listeners with "
+	    "proxy_protocol, by listener and what their PROXY header was (v1, v2, local) or why "
+	    "they were closed.\n"
+	    "# TYPE roundguard_proxy_protocol_headers_total counter\n");
+	for (size_t l = 0; l < cfg->nlisteners && l < METRICS_LISTENERS_MAX; l++) {
+		uint64_t sum[METRICS_PP_RESULTS] = { 0 };
+
+		if (!cfg->listeners[l].proxy_protocol)
+			continue;
+		for (uint32_t w = 0; w <= shm->hdr->nworkers; w++)
+			sum_n(sum, shm->workers[w].tls[l].proxy_headers, METRICS_PP_RESULTS);
+		escape_into(label, sizeof(label), cfg->listeners[l].name);
+		for (int r = 0; r < METRICS_PP_RESULTS; r++)
+			put(out, ok, "roundguard_proxy_protocol_headers_total{listener=\"%s\","
+			    "result=\"%s\"} %" PRIu64 "\n", label, pp_result_labels[r], sum[r]);
+	}
+}
+
 /* roundguard_tls_handshakes_total: each TLS listener's counters summed over every row. */
 static void
 render_tls_handshakes(struct evbuffer *out, bool *ok, const struct shm *shm,
@@ -663,6 +698,7 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 	    "roundguard_header_fields_dropped_total{reason=\"trailer\"} %" PRIu64 "\n",
 	    sum[SHM_DROPPED_UNDERSCORE], sum[SHM_DROPPED_TRAILER]);
 	render_tls_handshakes(out, &ok, shm, cfg);
+	render_proxy_headers(out, &ok, shm, cfg);
 	render_cert_expiry(out, &ok, certs, ncerts);
 	put(out, &ok, "# HELP roundguard_workers Number of worker processes.\n"
 	    "# TYPE roundguard_workers gauge\n"

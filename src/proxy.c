@@ -27,6 +27,7 @@
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
 #include "roundguard/proxy.h"
+#include "roundguard/proxyproto.h"
 #include "roundguard/tls.h"
 #include "roundguard/transport.h"
 #include "roundguard/tunnel.h"
@@ -161,6 +162,15 @@ handshake_count(struct client *c, enum metrics_tls_result r)
 	c->handshaking = false;
 	metrics_record_tls_handshake(&px.shm->workers[px.worker], c->listener,
 	    metrics_tls_version(transport_version(c->ssl), r), r);
+}
+
+/* roundguard_proxy_protocol_headers_total, once per connection that had to send one. */
+static void
+proxy_header_count(struct client *c, enum metrics_pp_result r)
+{
+	c->awaiting_proxy = false;
+	atomic_fetch_add_explicit(&px.shm->workers[px.worker].tls[c->listener].proxy_headers[r], 1,
+	    memory_order_relaxed);
 }
 
 /* ---- connections ---- */
@@ -946,6 +956,16 @@ client_timer_cb(struct deadline *d)
 	bool partial;
 
 	px.now = proc_now_ns();
+	if (c->awaiting_proxy) {
+		/* The PROXY header: proxy.client_timeout from the accept, however it trickles. */
+		if (px.now - c->last_io_ns < limit) {
+			deadline_ensure(&c->timer, c->last_io_ns + limit, px.now);
+			return;
+		}
+		proxy_header_count(c, METRICS_PP_TIMEOUT);
+		client_close(c);
+		return;
+	}
 	if (c->handshaking) {
 		/* tls.handshake_timeout counts from the accept, however the bytes trickle. */
 		limit = px.cfg->listeners[c->listener].tls.handshake_timeout_ns;
@@ -1098,6 +1118,66 @@ client_handshake(struct client *c)
 }
 
 /*
+ * The PROXY header ahead of everything on a proxy_protocol listener: looked
+ * at in place (MSG_PEEK) until it is whole, then taken off the socket, so the
+ * bytes behind it (a ClientHello, a request) stay for whoever reads next.
+ * 1 when done (c's address is now the client's the header names), 0 while
+ * more is to come, -1 when c was closed: no valid header.
+ */
+static int
+client_proxy_header(struct client *c)
+{
+	uint8_t buf[PROXYPROTO_MAX];
+	struct proxyproto_header h;
+	const char *why = "closed before a whole header";
+	char ip[NET_ADDR_STRLEN];
+	enum metrics_pp_result r = METRICS_PP_INVALID;
+	ssize_t n;
+	int rc = -1;
+
+	do
+		n = recv(c->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) && !c->peer_closed)
+		return 0;
+	if (n == 0)
+		r = METRICS_PP_MISSING;		/* a bare connect and close: no header at all */
+	if (n > 0 && (rc = proxyproto_parse(buf, (size_t)n, &h, &why)) == 0) {
+		/* An edge comes with more bytes; none will once the client closed. */
+		if (!c->peer_closed)
+			return 0;
+		why = "closed before a whole header";
+		rc = -1;
+	}
+	if (rc < 0) {
+		if (rc == -1 && n > 0 && strcmp(why, "no PROXY header") == 0)
+			r = METRICS_PP_MISSING;
+		log_debug("connection without a valid PROXY header closed", "client",
+		    client_ip(c, ip), "listener", px.cfg->listeners[c->listener].name, "reason", why,
+		    NULL);
+		proxy_header_count(c, r);
+		client_close(c);
+		return -1;
+	}
+	/* Taken off the socket: it is there, whole, as the peek saw it. */
+	if (recv(c->fd, buf, (size_t)rc, MSG_DONTWAIT) != rc) {
+		proxy_header_count(c, METRICS_PP_INVALID);
+		client_close(c);
+		return -1;
+	}
+	if (h.kind == PROXYPROTO_PROXY)
+		net_addr_set(&c->addr, (const struct sockaddr *)&h.src);
+	proxy_header_count(c, h.kind == PROXYPROTO_LOCAL ? METRICS_PP_LOCAL :
+	    h.version == 1 ? METRICS_PP_V1 : METRICS_PP_V2);
+	/* The TLS handshake or the request head has its own time from here. */
+	c->last_io_ns = px.now;
+	deadline_ensure(&c->timer, px.now + (c->handshaking ?
+	    px.cfg->listeners[c->listener].tls.handshake_timeout_ns :
+	    px.cfg->proxy.client_timeout_ns), px.now);
+	return 1;
+}
+
+/*
  * The client's one event. An edge for a direction that is off (reading
  * paused, nothing blocked to write) is ignored: turning the direction on
  * looks again (client_set_reading()), or the next write that finds the
@@ -1111,6 +1191,11 @@ client_io_cb(evutil_socket_t fd, short what, void *arg)
 	px.now = proc_now_ns();
 	if (what & EV_CLOSED)
 		c->peer_closed = true;	/* no later edge would say so */
+	if (c->awaiting_proxy) {
+		if (client_proxy_header(c) != 1)
+			return;
+		what |= EV_READ;	/* what came behind the header */
+	}
 	if (c->handshaking) {
 		if (client_handshake(c) != 1)
 			return;
@@ -1166,6 +1251,18 @@ proxy_accept(int fd, const struct sockaddr *sa, int listener)
 	c->fd = fd;
 	c->listener = (int8_t)listener;
 	c->metrics_only = listener == PROXY_METRICS_LISTENER;
+	if (listener >= 0 && px.cfg->listeners[listener].proxy_protocol) {
+		const struct config_listener *l = &px.cfg->listeners[listener];
+
+		/* Only the L4 layer may say who the client is. */
+		if (l->nproxy_from > 0 && !proxyproto_cidr_match(l->proxy_from, l->nproxy_from, sa)) {
+			proxy_header_count(c, METRICS_PP_REFUSED);
+			free(c);
+			close(fd);
+			return;
+		}
+		c->awaiting_proxy = true;
+	}
 	if (listener >= 0 && px.tls != NULL && tls_server_ctx(px.tls, (size_t)listener) != NULL) {
 		if ((c->ssl = tls_server_new(px.tls, (size_t)listener)) == NULL ||
 		    SSL_set_fd(c->ssl, fd) != 1) {
@@ -1188,7 +1285,7 @@ proxy_accept(int fd, const struct sockaddr *sa, int listener)
 	deadline_init(&c->timer, px.client_timers);
 	px.now = proc_now_ns();
 	c->last_io_ns = px.now;
-	deadline_ensure(&c->timer, px.now + (c->handshaking ?
+	deadline_ensure(&c->timer, px.now + (c->handshaking && !c->awaiting_proxy ?
 	    px.cfg->listeners[listener].tls.handshake_timeout_ns : px.cfg->proxy.client_timeout_ns),
 	    px.now);
 	LIST_INSERT_HEAD(&px.clients, c, entry);

@@ -143,6 +143,7 @@ struct client {
 	bool metrics_only;		/* accepted on metrics.listen */
 	int8_t listener;		/* index in cfg->listeners; -1 for metrics.listen */
 	bool handshaking;		/* TLS handshake not done: no byte of HTTP yet */
+	bool awaiting_proxy;		/* proxy_protocol listener: the PROXY header comes first */
 	bool peer_closed;		/* EV_CLOSED seen: read on to the end of file */
 	bool close_after;		/* close once out is flushed */
 	bool reading;			/* client read event armed */

@@ -9,6 +9,7 @@
 
 #include "roundguard/log.h"
 #include "roundguard/parse.h"
+#include "roundguard/proxyproto.h"
 
 #define CONFIG_BACKENDS_MAX	4096
 #define CONFIG_WORKERS_MAX	256
@@ -66,6 +67,9 @@ struct config_listener {
 	struct config_tls_server tls;
 	bool redirect_https;		/* plain only: 308 to https://host[:redirect_port]/target */
 	uint16_t redirect_port;		/* 443 */
+	bool proxy_protocol;		/* a PROXY v1/v2 header ahead of every connection */
+	struct proxyproto_cidr proxy_from[PROXYPROTO_FROM_MAX];	/* who may send it; none: anyone */
+	size_t nproxy_from;
 };
 
 struct config_health {

@@ -67,6 +67,22 @@ enum metrics_tls_version {
 	METRICS_TLS_VERSIONS,
 };
 
+/*
+ * How a PROXY protocol header on a listener with "proxy_protocol" ended
+ * (roundguard_proxy_protocol_headers_total's result label), once per
+ * connection: read (by version or LOCAL), or why the connection was closed.
+ */
+enum metrics_pp_result {
+	METRICS_PP_V1,
+	METRICS_PP_V2,
+	METRICS_PP_LOCAL,		/* v2 LOCAL: the L4 layer's own connection (health checks) */
+	METRICS_PP_MISSING,		/* the first bytes are not a PROXY header (a bare request) */
+	METRICS_PP_INVALID,		/* a header that is broken, cut short by a close, or too long */
+	METRICS_PP_TIMEOUT,		/* no whole header within proxy.client_timeout */
+	METRICS_PP_REFUSED,		/* from an address outside proxy_protocol_from */
+	METRICS_PP_RESULTS,
+};
+
 /* Listeners with a row of TLS counters: at least CONFIG_LISTENERS_MAX (metrics.c checks). */
 #define METRICS_LISTENERS_MAX 16
 
@@ -76,6 +92,8 @@ enum metrics_tls_version {
  */
 struct metrics_tls {
 	_Atomic uint64_t handshakes[METRICS_TLS_VERSIONS][METRICS_TLS_RESULTS];
+	/* The listener's PROXY protocol headers too (issue 16), carried over reloads alike. */
+	_Atomic uint64_t proxy_headers[METRICS_PP_RESULTS];
 };
 
 /* Status codes counted one by one; others are counted per class ("4xx"). */

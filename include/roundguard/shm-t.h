@@ -9,7 +9,7 @@
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	6u	/* 6: administrative state, weights, pick schedules */
+#define SHM_LAYOUT_VERSION	7u	/* 7: PROXY protocol header counters per listener */
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */

@@ -154,6 +154,28 @@ START_TEST(listeners_full)
 }
 END_TEST
 
+START_TEST(proxy_protocol_listeners)
+{
+	struct config cfg;
+
+	ck_assert_int_eq(validate(&cfg, "{'backends': ['http://127.0.0.1:8001'], 'listeners': ["
+	    "  {'listen': ':80', 'proxy_protocol': true,"
+	    "   'proxy_protocol_from': ['10.0.0.0/8', '192.0.2.7', '2001:db8::/32']},"
+	    "  {'listen': ':81', 'proxy_protocol': true},"
+	    "  {'listen': ':82'}]}"), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert(cfg.listeners[0].proxy_protocol);
+	ck_assert_uint_eq(cfg.listeners[0].nproxy_from, 3);
+	ck_assert_uint_eq(cfg.listeners[0].proxy_from[0].bits, 8);
+	ck_assert_uint_eq(cfg.listeners[0].proxy_from[1].bits, 32);
+	ck_assert_uint_eq(cfg.listeners[0].proxy_from[2].family, AF_INET6);
+	ck_assert(cfg.listeners[1].proxy_protocol);
+	ck_assert_uint_eq(cfg.listeners[1].nproxy_from, 0);	/* from anyone */
+	ck_assert(!cfg.listeners[2].proxy_protocol);
+	config_free(&cfg);
+}
+END_TEST
+
 START_TEST(tls_defaults)
 {
 	struct config cfg;
@@ -463,6 +485,14 @@ static const struct bad_doc bad_docs[] = {
 	{ "{'backends': [{'url': 5}]}", NAME ": backends[0].url: expected a URL string, got integer" },
 	{ "{'backends': [{'url': 'ftp://x'}]}",
 	  NAME ": backends[0].url: `ftp://x`: unsupported scheme `ftp` (use http or https)" },
+	{ "{'listeners': [{'listen': ':80', 'proxy_protocol': 1}]}",
+	    NAME ": listeners[0].proxy_protocol: expected a boolean, got integer" },
+	{ "{'listeners': [{'listen': ':80', 'proxy_protocol_from': ['10.0.0.0/8']}]}",
+	    NAME ": listeners[0].proxy_protocol_from: only with \"proxy_protocol\": true" },
+	{ "{'listeners': [{'listen': ':80', 'proxy_protocol': true, 'proxy_protocol_from': ['10.0.0.0/33']}]}",
+	    NAME ": listeners[0].proxy_protocol_from[0]: \"10.0.0.0/33\": prefix length not in 0-32" },
+	{ "{'listeners': [{'listen': ':80', 'proxy_protocol': true, 'proxy_protocol_from': 'lb'}]}",
+	    NAME ": listeners[0].proxy_protocol_from: expected an array of addresses or networks, got string" },
 	{ "{'backends': [{'url': 'https://x', 'weight': 257}]}",
 	    NAME ": backends[0].weight: 257: out of range (use 0-256)" },
 	{ "{'backends': [{'url': 'https://x', 'weight': '2'}]}",
@@ -620,6 +650,7 @@ config_tls_suite(void)
 
 	tc = tcase_create("listeners");
 	tcase_add_test(tc, listeners_full);
+	tcase_add_test(tc, proxy_protocol_listeners);
 	tcase_add_test(tc, tls_defaults);
 	tcase_add_test(tc, version_names);
 	tcase_add_test(tc, short_form);

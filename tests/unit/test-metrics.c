@@ -322,7 +322,8 @@ START_TEST(tls_add_delta)
 	_Atomic uint64_t *pt = (_Atomic uint64_t *)(void *)&then;
 	size_t n = sizeof(a) / sizeof(uint64_t);
 
-	ck_assert_uint_eq(n, (size_t)METRICS_TLS_VERSIONS * METRICS_TLS_RESULTS);
+	/* Every counter of the struct, PROXY headers too, is carried. */
+	ck_assert_uint_eq(n, (size_t)METRICS_TLS_VERSIONS * METRICS_TLS_RESULTS + METRICS_PP_RESULTS);
 	for (size_t i = 0; i < n; i++) {
 		pa[i] = 1000 * i;
 		pn[i] = 10 * i + 7;
