@@ -18,6 +18,7 @@
 #include "roundguard/checker.h"
 #include "roundguard/log.h"
 #include "roundguard/parse.h"
+#include "roundguard/proxyproto.h"
 #include "roundguard/schedule.h"
 #include "roundguard/tls.h"
 #include "roundguard/transport.h"
@@ -642,6 +643,17 @@ probe_write_cb(evutil_socket_t fd, short what, void *arg)
 			p->error = error;
 			probe_done(p, connect_result(error), 0);
 			return;
+		}
+		/* A backend that takes PROXY headers wants one first: LOCAL, the checker's own. */
+		if (checker.cfg->backends[p->index].send_proxy) {
+			uint8_t hdr[PROXYPROTO_V2_BUILD_MAX];
+			size_t n = proxyproto_build_v2(hdr, sizeof(hdr), NULL, NULL);
+
+			if (send(fd, hdr, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
+				p->error = errno;
+				probe_done(p, CHECK_RESET, 0);
+				return;
+			}
 		}
 		if (checker.cfg->backends[p->index].addr.tls) {
 			probe_tls_start(p);

@@ -478,10 +478,32 @@ set_backend_tls(struct json_ctx *c, struct json_object *v, const struct field *f
 	config_set_object(c, v, backend_tls_fields);
 }
 
+/* send_proxy: "v2" (the binary version, as HAProxy's send-proxy-v2), or null for none. */
+static void
+set_send_proxy(struct json_ctx *c, struct json_object *v, const struct field *f)
+{
+	struct config_backend *b = c->base;
+	char q[QUOTE_MAX];
+	const char *s;
+
+	if (v == NULL) {
+		b->send_proxy = false;
+		return;
+	}
+	if ((s = config_get_string(c, v, "\"v2\" or null")) == NULL)
+		return;
+	if (strcmp(s, "v2") != 0)
+		config_jproblem(c, "%s: expected \"v2\" or null (version 1 is not sent)",
+		    config_quote(q, s));
+	else
+		b->send_proxy = true;
+}
+
 static const struct field backend_fields[] = {
 	{ "url", set_backend_url, BOFF(url), 0, 0, NULL },
 	{ "tls", set_backend_tls, BOFF(tls), 0, 0, NULL },
 	{ "weight", config_set_u32, BOFF(weight), 0, 256, NULL },
+	{ "send_proxy", set_send_proxy, BOFF(send_proxy), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 

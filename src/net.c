@@ -128,10 +128,35 @@ net_addr_set(struct net_addr *a, const struct sockaddr *sa)
 			a->family = AF_INET6;
 			memcpy(a->bytes, &s6->sin6_addr, 16);
 		}
+		a->port = ntohs(s6->sin6_port);
 	} else if (sa->sa_family == AF_INET) {
 		a->family = AF_INET;
 		memcpy(a->bytes, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		a->port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
 	}
+}
+
+socklen_t
+net_addr_sockaddr(const struct net_addr *a, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(a->port);
+		memcpy(&in->sin_addr, a->bytes, 4);
+		return sizeof(*in);
+	}
+	if (a->family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(a->port);
+		memcpy(&in6->sin6_addr, a->bytes, 16);
+		return sizeof(*in6);
+	}
+	return 0;
 }
 
 /*

@@ -21,6 +21,7 @@
 #include "roundguard/net.h"
 #include "roundguard/pool.h"
 #include "roundguard/proc.h"
+#include "roundguard/proxyproto.h"
 #include "roundguard/tls.h"
 #include "roundguard/transport.h"
 #include "roundguard/tunnel.h"
@@ -42,7 +43,11 @@ upstream_release(struct client *c, bool reusable)
 	head_put(u->pc.head);
 	u->pc.head = NULL;
 	u->requests++;
-	if (reusable)
+	/*
+	 * A connection that began with a PROXY header names one client: it never
+	 * serves another one, so it is not pooled (see send_proxy in README).
+	 */
+	if (reusable && !px.cfg->backends[u->backend].send_proxy)
 		pool_put(px.pool, u, px.now);
 	else
 		upconn_free(u);
@@ -161,8 +166,38 @@ queue_request(struct client *c, uint32_t b)
 	return 0;
 }
 
+/*
+ * send_proxy: the PROXY v2 header for c (its address, the one it reached us
+ * on), the first bytes on the new connection, before any TLS. A fresh socket
+ * takes 52 bytes at once; anything else is a failure to connect.
+ */
 static int
-connect_backend(struct upconn *u)
+send_proxy_header(struct upconn *u, const struct client *c)
+{
+	struct sockaddr_storage src, dst;
+	socklen_t dlen = sizeof(dst);
+	uint8_t hdr[PROXYPROTO_V2_BUILD_MAX];
+	size_t n;
+
+	if (!px.cfg->backends[u->backend].send_proxy || u->proxy_sent)
+		return 0;
+	u->proxy_sent = true;
+	if (net_addr_sockaddr(&c->addr, &src) == 0 ||
+	    getsockname(c->fd, (struct sockaddr *)&dst, &dlen) == -1)
+		n = proxyproto_build_v2(hdr, sizeof(hdr), NULL, NULL);	/* LOCAL */
+	else
+		n = proxyproto_build_v2(hdr, sizeof(hdr), (struct sockaddr *)&src,
+		    (struct sockaddr *)&dst);
+	if (send(u->fd, hdr, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
+		if (errno == 0 || errno == EAGAIN)
+			errno = EPIPE;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+connect_backend(struct upconn *u, const struct client *c)
 {
 	const struct config_backend *be = &px.cfg->backends[u->backend];
 
@@ -173,7 +208,7 @@ connect_backend(struct upconn *u)
 	upconn_track(u);
 	if (connect(u->fd, (const struct sockaddr *)&be->sa, be->salen) == 0) {
 		u->connecting = false;
-		return 0;
+		return send_proxy_header(u, c);
 	}
 	if (errno == EINPROGRESS) {
 		u->connecting = true;
@@ -279,7 +314,7 @@ upstream_start(struct client *c)
 		c->up_reused = false;
 		if ((u = upconn_new(px.pool, (uint32_t)b)) == NULL)
 			return client_error(c, 500, NULL, NULL);
-		if ((rc = connect_backend(u)) == 0) {
+		if ((rc = connect_backend(u, c)) == 0) {
 			/* An https backend's handshake starts once the socket is writable. */
 			if (px.cfg->backends[b].addr.tls)
 				u->connecting = true;
@@ -474,6 +509,10 @@ upstream_connected(struct client *c)
 {
 	struct upconn *u = c->up;
 
+	if (send_proxy_header(u, c) == -1) {
+		attempt_failed(c, strerror(errno), METRICS_ERR_CONNECT_FAILED);
+		return -1;
+	}
 	if (px.cfg->backends[u->backend].addr.tls) {
 		int rc = upstream_tls_step(c);
 

@@ -35,6 +35,7 @@ struct config_backend {
 	struct backend_url addr;
 	struct config_backend_tls tls;	/* used when addr.tls */
 	uint32_t weight;		/* 1; 0-256, 0 = drained (a share of weight / sum) */
+	bool send_proxy;		/* "send_proxy": "v2": a PROXY v2 header on every connection */
 	/* Resolved by the master at start-up and reload (as nginx does), not by config_*. */
 	struct sockaddr_storage sa;
 	socklen_t salen;

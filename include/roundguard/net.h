@@ -32,11 +32,15 @@ void net_format_ip(char *buf, size_t buflen, const struct sockaddr *sa);
 struct net_addr {
 	uint8_t family;		/* AF_INET (a v4-mapped IPv6 peer too), AF_INET6, or 0 (unix) */
 	uint8_t bytes[16];	/* 4 used for AF_INET */
+	uint16_t port;		/* host order; for a PROXY header to a backend */
 };
 
 #define NET_ADDR_STRLEN 46	/* INET6_ADDRSTRLEN */
 
 void net_addr_set(struct net_addr *a, const struct sockaddr *sa);
+
+/* a back as a socket address (AF_UNSPEC for 0); returns its length, 0 for none. */
+socklen_t net_addr_sockaddr(const struct net_addr *a, struct sockaddr_storage *ss);
 
 /* As net_format_ip() would print it; buflen >= NET_ADDR_STRLEN. Returns buf. */
 const char *net_addr_format(const struct net_addr *a, char *buf, size_t buflen);

@@ -38,6 +38,7 @@ struct upconn {
 	bool connecting;
 	bool writing;		/* wev armed: connecting, or the backend is not taking more */
 	bool pooled;		/* idle in the pool */
+	bool proxy_sent;	/* send_proxy: the PROXY header is out */
 };
 
 struct pool;

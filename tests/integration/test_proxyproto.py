@@ -250,6 +250,60 @@ backend v2
         self.assertEqual(self.metric("l4", "invalid", plain), 0)
 
 
+class SendProxyTests(lbt.LBTestCase):
+    """send_proxy: "v2" on a backend: real HAProxy as the backend, with accept-proxy, answers
+    each request with the client address and port the PROXY header gave it."""
+
+    def test_backend_learns_each_client(self):
+        hport = rgtest.free_port()
+        d = tempfile.mkdtemp(prefix="rg-sendproxy-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cfg = os.path.join(d, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("""global
+    maxconn 100
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+    timeout http-keep-alive 10s
+frontend fe
+    bind 127.0.0.1:%d accept-proxy
+    http-request return status 200 content-type text/plain lf-string "%%[src] %%[fc_rcvd_proxy] %%[dst_port]"
+""" % hport)
+        hp = rgtest.Daemon(shutil.which("haproxy"), ["-db", "-f", cfg], port=hport)
+        self.addCleanup(hp.kill)
+        hp.start()
+        lb = lbt.LB(self.addCleanup, lbt.make_config(
+            [{"url": "http://127.0.0.1:%d" % hport, "send_proxy": "v2"}],
+            health={"interval": "300ms", "timeout": "200ms"})).start()
+        seen = []
+        for src in ("127.0.0.2", "127.0.0.3", "127.0.0.2"):
+            out = exchange(lb.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                           src=src)
+            self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+            seen.append(out.partition(b"\r\n\r\n")[2].decode().split())
+        # Each request on its own backend connection, with its own client's header (a pooled
+        # one would have carried the first client's address to the second).
+        self.assertEqual([x[0] for x in seen], ["127.0.0.2", "127.0.0.3", "127.0.0.2"])
+        self.assertEqual({x[1] for x in seen}, {"1"})
+        self.assertEqual({x[2] for x in seen}, {str(lb.port)})
+        # Two requests on one keep-alive client connection: both arrive, each with the header.
+        with rgtest.RawHTTP(HOST, lb.port) as h:
+            for _ in range(2):
+                h.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                r = h.read_response()
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.body.decode().split()[0], "127.0.0.1")
+        # The health checks speak PROXY too (v2 LOCAL): the backend stays up.
+        time.sleep(1.0)
+        m = lb.request("GET", "/metrics").body.decode()
+        self.assertIn('roundguard_backend_up{backend="127.0.0.1:%d"} 1' % hport, m)
+        self.assertIn('roundguard_health_checks_total{backend="127.0.0.1:%d",result="failure"} 0'
+                      % hport, m)
+
+
 class TLSTests(PPCase):
     def test_proxy_header_then_tls(self):
         d = tempfile.mkdtemp(prefix="rg-pp-tls-")

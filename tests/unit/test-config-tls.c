@@ -173,6 +173,12 @@ START_TEST(proxy_protocol_listeners)
 	ck_assert_uint_eq(cfg.listeners[1].nproxy_from, 0);	/* from anyone */
 	ck_assert(!cfg.listeners[2].proxy_protocol);
 	config_free(&cfg);
+	ck_assert_int_eq(validate(&cfg, "{'backends': [{'url': 'http://127.0.0.1:8001', 'send_proxy': 'v2'},"
+	    " {'url': 'http://127.0.0.1:8002', 'send_proxy': null}, 'http://127.0.0.1:8003']}"), 0);
+	ck_assert(cfg.backends[0].send_proxy);
+	ck_assert(!cfg.backends[1].send_proxy);
+	ck_assert(!cfg.backends[2].send_proxy);
+	config_free(&cfg);
 }
 END_TEST
 
@@ -493,6 +499,10 @@ static const struct bad_doc bad_docs[] = {
 	    NAME ": listeners[0].proxy_protocol_from[0]: \"10.0.0.0/33\": prefix length not in 0-32" },
 	{ "{'listeners': [{'listen': ':80', 'proxy_protocol': true, 'proxy_protocol_from': 'lb'}]}",
 	    NAME ": listeners[0].proxy_protocol_from: expected an array of addresses or networks, got string" },
+	{ "{'backends': [{'url': 'http://x', 'send_proxy': 'v1'}]}",
+	    NAME ": backends[0].send_proxy: \"v1\": expected \"v2\" or null (version 1 is not sent)" },
+	{ "{'backends': [{'url': 'http://x', 'send_proxy': true}]}",
+	    NAME ": backends[0].send_proxy: expected \"v2\" or null, got boolean" },
 	{ "{'backends': [{'url': 'https://x', 'weight': 257}]}",
 	    NAME ": backends[0].weight: 257: out of range (use 0-256)" },
 	{ "{'backends': [{'url': 'https://x', 'weight': '2'}]}",
