@@ -36,6 +36,16 @@ def setUpModule():
     CTL = rgtest.find_binary("ROUNDGUARD_CTL", "build/src/roundguardctl")
 
 
+def read_all(s):
+    """Every byte until the peer closes."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def control(path, request, timeout=10.0):
     """One request over the control socket (what roundguardctl does): the answer as a dict."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -43,13 +53,7 @@ def control(path, request, timeout=10.0):
         s.connect(path)
         s.sendall(json.dumps(request).encode())
         s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+        return json.loads(read_all(s))
 
 
 class CtlLB(lbt.LB):
@@ -425,13 +429,7 @@ class RoundguardctlTests(CtlTestCase):
                     s.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass                    # refused before all of it was read
-                out = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    out += chunk
-            r = json.loads(out)
+                r = json.loads(read_all(s))
             self.assertEqual((r["ok"], r["code"]), (False, "bad_request"), r)
         t0 = time.monotonic()
         self.assertTrue(lb.ctl("status")["ok"])

@@ -69,6 +69,19 @@ def exchange(port, data, src=None, timeout=5.0, pause=None):
         s.close()
 
 
+def start_haproxy(case, config, port):
+    """Real HAProxy with this configuration (defaults block included), listening on port;
+    stopped by case's cleanup."""
+    d = tempfile.mkdtemp(prefix="rg-pp-haproxy-")
+    case.addCleanup(shutil.rmtree, d, True)
+    cfg = os.path.join(d, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write("global\n    maxconn 100\n" + config)
+    hp = rgtest.Daemon(shutil.which("haproxy"), ["-db", "-f", cfg], port=port)
+    case.addCleanup(hp.kill)
+    return hp.start()
+
+
 def forwarded_for(out):
     """X-Forwarded-For as testbackend's /headers saw it."""
     head, _, body = out.partition(b"\r\n\r\n")
@@ -209,13 +222,7 @@ class HAProxyTests(PPCase):
         self.start_lb([{"listen": "%s:%d" % (HOST, rg), "name": "l4", "proxy_protocol": True}])
         plain = self.plain
         f1, f2 = rgtest.free_port(), rgtest.free_port()
-        d = tempfile.mkdtemp(prefix="rg-pp-haproxy-")
-        self.addCleanup(shutil.rmtree, d, True)
-        cfg = os.path.join(d, "haproxy.cfg")
-        with open(cfg, "w") as f:
-            f.write("""global
-    maxconn 100
-defaults
+        start_haproxy(self, """defaults
     mode tcp
     timeout connect 2s
     timeout client 10s
@@ -231,10 +238,7 @@ backend v1
 backend v2
     option httpchk GET /live
     server rg 127.0.0.1:%d send-proxy-v2 check check-send-proxy inter 200ms
-""" % (f1, f2, rg, rg))
-        hp = rgtest.Daemon(shutil.which("haproxy"), ["-db", "-f", cfg], port=f1)
-        self.addCleanup(hp.kill)
-        hp.start()
+""" % (f1, f2, rg, rg), f1)
         rgtest.wait_port(HOST, f2, timeout=5)
         time.sleep(0.3)
         # The two readiness probes above went through HAProxy too.
@@ -256,13 +260,7 @@ class SendProxyTests(lbt.LBTestCase):
 
     def test_backend_learns_each_client(self):
         hport = rgtest.free_port()
-        d = tempfile.mkdtemp(prefix="rg-sendproxy-")
-        self.addCleanup(shutil.rmtree, d, True)
-        cfg = os.path.join(d, "haproxy.cfg")
-        with open(cfg, "w") as f:
-            f.write("""global
-    maxconn 100
-defaults
+        start_haproxy(self, """defaults
     mode http
     timeout connect 2s
     timeout client 10s
@@ -271,10 +269,7 @@ defaults
 frontend fe
     bind 127.0.0.1:%d accept-proxy
     http-request return status 200 content-type text/plain lf-string "%%[src] %%[fc_rcvd_proxy] %%[dst_port]"
-""" % hport)
-        hp = rgtest.Daemon(shutil.which("haproxy"), ["-db", "-f", cfg], port=hport)
-        self.addCleanup(hp.kill)
-        hp.start()
+""" % hport, hport)
         lb = lbt.LB(self.addCleanup, lbt.make_config(
             [{"url": "http://127.0.0.1:%d" % hport, "send_proxy": "v2"}],
             health={"interval": "300ms", "timeout": "200ms"})).start()
