@@ -154,6 +154,8 @@ backend_set(struct config_backend *b, const char *url, char *why, size_t whylen)
 {
 	char q[QUOTE_MAX];
 
+	/* Every field starts from its default: the list around b is not zeroed. */
+	memset(b, 0, sizeof(*b));
 	if (strlen(url) >= sizeof(b->url)) {
 		snprintf(why, whylen, "%s: URL too long (at most %zu bytes)", config_quote(q, url),
 		    sizeof(b->url) - 1);
@@ -164,7 +166,6 @@ backend_set(struct config_backend *b, const char *url, char *why, size_t whylen)
 	strlcpy(b->url, url, sizeof(b->url));
 	b->weight = 1;
 	/* An https:// string verifies with the system's CAs and sends the URL's host as SNI. */
-	memset(&b->tls, 0, sizeof(b->tls));
 	b->tls.verify = true;
 	return 0;
 }
