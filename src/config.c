@@ -766,13 +766,6 @@ set_file(struct json_ctx *c, struct json_object *v, const struct field *f)
 		strlcpy(field_ptr(c, f), s, CONFIG_PATH_MAX);
 }
 
-static void
-set_control_socket(struct json_ctx *c, struct json_object *v, const struct field *f)
-{
-	set_file(c, v, f);
-	c->cfg->control.socket_set = true;
-}
-
 static const struct field log_fields[] = {
 	{ "level", set_log_level, OFF(log.level), 0, 0, NULL },
 	{ "format", set_log_format, OFF(log.format), 0, 0, NULL },
@@ -781,7 +774,7 @@ static const struct field log_fields[] = {
 };
 
 static const struct field control_fields[] = {
-	{ "socket", set_control_socket, OFF(control.socket), 0, 0, NULL },
+	{ "socket", set_file, OFF(control.socket), 0, 0, NULL },
 	{ "group", set_name, OFF(control.group), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };

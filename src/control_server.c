@@ -523,6 +523,18 @@ control_server_start(struct event_base *base, const char *path, gid_t gid,
 }
 
 void
+control_server_forget(void)
+{
+	struct ctl_conn *c;
+
+	LIST_FOREACH(c, &srv.conns, entry)
+		close(bufferevent_getfd(c->bev));
+	if (srv.fd != -1)
+		close(srv.fd);
+	srv.fd = -1;
+}
+
+void
 control_server_stop(void)
 {
 	while (!LIST_EMPTY(&srv.conns))

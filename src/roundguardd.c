@@ -448,6 +448,7 @@ child_run(struct child *c, int ready_write_fd)
 			event_del(m.sig[i]);
 	event_base_free(m.base);
 	m.base = NULL;
+	control_server_forget();	/* roundguardctl talks to the master alone */
 	close_listeners_except(g, c->kind == CHILD_WORKER ? c->index : -1);
 	if (proc_drop_privileges(&m.id, err, sizeof(err)) == -1) {
 		log_error("cannot drop privileges", "error", err, NULL);
@@ -739,6 +740,7 @@ control_start(const struct config *cfg, char *err, size_t errlen)
 	char path[CONFIG_PATH_MAX];
 	gid_t gid = (gid_t)-1;
 	struct group *gr;
+	bool is_default;
 
 	snprintf(path, sizeof(path), "%s", cfg->control.socket);
 	if (path[0] == '\0')
@@ -750,11 +752,12 @@ control_start(const struct config *cfg, char *err, size_t errlen)
 		}
 		gid = gr->gr_gid;
 	}
-	if (!cfg->control.socket_set && geteuid() == 0)
+	is_default = strcmp(path, CONTROL_SOCKET_DEFAULT) == 0;
+	if (is_default && geteuid() == 0)
 		(void)mkdir("/run/roundguardd", 0755);	/* outside systemd's RuntimeDirectory */
 	if (control_server_start(m.base, path, gid, control_view, err, errlen) == -1) {
-		/* Only a socket the file asked for is worth failing the start. */
-		if (cfg->control.socket_set)
+		/* Only a socket of its own the file asked for is worth failing the start. */
+		if (!is_default)
 			return -1;
 		/* A user's roundguardd cannot have the default one: not worth a warning. */
 		if (geteuid() == 0)

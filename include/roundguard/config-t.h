@@ -107,7 +107,6 @@ struct config_metrics {
 /* The master's control socket (roundguardctl) and the state that outlives a restart. */
 struct config_control {
 	char socket[CONFIG_PATH_MAX];	/* CONTROL_SOCKET_DEFAULT; "" = none (null) */
-	bool socket_set;		/* given in the file: then failing to listen is fatal */
 	char group[CONFIG_NAME_MAX];	/* group of the socket (mode 0660); "" = the master's */
 	char state_file[CONFIG_PATH_MAX];	/* "" = none */
 	int64_t slow_start_ns;		/* 0 = off */

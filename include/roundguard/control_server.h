@@ -42,4 +42,10 @@ int control_server_start(struct event_base *base, const char *path, gid_t gid,
 /* Stop listening, drop connections in progress and remove the socket file. */
 void control_server_stop(void);
 
+/*
+ * In a child after fork: close the socket and connections inherited from the
+ * master (the socket file stays; the master's event loop is not the child's).
+ */
+void control_server_forget(void);
+
 #endif
