@@ -265,6 +265,16 @@ round_done(void)
 	}
 }
 
+static struct timeval
+ns_to_timeval(int64_t ns)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(ns / NS_PER_SEC);
+	tv.tv_usec = (suseconds_t)(ns % NS_PER_SEC / 1000);
+	return tv;
+}
+
 /*
  * Turn live bits, administrative states and weights (slow start applied)
  * into a schedule, and publish it: after every change of any of them, and
@@ -276,7 +286,8 @@ publish(void)
 {
 	struct shm *shm = checker.shm;
 	uint64_t seq = atomic_load_explicit(&shm->hdr->admin_seq, memory_order_acquire);
-	int64_t now = now_ns(), slow = checker.cfg->control.slow_start_ns, next = 0;
+	int64_t now = now_ns(), slow = checker.cfg->control.slow_start_ns;
+	bool ramping = false;
 	size_t len;
 
 	for (uint32_t i = 0; i < checker.nprobes; i++) {
@@ -289,7 +300,7 @@ publish(void)
 			w = atomic_load_explicit(&sb->weight, memory_order_relaxed);
 			if (since > 0 && w > 0 && now - since < slow) {
 				w = schedule_ramp(w, since, now, slow);
-				next = 1;
+				ramping = true;
 			} else {
 				w *= SCHEDULE_RAMP_STEPS;
 				if (since > 0)
@@ -302,14 +313,13 @@ publish(void)
 	len = schedule_build(checker.weights, checker.nprobes, checker.sched, shm->hdr->sched_cap,
 	    checker.scratch);
 	shm_publish_schedule(shm, checker.sched, (uint32_t)len, seq);
-	if (next && !evtimer_pending(checker.ramp_ev, NULL)) {
+	if (ramping && !evtimer_pending(checker.ramp_ev, NULL)) {
 		/* Fifty steps over the ramp, between 100 ms and 1 s apart. */
 		int64_t step = slow / 50;
 		struct timeval tv;
 
 		step = step < 100000000 ? 100000000 : step > 1000000000 ? 1000000000 : step;
-		tv.tv_sec = (time_t)(step / NS_PER_SEC);
-		tv.tv_usec = (suseconds_t)(step % NS_PER_SEC / 1000);
+		tv = ns_to_timeval(step);
 		evtimer_add(checker.ramp_ev, &tv);
 	}
 }
@@ -789,16 +799,6 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	log_debug("health checker stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
 	    NULL);
 	event_base_loopbreak(checker.base);
-}
-
-static struct timeval
-ns_to_timeval(int64_t ns)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)(ns / NS_PER_SEC);
-	tv.tv_usec = (suseconds_t)(ns % NS_PER_SEC / 1000);
-	return tv;
 }
 
 /* One socket per backend at once: raise the soft fd limit for that if the hard one allows. */

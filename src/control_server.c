@@ -294,22 +294,50 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(c->poll, &tv);
 }
 
+/*
+ * Carry out r on backend b of s: the new and the old value as text, and
+ * which of the two a request changes ("state" or "weight").
+ */
+static const char *
+apply(struct shm *s, uint32_t b, const struct control_request *r, int64_t now, char was[16],
+    char now_s[16])
+{
+	enum admin_state st;
+
+	if (r->command == CONTROL_WEIGHT) {
+		snprintf(was, 16, "%u", admin_set_weight(s, b, (uint32_t)r->weight, now));
+		snprintf(now_s, 16, "%d", r->weight);
+		return "weight";
+	}
+	st = r->command == CONTROL_DRAIN ? ADMIN_DRAIN :
+	    r->command == CONTROL_MAINT ? ADMIN_MAINT : ADMIN_READY;
+	snprintf(was, 16, "%s", admin_state_str(admin_set_state(s, b, st, now)));
+	snprintf(now_s, 16, "%s", admin_state_str(st));
+	return "state";
+}
+
+/* Tell v's checker that the administrative state changed: the admin_seq its schedule must reach. */
+static uint64_t
+notify_checker(const struct control_view *v)
+{
+	uint64_t seq = admin_changed(v->shm);
+
+	if (v->checker > 0)
+		kill(v->checker, SIGUSR1);
+	return seq;
+}
+
 /* The same change in a generation a reload is starting, if it has the backend too. */
 static void
 change_pending(const struct control_request *r, const struct control_view *p, int64_t now)
 {
+	char was[16], now_s[16];
 	int b;
 
 	if (p->shm == NULL || (b = admin_find(p->cfg, r->backend)) < 0)
 		return;
-	if (r->command == CONTROL_WEIGHT)
-		admin_set_weight(p->shm, (uint32_t)b, (uint32_t)r->weight, now);
-	else
-		admin_set_state(p->shm, (uint32_t)b, r->command == CONTROL_DRAIN ? ADMIN_DRAIN :
-		    r->command == CONTROL_MAINT ? ADMIN_MAINT : ADMIN_READY, now);
-	admin_changed(p->shm);
-	if (p->checker > 0)
-		kill(p->checker, SIGUSR1);
+	apply(p->shm, (uint32_t)b, r, now, was, now_s);
+	notify_checker(p);
 }
 
 static void
@@ -330,21 +358,7 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
 		return;
 	}
 	name = v->cfg->backends[b].addr.hostport;
-	if (r->command == CONTROL_WEIGHT) {
-		uint32_t old = admin_set_weight(v->shm, (uint32_t)b, (uint32_t)r->weight, now);
-
-		what = "weight";
-		snprintf(was, sizeof(was), "%u", old);
-		snprintf(now_s, sizeof(now_s), "%d", r->weight);
-	} else {
-		enum admin_state st = r->command == CONTROL_DRAIN ? ADMIN_DRAIN :
-		    r->command == CONTROL_MAINT ? ADMIN_MAINT : ADMIN_READY;
-		enum admin_state old = admin_set_state(v->shm, (uint32_t)b, st, now);
-
-		what = "state";
-		snprintf(was, sizeof(was), "%s", admin_state_str(old));
-		snprintf(now_s, sizeof(now_s), "%s", admin_state_str(st));
-	}
+	what = apply(v->shm, (uint32_t)b, r, now, was, now_s);
 	snprintf(uid, sizeof(uid), "%u", (unsigned)c->uid);
 	if (strcmp(was, now_s) == 0) {
 		snprintf(c->message, sizeof(c->message), "%s: %s %s (unchanged)", name, what, now_s);
@@ -359,10 +373,8 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
 		log_error("cannot write the state file", "error", err, NULL);
 	change_pending(r, pending, now);
 	c->wait_shm = v->shm;
-	c->wait_seq = admin_changed(v->shm);
+	c->wait_seq = notify_checker(v);
 	c->wait_until_ns = now + PUBLISH_WAIT_NS;
-	if (v->checker > 0)
-		kill(v->checker, SIGUSR1);
 	poll_cb(-1, 0, c);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "roundguard/net.h"
 #include "roundguard/proxyproto.h"
 
 static const uint8_t v2_sig[12] = {
@@ -203,27 +204,22 @@ proxyproto_parse(const void *buf, size_t len, struct proxyproto_header *h, const
 
 /* ---- building v2 for backends ---- */
 
-/* sa as IPv4 (a v4-mapped IPv6 address too): its address and port; false if it is not. */
+/*
+ * sa as IPv4 (a v4-mapped IPv6 address too, as net_addr_set() reads it): its
+ * address and port in network order; false if it is not.
+ */
 static bool
 as_v4(const struct sockaddr *sa, uint8_t addr[4], uint8_t port[2])
 {
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+	struct net_addr a;
 
-		memcpy(addr, &in->sin_addr, 4);
-		memcpy(port, &in->sin_port, 2);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-		if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-			return false;
-		memcpy(addr, &in6->sin6_addr.s6_addr[12], 4);
-		memcpy(port, &in6->sin6_port, 2);
-		return true;
-	}
-	return false;
+	net_addr_set(&a, sa);
+	if (a.family != AF_INET)
+		return false;
+	memcpy(addr, a.bytes, 4);
+	port[0] = (uint8_t)(a.port >> 8);
+	port[1] = (uint8_t)a.port;
+	return true;
 }
 
 size_t

@@ -733,25 +733,36 @@ control_view(struct control_view *v, struct control_view *pending)
 	return 0;
 }
 
+/* control.group's ID, or (gid_t)-1 for none (the master's group): -1 for an unknown name. */
+static int
+control_gid(const struct config *cfg, gid_t *gid, char *err, size_t errlen)
+{
+	struct group *gr;
+
+	*gid = (gid_t)-1;
+	if (cfg->control.group[0] == '\0')
+		return 0;
+	if ((gr = getgrnam(cfg->control.group)) == NULL) {
+		snprintf(err, errlen, "control.group: no group \"%s\"", cfg->control.group);
+		return -1;
+	}
+	*gid = gr->gr_gid;
+	return 0;
+}
+
 /* The control socket, once at start (a reload keeps it; a new path needs a restart). */
 static int
 control_start(const struct config *cfg, char *err, size_t errlen)
 {
 	char path[CONFIG_PATH_MAX];
-	gid_t gid = (gid_t)-1;
-	struct group *gr;
+	gid_t gid;
 	bool is_default;
 
 	snprintf(path, sizeof(path), "%s", cfg->control.socket);
 	if (path[0] == '\0')
 		return 0;	/* "socket": null */
-	if (cfg->control.group[0] != '\0') {
-		if ((gr = getgrnam(cfg->control.group)) == NULL) {
-			snprintf(err, errlen, "control.group: no group \"%s\"", cfg->control.group);
-			return -1;
-		}
-		gid = gr->gr_gid;
-	}
+	if (control_gid(cfg, &gid, err, errlen) == -1)
+		return -1;
 	is_default = strcmp(path, CONTROL_SOCKET_DEFAULT) == 0;
 	if (is_default && geteuid() == 0)
 		(void)mkdir("/run/roundguardd", 0755);	/* outside systemd's RuntimeDirectory */
@@ -1181,12 +1192,12 @@ main(int argc, char **argv, char **envp)
 	}
 	if (m.cli.test_only) {
 		struct tls_generation *tls;
+		gid_t gid;
 
 		/* The certificates and keys too, as the master loads them at start. */
 		warn_unverified(&cfg);
-		if (cfg.control.group[0] != '\0' && getgrnam(cfg.control.group) == NULL) {
-			fprintf(stderr, "%s: control.group: no group \"%s\"\n",
-			    cfg.file[0] != '\0' ? cfg.file : "roundguardd", cfg.control.group);
+		if (control_gid(&cfg, &gid, err, ERRBUF_SIZE) == -1) {
+			fprintf(stderr, "%s: %s\n", cfg.file[0] != '\0' ? cfg.file : "roundguardd", err);
 			config_free(&cfg);
 			return 1;
 		}
