@@ -343,6 +343,27 @@ listeners_match(const struct listeners *ls, const struct config *cfg)
 	return true;
 }
 
+/*
+ * A copy of the running generation's socket for address la and worker w, or
+ * -1. A reload that changes the set of listeners binds a new set, but an
+ * address both configurations share keeps its sockets: a connection already
+ * queued on the old socket must reach a new worker, not be reset when the
+ * old generation closes its copy.
+ */
+static int
+listeners_dup(const struct listeners *cur, const struct listen_addr *la, int w)
+{
+	if (cur == NULL || w >= cur->n)
+		return -1;
+	for (int l = 0; l < cur->nl; l++) {
+		int fd = cur->fds[l * cur->n + w];
+
+		if (fd != -1 && memcmp(&cur->addrs[l], la, sizeof(*la)) == 0)
+			return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	}
+	return -1;
+}
+
 static struct listeners *
 listeners_get(const struct config *cfg, char *err, size_t errlen)
 {
@@ -373,13 +394,19 @@ listeners_get(const struct config *cfg, char *err, size_t errlen)
 	ls->metrics_fd = -1;
 	ls->has_metrics = cfg->metrics.listen_set;
 	ls->metrics_addr = cfg->metrics.listen;
-	if (ls->has_metrics &&
+	if (ls->has_metrics && cur != NULL && cur->has_metrics && cur->metrics_fd != -1 &&
+	    memcmp(&cur->metrics_addr, &ls->metrics_addr, sizeof(ls->metrics_addr)) == 0)
+		ls->metrics_fd = fcntl(cur->metrics_fd, F_DUPFD_CLOEXEC, 0);
+	if (ls->has_metrics && ls->metrics_fd == -1 &&
 	    (ls->metrics_fd = net_listen(&cfg->metrics.listen, true, err, errlen)) == -1) {
 		listeners_unref(ls);
 		return NULL;
 	}
 	for (size_t i = 0; i < total; i++) {
-		if ((ls->fds[i] = net_listen(&ls->addrs[i / (size_t)ls->n], true, err, errlen)) == -1) {
+		int l = (int)(i / (size_t)ls->n), w = (int)(i % (size_t)ls->n);
+
+		if ((ls->fds[i] = listeners_dup(cur, &ls->addrs[l], w)) == -1 &&
+		    (ls->fds[i] = net_listen(&ls->addrs[l], true, err, errlen)) == -1) {
 			listeners_unref(ls);
 			return NULL;
 		}

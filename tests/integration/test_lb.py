@@ -1407,6 +1407,43 @@ class ReloadTests(LBTestCase):
         self.assertFalse([p for p in pids if rgtest.pid_alive(p)], "processes left after SIGTERM")
         self.assertEqual(shm_segments(lb.pid), [], "segments left after exit")
 
+    def test_sighup_adding_a_listener_keeps_the_others(self):
+        """Reloads that add and remove a second listener while three clients keep
+        sending to the first: its queued connections reach the new workers (its
+        sockets carry over), none is reset when the old generation goes."""
+        backends = [echo_backend(self.addCleanup) for _ in range(2)]
+        extra = rgtest.free_port()
+        plain = {"listen": "127.0.0.1:1", "name": "web"}
+        other = {"listen": "%s:%d" % (HOST, extra), "name": "other"}
+        lb = LB(self.addCleanup, make_config([url(b) for b in backends], health=FAST,
+                                             listeners=[plain]), workers=2).start()
+        loads = [Load(lb) for _ in range(3)]
+        for t in loads:
+            t.start()
+            self.addCleanup(t.finish)
+        for i in range(4):
+            listeners = [plain, other] if i % 2 == 0 else [plain]
+            lb.write_config(make_config([url(b) for b in backends], health=FAST,
+                                        listeners=listeners))
+            old = lb.workers()
+            mark = lb.d.stderr_mark()
+            lb.d.send_signal(signal.SIGHUP)
+            self.assertIsNotNone(rgtest.wait_json_log(
+                lb.d, lambda o: o.get("msg") == "reloaded", 8, since=mark),
+                lb.d.stderr_text()[-2000:])
+            self.assertTrue(rgtest.wait_until(lambda: not [p for p in old if rgtest.pid_alive(p)], 8))
+            if i % 2 == 0:
+                self.assertTrue(rgtest.wait_port(HOST, extra, 3))
+            else:       # the removed listener's sockets go with the old generation
+                self.assertTrue(rgtest.wait_until(
+                    lambda: not rgtest.port_accepting(HOST, extra, timeout=0.2), 5))
+            time.sleep(0.2)
+        for t in loads:
+            t.finish()
+        results = [(m, p, r) for t in loads for _, m, p, r in t.results]
+        self.assertGreater(len(results), 100)
+        self.assertNoFailures(results, "during 4 reloads that add or remove another listener")
+
     def test_sighup_invalid_config_keeps_running(self):
         backends = [echo_backend(self.addCleanup) for _ in range(2)]
         lb = LB(self.addCleanup, make_config([url(b) for b in backends], health=FAST), workers=2).start()
