@@ -38,12 +38,15 @@ admin_find(const struct config *cfg, const char *name)
 {
 	int found = -1;
 
+	/* Discovered backends follow their DNS records, not roundguardctl: not found here. */
 	for (size_t i = 0; i < cfg->nbackends; i++) {
-		if (strcmp(cfg->backends[i].url, name) == 0)
+		if (cfg->backends[i].discover == CONFIG_DISCOVER_NONE &&
+		    strcmp(cfg->backends[i].url, name) == 0)
 			return (int)i;
 	}
 	for (size_t i = 0; i < cfg->nbackends; i++) {
-		if (strcasecmp(cfg->backends[i].addr.hostport, name) != 0)
+		if (cfg->backends[i].discover != CONFIG_DISCOVER_NONE ||
+		    strcasecmp(cfg->backends[i].addr.hostport, name) != 0)
 			continue;
 		if (found != -1)
 			return -2;
@@ -98,6 +101,9 @@ admin_init(struct shm *s, const struct config *cfg)
 	for (size_t i = 0; i < cfg->nbackends && i < s->hdr->nbackends; i++) {
 		atomic_store(&s->backends[i].weight, cfg->backends[i].weight);
 		update_enabled(s, (uint32_t)i);
+		/* Before any child exists; from then on the checker alone writes the slots. */
+		if (cfg->backends[i].discover != CONFIG_DISCOVER_NONE)
+			shm_slot_set_state(s, (uint32_t)i, SHM_SLOT_FREE);
 	}
 }
 
@@ -112,6 +118,9 @@ admin_carry(const struct config *fcfg, const struct shm *from,
 		const struct shm_backend *o;
 		int f = -1;
 
+		/* A new generation resolves its names anew: its slots start free. */
+		if (tcfg->backends[t].discover != CONFIG_DISCOVER_NONE)
+			continue;
 		for (size_t i = 0; i < fcfg->nbackends; i++) {
 			if (strcmp(fcfg->backends[i].url, tcfg->backends[t].url) == 0) {
 				f = (int)i;
@@ -281,7 +290,8 @@ load_entry(void *arg, const char *url, enum admin_state st, int weight)
 	struct load_ctx *l = arg;
 
 	for (size_t i = 0; i < l->cfg->nbackends; i++) {
-		if (strcmp(l->cfg->backends[i].url, url) != 0)
+		if (l->cfg->backends[i].discover != CONFIG_DISCOVER_NONE ||
+		    strcmp(l->cfg->backends[i].url, url) != 0)
 			continue;
 		admin_set_weight(l->s, (uint32_t)i, (uint32_t)weight, l->now);
 		admin_set_state(l->s, (uint32_t)i, st, l->now);

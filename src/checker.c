@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "roundguard/checker.h"
+#include "roundguard/discover.h"
 #include "roundguard/log.h"
 #include "roundguard/parse.h"
 #include "roundguard/proxyproto.h"
@@ -249,7 +250,8 @@ round_done(void)
 	ssize_t n;
 
 	atomic_fetch_add_explicit(&checker.shm->hdr->check_passes, 1, memory_order_relaxed);
-	if (checker.first_pass_done)
+	/* Ready once discovered names have answered (or failed) and their backends were checked. */
+	if (checker.first_pass_done || !discover_settled() || checker.running > 0)
 		return;
 	checker.first_pass_done = true;
 	if (log_enabled(LOG_LEVEL_DEBUG)) {
@@ -297,7 +299,9 @@ publish(void)
 
 		/* The live bit, not the checker's own view: a worker may have cleared it. */
 		if (shm_is_live(shm, i) && checker.probes[i].admin == ADMIN_READY) {
-			w = atomic_load_explicit(&sb->weight, memory_order_relaxed);
+			/* A discovered backend's weight is its SRV record's (or its entry's). */
+			w = atomic_load_explicit(checker.cfg->backends[i].discover != CONFIG_DISCOVER_NONE ?
+			    &sb->slot_weight : &sb->weight, memory_order_relaxed);
 			if (since > 0 && w > 0 && now - since < slow) {
 				w = schedule_ramp(w, since, now, slow);
 				ramping = true;
@@ -339,6 +343,15 @@ ramp_start(struct probe *p, int64_t now)
 		    memory_order_relaxed);
 }
 
+/* Is the backend to be checked: not a free or draining slot of a discovered name? */
+static bool
+probe_wanted(const struct probe *p)
+{
+	enum shm_slot st = shm_slot_state(checker.shm, p->index);
+
+	return st == SHM_SLOT_STATIC || st == SHM_SLOT_ACTIVE;
+}
+
 /*
  * Every probe path ends here, exactly once: close the socket, apply the
  * outcome, publish it, log a transition, and finish the round after its last
@@ -354,7 +367,7 @@ probe_done(struct probe *p, enum check_result result, int status)
 	int64_t now = now_ns();
 
 	probe_close(p);
-	if (p->admin == ADMIN_MAINT) {
+	if (p->admin == ADMIN_MAINT || !probe_wanted(p)) {
 		/* Put in maintenance while it ran: its outcome is nobody's business. */
 		shm_set_live(checker.shm, p->index, false);
 		if (--checker.running == 0 && !checker.starting)
@@ -733,8 +746,8 @@ round_start(void)
 		 * timeout < interval makes this rare, but a straggler is skipped
 		 * rather than restarted; its round then ends with this one.
 		 */
-		if (p->admin == ADMIN_MAINT)
-			continue;	/* not checked: roundguardctl maint */
+		if (p->admin == ADMIN_MAINT || !probe_wanted(p))
+			continue;	/* not checked: roundguardctl maint, or a slot without a backend */
 		if (p->phase != PROBE_IDLE) {
 			log_debug("previous health check still running, skipped",
 			    "backend", p->hostport, NULL);
@@ -793,6 +806,49 @@ admin_cb(evutil_socket_t sig, short what, void *arg)
 	publish();
 }
 
+/* A discovered backend took slot b: checked at once, from a clean slate, before any traffic. */
+static void
+slot_added(uint32_t b)
+{
+	struct probe *p = &checker.probes[b];
+	struct shm_backend *sb = &checker.shm->backends[b];
+	int64_t now = now_ns();
+
+	memset(&p->st, 0, sizeof(p->st));
+	p->checked = false;
+	p->admin_ready_pending = false;
+	p->since_ns = now;
+	atomic_store_explicit(&sb->last_result, CHECK_NONE, memory_order_relaxed);
+	atomic_store_explicit(&sb->last_status, 0, memory_order_relaxed);
+	atomic_store_explicit(&sb->successes, 0, memory_order_relaxed);
+	atomic_store_explicit(&sb->failures, 0, memory_order_relaxed);
+	atomic_store_explicit(&sb->changed_ns, now, memory_order_relaxed);
+	/* Its first success ramps it up like a backend a reload added (slow start). */
+	atomic_store_explicit(&sb->ramp_since_ns, -1, memory_order_relaxed);
+	if (p->phase == PROBE_IDLE) {
+		checker.starting = true;
+		probe_start(p);
+		checker.starting = false;
+	}
+}
+
+/* A slot began draining (UINT32_MAX: only weights changed): a schedule without it. */
+static void
+slot_removed(uint32_t b)
+{
+	if (b != UINT32_MAX)
+		checker.probes[b].st.up = false;
+	publish();
+}
+
+/* Every discovered name has had its first lookup: the first pass may be complete now. */
+static void
+discovery_settled(void)
+{
+	if (checker.running == 0)
+		round_done();
+}
+
 static void
 stop_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -827,6 +883,7 @@ raise_fd_limit(uint32_t nbackends)
 static void
 checker_cleanup(void)
 {
+	discover_stop();
 	if (checker.probes != NULL) {
 		for (uint32_t i = 0; i < checker.nprobes; i++)
 			probe_close(&checker.probes[i]);
@@ -956,6 +1013,14 @@ checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *t
 	}
 	publish();
 	atomic_store(&shm->hdr->checker_pid, (int32_t)getpid());
+	{
+		static const struct discover_hooks hooks = { slot_added, slot_removed,
+		    discovery_settled };
+
+		/* The child's own copy of the configuration: discovery writes its slots' addresses. */
+		if (discover_start(checker.base, (struct config *)(uintptr_t)cfg, shm, &hooks) == -1)
+			goto out;
+	}
 	round_start();
 	if (event_base_dispatch(checker.base) == -1) {
 		log_error("health checker: event loop failed", NULL);

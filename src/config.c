@@ -239,6 +239,7 @@ config_defaults(struct config *cfg)
 	cfg->log.format = LOG_FORMAT_TEXT;
 	cfg->log.access = true;
 	strlcpy(cfg->control.socket, CONTROL_SOCKET_DEFAULT, sizeof(cfg->control.socket));
+	config_resolve_defaults(&cfg->resolve);
 }
 
 /* ---- the JSON walk ---- */
@@ -791,6 +792,7 @@ static const struct field top_fields[] = {
 	{ "control", set_section, 0, 0, 0, control_fields },
 	{ "state_file", set_file, OFF(control.state_file), 0, 0, NULL },
 	{ "slow_start", set_slow_start, OFF(control.slow_start_ns), 0, 0, NULL },
+	{ "resolve", set_section, 0, 0, 0, config_resolve_fields },
 	{ "user", set_name, OFF(user), 0, 0, NULL },
 	{ "group", set_name, OFF(group), 0, 0, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
@@ -1187,6 +1189,8 @@ config_validate(struct config *cfg, char *err, size_t errlen)
 	validate_check_timeout(cfg, name, &pr);
 	config_tls_validate(cfg, name, &pr);
 	validate_metrics(cfg, name, &pr);
+	if (pr.count == 0)
+		config_discover_expand(cfg, name, &pr);
 	return pr.count;
 }
 

@@ -504,6 +504,11 @@ static const struct field backend_fields[] = {
 	{ "tls", set_backend_tls, BOFF(tls), 0, 0, NULL },
 	{ "weight", config_set_u32, BOFF(weight), 0, 256, NULL },
 	{ "send_proxy", set_send_proxy, BOFF(send_proxy), 0, 0, NULL },
+	{ "discover", config_set_discover, BOFF(discover), 0, 0, NULL },
+	{ "srv", config_set_srv, BOFF(srv), 0, 0, NULL },
+	{ "scheme", config_set_scheme, BOFF(addr), 0, 0, NULL },
+	{ "max_backends", config_set_max_backends, BOFF(discover_max), 1, CONFIG_DISCOVER_MAX,
+	  NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -522,7 +527,10 @@ config_tls_get_backend(struct json_ctx *c, struct json_object *v, struct config_
 	c->base = b;
 	config_set_object(c, v, backend_fields);
 	c->base = base;
-	require(c, v, keys, " (\"https://host[:port][/prefix]\" or \"http://...\")");
+	if (!json_object_object_get_ex(v, "srv", NULL))
+		require(c, v, keys, " (\"https://host[:port][/prefix]\" or \"http://...\", "
+		    "or \"srv\")");
+	config_discover_finish(c, v, b);
 	if (b->url[0] != '\0' && !b->addr.tls && json_object_object_get_ex(v, "tls", &tls)) {
 		old = config_path_push_key(c, "tls");
 		config_jproblem(c, "only for https:// backends");

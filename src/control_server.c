@@ -21,6 +21,7 @@
 #include "roundguard/control.h"
 #include "roundguard/control_server.h"
 #include "roundguard/log.h"
+#include "roundguard/metrics.h"
 #include "roundguard/proc.h"
 #include "roundguard/schedule.h"
 
@@ -232,7 +233,15 @@ answer_status(struct ctl_conn *c, const struct control_view *v)
 		uint32_t status = atomic_load(&sb->last_status);
 		int64_t since = st != ADMIN_READY ? atomic_load(&sb->admin_changed_ns) :
 		    atomic_load(&sb->changed_ns);
+		const struct config_backend *be = &v->cfg->backends[b];
+		bool found = be->discover != CONFIG_DISCOVER_NONE;
+		char name[sizeof(be->addr.hostport)];
 
+		/* Slots of discovered names are listed while they hold a backend. */
+		if (!metrics_backend_name(v->shm, v->cfg, b, name, sizeof(name))) {
+			json_object_put(e);
+			continue;
+		}
 		if (since <= 0)
 			since = v->shm->hdr->started_ns;
 		if (st == ADMIN_MAINT)
@@ -242,8 +251,10 @@ answer_status(struct ctl_conn *c, const struct control_view *v)
 		else
 			snprintf(reason, sizeof(reason), "%s", check_result_str(res));
 		json_object_object_add(e, "url", json_object_new_string(v->cfg->backends[b].url));
-		json_object_object_add(e, "name",
-		    json_object_new_string(v->cfg->backends[b].addr.hostport));
+		json_object_object_add(e, "name", json_object_new_string(name));
+		if (found)
+			json_object_object_add(e, "discovered_from", json_object_new_string(
+			    be->discover == CONFIG_DISCOVER_SRV ? be->srv : be->addr.host));
 		json_object_object_add(e, "state", json_object_new_string(shown_state(v->shm, b)));
 		json_object_object_add(e, "admin", json_object_new_string(admin_state_str(st)));
 		json_object_object_add(e, "check", json_object_new_string(
@@ -251,7 +262,8 @@ answer_status(struct ctl_conn *c, const struct control_view *v)
 		json_object_object_add(e, "reason", json_object_new_string(reason));
 		json_object_object_add(e, "since_s", json_object_new_double(
 		    (double)(now - since) / NS_PER_SEC));
-		json_object_object_add(e, "weight", json_object_new_int((int)atomic_load(&sb->weight)));
+		json_object_object_add(e, "weight", json_object_new_int((int)atomic_load(
+		    found ? &sb->slot_weight : &sb->weight)));
 		json_object_object_add(e, "effective_weight", json_object_new_double(
 		    (double)atomic_load(&sb->effective) / SCHEDULE_RAMP_STEPS));
 		json_object_object_add(e, "active_connections",
@@ -340,6 +352,20 @@ change_pending(const struct control_request *r, const struct control_view *p, in
 	notify_checker(p);
 }
 
+/* Does name (host:port) name a backend discovered through DNS right now? */
+static bool
+discovered(const struct control_view *v, const char *name)
+{
+	char shown[sizeof(v->cfg->backends[0].addr.hostport)];
+
+	for (uint32_t b = 0; b < (uint32_t)v->cfg->nbackends; b++)
+		if (v->cfg->backends[b].discover != CONFIG_DISCOVER_NONE &&
+		    metrics_backend_name(v->shm, v->cfg, b, shown, sizeof(shown)) &&
+		    strcasecmp(shown, name) == 0)
+			return true;
+	return false;
+}
+
 static void
 change(struct ctl_conn *c, const struct control_request *r, const struct control_view *v,
     const struct control_view *pending)
@@ -350,10 +376,13 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
 	char uid[16], was[16], now_s[16], err[512];
 
 	if (b == -1 || b == -2) {
-		char why[CONTROL_BACKEND_MAX + 96];
+		char why[CONTROL_BACKEND_MAX + 160];
 
 		snprintf(why, sizeof(why), b == -1 ? "unknown backend \"%s\" (see roundguardctl status)" :
 		    "\"%s\" names more than one backend: give its URL", r->backend);
+		if (b == -1 && discovered(v, r->backend))
+			snprintf(why, sizeof(why), "\"%s\" was discovered through DNS: it follows its "
+			    "records (change them, or the configuration), not roundguardctl", r->backend);
 		answer_error(c, "unknown_backend", why);
 		return;
 	}

@@ -8,6 +8,7 @@
 #include <llhttp.h>
 
 #include "roundguard/admin.h"
+#include "roundguard/discover.h"
 #include "roundguard/metrics.h"
 #include "roundguard/schedule.h"
 #include "roundguard/tls.h"
@@ -566,6 +567,33 @@ render_proxy_headers(struct evbuffer *out, bool *ok, const struct shm *shm,
 	}
 }
 
+/* roundguard_dns_lookups_total: each discovered name's lookups by result (the checker's). */
+static void
+render_dns_lookups(struct evbuffer *out, bool *ok, const struct shm *shm,
+    const struct config *cfg)
+{
+	char label[2 * PARSE_HOST_MAX + 1];
+	bool head = false;
+
+	for (size_t i = 0; i < cfg->nbackends && i < shm->hdr->nbackends; i++) {
+		const struct config_backend *be = &cfg->backends[i];
+
+		if (be->discover == CONFIG_DISCOVER_NONE || be->discover_first != i)
+			continue;
+		if (!head)
+			put(out, ok, "# HELP roundguard_dns_lookups_total Lookups of discovered names, "
+			    "by name and result.\n"
+			    "# TYPE roundguard_dns_lookups_total counter\n");
+		head = true;
+		escape_into(label, sizeof(label), be->discover == CONFIG_DISCOVER_SRV ? be->srv :
+		    be->addr.host);
+		for (int r = 0; r < DNS_RESULTS; r++)
+			put(out, ok, "roundguard_dns_lookups_total{name=\"%s\",result=\"%s\"} %" PRIu64
+			    "\n", label, dns_result_str((enum dns_result)r),
+			    load(&shm->backends[i].dns_lookups[r]));
+	}
+}
+
 /* roundguard_tls_handshakes_total: each TLS listener's counters summed over every row. */
 static void
 render_tls_handshakes(struct evbuffer *out, bool *ok, const struct shm *shm,
@@ -644,18 +672,36 @@ render_cert_expiry(struct evbuffer *out, bool *ok, const struct tls_cert_expiry 
 	}
 }
 
+bool
+metrics_backend_name(const struct shm *shm, const struct config *cfg, uint32_t b, char *buf,
+    size_t buflen)
+{
+	struct net_addr a;
+	uint32_t seq;
+
+	if (cfg->backends[b].discover == CONFIG_DISCOVER_NONE) {
+		strlcpy(buf, cfg->backends[b].addr.hostport, buflen);
+		return true;
+	}
+	if (shm_slot_state(shm, b) != SHM_SLOT_ACTIVE || !shm_slot_read(shm, b, &a, &seq))
+		return false;
+	discover_format(&a, buf, buflen);
+	return true;
+}
+
 int
 metrics_render(struct evbuffer *out, const struct shm *shm, const struct config *cfg,
     const struct tls_cert_expiry *certs, size_t ncerts, const char *version)
 {
 	struct evbuffer *fam[FAM_COUNT] = { NULL };
 	char label[2 * sizeof(cfg->backends[0].addr.hostport) + 1];
-	uint32_t n = shm->hdr->nbackends, live = 0;
+	uint32_t n = shm->hdr->nbackends, live = 0, shown;
 	uint64_t sum[SHM_COUNTERS] = { 0 };
 	bool ok = true;
 
 	if (cfg->nbackends < n)
 		n = (uint32_t)cfg->nbackends;
+	shown = n;
 	for (int f = 0; f < FAM_COUNT; f++) {
 		if ((fam[f] = evbuffer_new()) == NULL) {
 			ok = false;
@@ -668,9 +714,15 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 	/* One pass over the backends; each live bit is read once, for both families using it. */
 	for (uint32_t i = 0; i < n; i++) {
 		bool up = shm_is_live(shm, i);
+		char name[sizeof(cfg->backends[0].addr.hostport)];
 
+		/* A discovered name's slot has series only while it holds a backend. */
+		if (!metrics_backend_name(shm, cfg, i, name, sizeof(name))) {
+			shown--;
+			continue;
+		}
 		live += up;
-		escape_into(label, sizeof(label), cfg->backends[i].addr.hostport);
+		escape_into(label, sizeof(label), name);
 		render_backend(fam, &ok, shm, i, label, up);
 	}
 
@@ -678,7 +730,7 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 	    "(name of the Go version).\n"
 	    "# TYPE proxy_count gauge\n"
 	    "proxy_count{availability=\"available\"} %" PRIu32 "\n"
-	    "proxy_count{availability=\"unavailable\"} %" PRIu32 "\n", live, n - live);
+	    "proxy_count{availability=\"unavailable\"} %" PRIu32 "\n", live, shown - live);
 	for (int f = 0; f < FAM_COUNT; f++)
 		if (evbuffer_add_buffer(out, fam[f]) == -1)
 			ok = false;
@@ -699,6 +751,7 @@ metrics_render(struct evbuffer *out, const struct shm *shm, const struct config 
 	    sum[SHM_DROPPED_UNDERSCORE], sum[SHM_DROPPED_TRAILER]);
 	render_tls_handshakes(out, &ok, shm, cfg);
 	render_proxy_headers(out, &ok, shm, cfg);
+	render_dns_lookups(out, &ok, shm, cfg);
 	render_cert_expiry(out, &ok, certs, ncerts);
 	put(out, &ok, "# HELP roundguard_workers Number of worker processes.\n"
 	    "# TYPE roundguard_workers gauge\n"

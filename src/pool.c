@@ -266,3 +266,12 @@ pool_idle_count(const struct pool *p)
 {
 	return p->total;
 }
+
+void
+pool_drop_backend(struct pool *p, uint32_t backend)
+{
+	struct upconn *u;
+
+	while ((u = TAILQ_FIRST(&p->idle[backend].conns)) != NULL)
+		pool_drop(p, u);
+}

@@ -1227,9 +1227,12 @@ proxy_init(struct event_base *base, const struct config *cfg, struct shm *shm,
 	px.pool = pool_new(base, (uint32_t)cfg->nbackends, cfg->proxy.keepalive, upstream_read_cb,
 	    upstream_write_cb, upstream_timer_cb);
 	px.client_timers = deadlines_new(base, client_timer_cb);
-	if (px.pool == NULL || px.client_timers == NULL) {
+	px.slot_seen = calloc(cfg->nbackends > 0 ? cfg->nbackends : 1, sizeof(*px.slot_seen));
+	if (px.pool == NULL || px.client_timers == NULL || px.slot_seen == NULL) {
 		pool_free(px.pool);
 		deadlines_free(px.client_timers);
+		free(px.slot_seen);
+		px.slot_seen = NULL;
 		return -1;
 	}
 
@@ -1390,6 +1393,8 @@ proxy_free(void)
 		event_free(px.drain_ev);
 	pool_free(px.pool);
 	px.pool = NULL;
+	free(px.slot_seen);
+	px.slot_seen = NULL;
 	deadlines_free(px.client_timers);
 	px.client_timers = NULL;
 	while (px.nspare > 0)

@@ -263,6 +263,9 @@ build_config(struct config *cfg, char *err, size_t errlen)
 		struct config_backend *be = &cfg->backends[i];
 		char msg[512];
 
+		/* A discovered name's slots get their addresses from the health checker. */
+		if (be->discover != CONFIG_DISCOVER_NONE)
+			continue;
 		if (net_resolve(be->addr.host, be->addr.port, &be->sa, &be->salen, msg,
 		    sizeof(msg)) == -1) {
 			size_t used = strlen(err);
@@ -571,9 +574,14 @@ same_backend(const struct config *from, size_t b, const struct config *to)
 {
 	const struct backend_url *u = &from->backends[b].addr;
 
+	/* Slots of discovered names are resolved anew by each generation: nothing carries. */
+	if (from->backends[b].discover != CONFIG_DISCOVER_NONE)
+		return -1;
 	for (size_t i = 0; i < to->nbackends; i++) {
 		const struct backend_url *v = &to->backends[i].addr;
 
+		if (to->backends[i].discover != CONFIG_DISCOVER_NONE)
+			continue;
 		if (u->port == v->port && strcasecmp(u->host, v->host) == 0 &&
 		    strcmp(u->prefix, v->prefix) == 0)
 			return (int)i;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "roundguard/balance.h"
+#include "roundguard/net.h"
 #include "roundguard/schedule.h"
 #include "roundguard/shm.h"
 
@@ -244,4 +245,57 @@ shm_pick(const struct shm *s, uint64_t ticket)
 	return balance_pick_schedule(s->sched[i],
 	    atomic_load_explicit(&s->hdr->sched_len[i], memory_order_relaxed), usable,
 	    s->hdr->nbackends, ticket);
+}
+
+enum shm_slot
+shm_slot_state(const struct shm *s, uint32_t backend)
+{
+	return (enum shm_slot)atomic_load_explicit(&s->backends[backend].slot, memory_order_acquire);
+}
+
+void
+shm_slot_set_state(struct shm *s, uint32_t backend, enum shm_slot st)
+{
+	atomic_store_explicit(&s->backends[backend].slot, (uint32_t)st, memory_order_release);
+}
+
+void
+shm_slot_write(struct shm *s, uint32_t backend, const struct net_addr *a)
+{
+	struct shm_backend *sb = &s->backends[backend];
+	uint32_t seq = atomic_load_explicit(&sb->slot_seq, memory_order_relaxed);
+	uint64_t w[2];
+
+	memcpy(w, a->bytes, sizeof(w));
+	/* Odd first; the fence keeps the address stores after it (a seqlock's writer side). */
+	atomic_store_explicit(&sb->slot_seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&sb->slot_addr[0], w[0], memory_order_relaxed);
+	atomic_store_explicit(&sb->slot_addr[1], w[1], memory_order_relaxed);
+	atomic_store_explicit(&sb->slot_family_port, (uint32_t)a->family << 16 | a->port,
+	    memory_order_relaxed);
+	atomic_store_explicit(&sb->slot_seq, seq + 2, memory_order_release);
+}
+
+bool
+shm_slot_read(const struct shm *s, uint32_t backend, struct net_addr *a, uint32_t *seq)
+{
+	const struct shm_backend *sb = &s->backends[backend];
+	uint32_t before = atomic_load_explicit(&sb->slot_seq, memory_order_acquire), fp;
+	uint64_t w[2];
+
+	if (before & 1)
+		return false;
+	w[0] = atomic_load_explicit(&sb->slot_addr[0], memory_order_relaxed);
+	w[1] = atomic_load_explicit(&sb->slot_addr[1], memory_order_relaxed);
+	fp = atomic_load_explicit(&sb->slot_family_port, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&sb->slot_seq, memory_order_relaxed) != before)
+		return false;
+	memset(a, 0, sizeof(*a));
+	memcpy(a->bytes, w, sizeof(w));
+	a->family = (uint8_t)(fp >> 16);
+	a->port = (uint16_t)fp;
+	*seq = before;
+	return a->family != 0;
 }

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "roundguard/balance.h"
 #include "roundguard/client.h"
+#include "roundguard/discover.h"
 #include "roundguard/http.h"
 #include "roundguard/log.h"
 #include "roundguard/message.h"
@@ -87,6 +88,23 @@ passive_down(uint32_t b, const char *reason)
 		if (checker > 0)
 			kill(checker, SIGUSR1);
 	}
+}
+
+/*
+ * A discovered backend's address as the checker last wrote it: this worker's
+ * copy (its own configuration, made at fork) follows, and idle connections
+ * to an address the slot no longer holds are closed. False if the slot has
+ * no backend now.
+ */
+static bool
+slot_sync(uint32_t b)
+{
+	struct config_backend *be = (struct config_backend *)(uintptr_t)&px.cfg->backends[b];
+	int rc = discover_sync(be, px.shm, b, &px.slot_seen[b]);
+
+	if (rc == 1)
+		pool_drop_backend(px.pool, b);
+	return rc >= 0;
 }
 
 static int
@@ -307,6 +325,8 @@ upstream_start(struct client *c)
 		if ((b = pick(c)) < 0)
 			return no_backend(c);
 		c->rq->tried[c->rq->ntried++] = b;
+		if (px.cfg->backends[b].discover != CONFIG_DISCOVER_NONE && !slot_sync((uint32_t)b))
+			continue;	/* emptied since the pick: the next one */
 		set_backend(c, b);
 		c->up_reused = true;
 		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)

@@ -166,6 +166,7 @@ struct proxy_state {
 	const struct config *cfg;
 	struct shm *shm;
 	struct pool *pool;
+	uint32_t *slot_seen;		/* per backend: the slot_seq its address was copied at */
 	struct tls_generation *tls;	/* the generation's TLS contexts, or NULL */
 	struct deadlines *client_timers;	/* every client connection's timer */
 	int worker;

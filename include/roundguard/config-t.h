@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "roundguard/log.h"
+#include "roundguard/net.h"
 #include "roundguard/parse.h"
 #include "roundguard/proxyproto.h"
 
@@ -30,12 +31,32 @@ struct config_backend_tls {
 	bool verify;				/* true; false is logged at every start */
 };
 
+enum config_discover {
+	CONFIG_DISCOVER_NONE,		/* a backend of its own, resolved at start and reload */
+	CONFIG_DISCOVER_DNS,		/* every A and AAAA address of the URL's host */
+	CONFIG_DISCOVER_SRV,		/* every SRV target, with its port and weight */
+};
+
+#define CONFIG_DISCOVER_MAX_DEFAULT	16
+#define CONFIG_DISCOVER_MAX		256	/* max_backends of one name */
+#define CONFIG_RESOLVERS_MAX		8
+
 struct config_backend {
 	char url[PARSE_HOST_MAX + PARSE_PREFIX_MAX + 16];	/* as written */
 	struct backend_url addr;
 	struct config_backend_tls tls;	/* used when addr.tls */
 	uint32_t weight;		/* 1; 0-256, 0 = drained (a share of weight / sum) */
 	bool send_proxy;		/* "send_proxy": "v2": a PROXY v2 header on every connection */
+	/*
+	 * Discovery (config_discover.c): an entry with "discover": "dns" or "srv"
+	 * becomes max_backends slots in a row, copies of it; the health checker
+	 * gives each slot an address the name resolves to (shm_backend's slot
+	 * fields) and workers copy it into sa and addr.hostport when it changes.
+	 */
+	uint8_t discover;		/* enum config_discover */
+	uint16_t discover_max;		/* "max_backends": slots of this name (16) */
+	uint32_t discover_first;	/* index of the name's first slot */
+	char srv[PARSE_HOST_MAX];	/* the SRV name ("srv"); addr.host for "discover": "dns" */
 	/* Resolved by the master at start-up and reload (as nginx does), not by config_*. */
 	struct sockaddr_storage sa;
 	socklen_t salen;
@@ -112,6 +133,16 @@ struct config_control {
 	int64_t slow_start_ns;		/* 0 = off */
 };
 
+/* How discovered names are resolved (the health checker, with c-ares). */
+struct config_resolve {
+	struct net_addr resolvers[CONFIG_RESOLVERS_MAX];	/* with port; none: /etc/resolv.conf */
+	size_t nresolvers;
+	int64_t min_interval_ns;	/* 1s: the TTL is never taken below this */
+	int64_t max_interval_ns;	/* 300s: nor above this */
+	int64_t timeout_ns;		/* 2s: an answer that takes longer is a timeout */
+	int64_t hold_ns;		/* 1h: how long failures keep the last good answer */
+};
+
 struct config_log {
 	enum log_level level;		/* info */
 	enum log_format format;		/* text */
@@ -135,6 +166,7 @@ struct config {
 	struct config_metrics metrics;
 	struct config_log log;
 	struct config_control control;
+	struct config_resolve resolve;
 	char user[CONFIG_NAME_MAX];	/* "" = keep the current user */
 	char group[CONFIG_NAME_MAX];
 };

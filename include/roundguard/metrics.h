@@ -86,4 +86,12 @@ int metrics_render(struct evbuffer *out, const struct shm *shm, const struct con
 /* Append s to out as a label value: backslash, double quote and newline escaped. */
 int metrics_escape_label(struct evbuffer *out, const char *s);
 
+/*
+ * Backend b's name as metrics and roundguardctl show it: host:port, or for a
+ * discovered name's slot the address it holds; false for a free or
+ * draining slot (which is not shown).
+ */
+bool metrics_backend_name(const struct shm *shm, const struct config *cfg, uint32_t b, char *buf,
+    size_t buflen);
+
 #endif

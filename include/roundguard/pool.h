@@ -89,4 +89,7 @@ void pool_put(struct pool *p, struct upconn *u, int64_t now_ns);
 /* Idle connections across all backends. */
 uint32_t pool_idle_count(const struct pool *p);
 
+/* Close every idle connection to backend (a discovered slot that now names another address). */
+void pool_drop_backend(struct pool *p, uint32_t backend);
+
 #endif

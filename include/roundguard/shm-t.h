@@ -6,10 +6,11 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "roundguard/dns_answer.h"
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	7u	/* 7: PROXY protocol header counters per listener */
+#define SHM_LAYOUT_VERSION	8u	/* 8: discovery slots and DNS lookup counters */
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -38,6 +39,20 @@ enum admin_state {
 	ADMIN_STATES,
 };
 
+/*
+ * A backend's place in the segment. A configured backend is static; a slot
+ * of a discovered name (config_backend.discover) is free until the checker
+ * gives it an address from an answer, active while answers name it, and
+ * draining once they stop: out of the schedule, its exchanges finishing,
+ * then free again. Free and draining slots have no series in /metrics.
+ */
+enum shm_slot {
+	SHM_SLOT_STATIC,
+	SHM_SLOT_FREE,
+	SHM_SLOT_ACTIVE,
+	SHM_SLOT_DRAINING,
+};
+
 /* Per-backend state: health written only by the checker, the administrative part only by the master. */
 struct shm_backend {
 	alignas(SHM_CACHELINE) _Atomic uint32_t up;	/* mirrors the live bit for readers */
@@ -55,6 +70,18 @@ struct shm_backend {
 	/* Checker: the weight in tenths with slow start applied, and when the ramp began (0: none). */
 	_Atomic uint32_t effective;
 	_Atomic int64_t ramp_since_ns;
+	/*
+	 * Checker, for slots: enum shm_slot, and the address. slot_seq is odd
+	 * while the address changes (a seqlock: readers retry or skip), and
+	 * bumped at every change, so a worker sees that its copy is stale.
+	 */
+	_Atomic uint32_t slot;
+	_Atomic uint32_t slot_seq;
+	_Atomic uint64_t slot_addr[2];	/* struct net_addr's 16 bytes */
+	_Atomic uint32_t slot_family_port;	/* family << 16 | port */
+	_Atomic uint32_t slot_weight;	/* from the SRV record (or the entry's weight) */
+	/* Checker, in a name's first slot: its lookups by enum dns_result. */
+	_Atomic uint64_t dns_lookups[DNS_RESULTS];
 };
 
 /*

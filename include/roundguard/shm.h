@@ -78,4 +78,15 @@ void shm_publish_schedule(struct shm *s, const uint16_t *entries, uint32_t len,
 /* A worker's pick for ticket: the backend's index, or -1 when none is usable. */
 int shm_pick(const struct shm *s, uint64_t ticket);
 
+/* Slots of discovered names (enum shm_slot): the checker writes, everybody reads. */
+struct net_addr;
+enum shm_slot shm_slot_state(const struct shm *s, uint32_t backend);
+void shm_slot_set_state(struct shm *s, uint32_t backend, enum shm_slot st);
+void shm_slot_write(struct shm *s, uint32_t backend, const struct net_addr *a);
+/*
+ * The slot's address and its sequence number into a and *seq; false while
+ * the checker is changing it (odd, or changed during the read).
+ */
+bool shm_slot_read(const struct shm *s, uint32_t backend, struct net_addr *a, uint32_t *seq);
+
 #endif

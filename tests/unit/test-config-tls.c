@@ -487,7 +487,7 @@ static const struct bad_doc bad_docs[] = {
 	{ T0("'ocsp': true"), NAME ": listeners[0].tls.ocsp: unknown key" },
 	/* backends */
 	{ "{'backends': [{}]}",
-	  NAME ": backends[0]: `url` is required (`https://host[:port][/prefix]` or `http://...`)" },
+	  NAME ": backends[0]: `url` is required (`https://host[:port][/prefix]` or `http://...`, or `srv`)" },
 	{ "{'backends': [{'url': 5}]}", NAME ": backends[0].url: expected a URL string, got integer" },
 	{ "{'backends': [{'url': 'ftp://x'}]}",
 	  NAME ": backends[0].url: `ftp://x`: unsupported scheme `ftp` (use http or https)" },

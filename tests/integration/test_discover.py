@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Integration tests for backends discovered through DNS (issue 16): a DNS server started by
+the test (dnsserver.py) serving A, AAAA and SRV records it changes under load; roundguardd
+resolving them on its health checker with c-ares; roundguard-echo backends on 127.0.0.x.
+
+Run:
+  ROUNDGUARD_D=build/src/roundguardd ROUNDGUARD_ECHO=build/src/roundguard-echo \\
+      python3 tests/integration/test_discover.py -v
+"""
+
+import collections
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import dnsserver  # noqa: E402
+import rgtest  # noqa: E402
+import test_ctl as ctlt  # noqa: E402
+import test_lb as lbt  # noqa: E402
+
+NAME = "api.test"
+ADDRS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+
+def setUpModule():
+    ctlt.setUpModule()
+
+
+def echo_on(cleanup, ip, port):
+    """roundguard-echo on ip:port (several addresses share one port, as a DNS name's do)."""
+    d = rgtest.Daemon(lbt.ECHO, ["-l", "{host}", "-p", "{port}", "-w", "1"], host=ip, port=port)
+    cleanup(d.kill)
+    return d.start()
+
+
+def metric_lines(lb, prefix):
+    body = lb.request("GET", "/metrics").body.decode()
+    return [l for l in body.splitlines() if l.startswith(prefix)]
+
+
+def dns_count(lb, result):
+    for l in metric_lines(lb, "roundguard_dns_lookups_total{"):
+        if 'result="%s"' % result in l:
+            return int(l.rsplit(" ", 1)[1])
+    return None
+
+
+def requests_total(lb):
+    """roundguard_requests_total summed per backend label."""
+    out = collections.Counter()
+    for l in metric_lines(lb, "roundguard_requests_total{"):
+        m = re.match(r'roundguard_requests_total\{backend="([^"]+)",code="[^"]+"\} (\d+)', l)
+        out[m.group(1)] += int(m.group(2))
+    return out
+
+
+class DiscoverCase(lbt.LBTestCase):
+
+    def setUp(self):
+        self.dns = dnsserver.DNSServer().start()
+        self.addCleanup(self.dns.stop)
+
+    def start(self, entries, resolve=None, workers=2, **top):
+        r = {"resolvers": [self.dns.address], "min_interval": "300ms", "timeout": "600ms"}
+        r.update(resolve or {})
+        cfg = lbt.make_config(entries, health=lbt.FAST, resolve=r, **top)
+        return lbt.LB(self.addCleanup, cfg, workers=workers).start()
+
+    def backends(self, port, ips=ADDRS):
+        return {"%s:%d" % (ip, port): echo_on(self.addCleanup, ip, port) for ip in ips}
+
+    def seen(self, lb, n):
+        rs = [lb.attempt("GET", "/live") for _ in range(n)]
+        self.assertFalse([r for r in rs if lbt.failed(r)], rs)
+        return collections.Counter(r.header("X-Backend-Server") for r in rs)
+
+
+class AddressTests(DiscoverCase):
+
+    def test_name_expands_to_every_address_in_round_robin(self):
+        port = rgtest.free_port()
+        names = self.backends(port)
+        self.dns.set_a(NAME, ADDRS, ttl=30)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}])
+        # Ready only after the first lookup and the new backends' first checks.
+        self.assertEqual(self.seen(lb, 30), {n: 10 for n in names})
+        up = metric_lines(lb, "roundguard_backend_up{")
+        self.assertEqual(sorted(up), sorted('roundguard_backend_up{backend="%s"} 1' % n
+                                            for n in names))
+        self.assertGreaterEqual(dns_count(lb, "ok"), 1)
+        self.assertEqual(dns_count(lb, "servfail"), 0)
+
+    def test_added_and_removed_under_load_without_failures(self):
+        """Three clients keep sending while the name loses an address, gets it back and gains
+        a fourth: every request answered by a backend, each change followed within seconds,
+        the removed backend's series gone, the others' counters never going back."""
+        port = rgtest.free_port()
+        names = self.backends(port, ADDRS + ["127.0.0.5"])
+        self.dns.set_a(NAME, ADDRS, ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms"})
+        loads = [lbt.Load(lb), lbt.Load(lb), lbt.Load(lb, [("POST", "/reflect", b'{"a":1}')])]
+        for t in loads:
+            t.start()
+            self.addCleanup(t.finish)
+        gone, fourth = "127.0.0.4:%d" % port, "127.0.0.5:%d" % port
+        steps = [(ADDRS[:2], set(names) - {gone, fourth}),
+                 (ADDRS, set(names) - {fourth}),
+                 (ADDRS + ["127.0.0.5"], set(names))]
+        took = []
+        before = requests_total(lb)
+        for addrs, want in steps:
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            self.dns.set_a(NAME, addrs, ttl=1)
+
+            def switched():
+                seen = loads[0].backends_since(t0 + 0.3)[-12:]
+                return len(seen) == 12 and set(seen) == want
+            self.assertTrue(rgtest.wait_until(switched, timeout=10),
+                            (want, loads[0].backends_since(t0)[-12:]))
+            took.append(time.monotonic() - t0)
+            if addrs == ADDRS[:2]:
+                self.assertTrue(rgtest.wait_until(
+                    lambda: gone not in requests_total(lb), timeout=5), requests_total(lb))
+            now = requests_total(lb)
+            for n in now:
+                self.assertGreaterEqual(now[n], before.get(n, 0), (n, before, now))
+            before = now
+        for t in loads:
+            t.finish()
+        results = [(m, p, r) for t in loads for _, m, p, r in t.results]
+        self.assertGreater(len(results), 100)
+        self.assertNoFailures(results, "while the name's addresses changed")
+        print("\n  discover add/remove under load: %d requests, 0 failed; changes took %s s"
+              % (len(results), ", ".join("%.2f" % t for t in took)), file=sys.stderr)
+
+    def test_ttl_is_followed_within_the_bounds(self):
+        """The record's TTL sets the next lookup, held within min_interval and max_interval."""
+        port = rgtest.free_port()
+        self.backends(port, ADDRS[:1])
+        self.dns.set_a(NAME, ADDRS[:1], ttl=2)
+        self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                   resolve={"min_interval": "1s", "max_interval": "3s"})
+        for ttl, seconds, expected, why in ((2, 6.2, (2, 3, 4), "TTL 2 s"),
+                                            (0, 4.2, (3, 4, 5, 6), "TTL 0 held to 1 s"),
+                                            (600, 6.2, (2, 3), "TTL 600 s held to 3 s")):
+            self.dns.set_a(NAME, ADDRS[:1], ttl=ttl)
+            time.sleep(3.2)         # the lookup that brings the new TTL
+            t0 = time.monotonic()
+            time.sleep(seconds)
+            n = self.dns.count(NAME, "A", since=t0)
+            self.assertIn(n, expected, "%s: %d lookups in %.1f s" % (why, n, seconds))
+
+    def test_failures_keep_the_last_answer_and_are_logged_once(self):
+        port = rgtest.free_port()
+        names = self.backends(port)
+        self.dns.set_a(NAME, ADDRS, ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms"})
+        self.assertEqual(set(self.seen(lb, 6)), set(names))
+        for mode, result in (("servfail", "servfail"), ("drop", "timeout"),
+                             ("nxdomain", "nxdomain")):
+            with self.subTest(mode=mode):
+                self.dns.set_mode(NAME, mode)
+                self.assertTrue(rgtest.wait_until(lambda: (dns_count(lb, result) or 0) >= 2,
+                                                  timeout=8), metric_lines(lb, "roundguard_dns"))
+                self.assertEqual(self.seen(lb, 9), {n: 3 for n in names})
+        self.dns.set_mode(NAME, None)
+        self.assertTrue(rgtest.wait_until(
+            lambda: any(o.get("msg") == "DNS lookup answers again" for o in lb.logs()), 5))
+        logs = [o for o in lb.logs() if o.get("msg", "").startswith("DNS lookup failed")]
+        self.assertEqual([o.get("result") for o in logs], ["servfail", "timeout", "nxdomain"],
+                         logs)
+        self.assertEqual(self.seen(lb, 9), {n: 3 for n in names})
+
+    def test_hold_expires_then_backends_drain(self):
+        port = rgtest.free_port()
+        self.backends(port, ADDRS[:2])
+        self.dns.set_a(NAME, ADDRS[:2], ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms", "hold": "1s"})
+        self.assertEqual(len(self.seen(lb, 4)), 2)
+        self.dns.set_mode(NAME, "servfail")
+        self.assertTrue(rgtest.wait_until(
+            lambda: lb.attempt("GET", "/live").status == 503, timeout=8))
+        self.assertEqual(metric_lines(lb, "roundguard_backend_up{"), [])
+        self.dns.set_mode(NAME, None)
+        self.assertTrue(rgtest.wait_until(
+            lambda: lb.attempt("GET", "/live").status == 200, timeout=8))
+
+    def test_expansion_is_limited_by_max_backends(self):
+        port = rgtest.free_port()
+        names = self.backends(port)
+        self.dns.set_a(NAME, ADDRS, ttl=30)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns",
+                          "max_backends": 2}])
+        # The first two in address order, the same whatever order the answer has.
+        self.assertEqual(self.seen(lb, 8), {n: 4 for n in sorted(names)[:2]})
+        self.assertTrue([o for o in lb.logs() if "more addresses than max_backends"
+                         in o.get("msg", "") and o.get("addresses") == "3"], lb.logs())
+
+    def test_static_and_discovered_backends_share_the_round_robin(self):
+        """Configured and discovered backends in one round robin; roundguardctl lists the
+        discovered ones by address and leaves them to DNS."""
+        port = rgtest.free_port()
+        names = self.backends(port, ADDRS[:2])
+        static = lbt.echo_backend(self.addCleanup)
+        self.dns.set_a(NAME, ADDRS[:2], ttl=30)
+        lb = ctlt.CtlLB(self.addCleanup, [lbt.url(static), {"url": "http://%s:%d" % (NAME, port),
+                                                             "discover": "dns"}],
+                        health=lbt.FAST, resolve={"resolvers": [self.dns.address]}).start()
+        want = {n: 5 for n in names}
+        want[static.address] = 5
+        self.assertEqual(self.seen(lb, 15), want)
+        st = lb.status()
+        self.assertEqual(set(st), set(want))
+        for n in names:
+            self.assertEqual(st[n]["discovered_from"], NAME)
+            self.assertEqual(st[n]["state"], "up")
+        self.assertNotIn("discovered_from", st[static.address])
+        p = lb.roundguardctl("drain", sorted(names)[0])
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("was discovered through DNS", p.stderr)
+        self.assertEqual(lb.roundguardctl("drain", static.address).returncode, 0)
+        self.assertEqual(self.seen(lb, 10), {n: 5 for n in names})
+
+
+class SRVTests(DiscoverCase):
+
+    def test_srv_ports_and_weights(self):
+        a = lbt.echo_backend(self.addCleanup)
+        b = lbt.echo_backend(self.addCleanup)
+        c = lbt.echo_backend(self.addCleanup)
+        srv = "_http._tcp." + NAME
+        self.dns.set_a("node1." + NAME, ["127.0.0.1"])
+        # Priority 10 is preferred; c at priority 20 is a backup and gets nothing.
+        self.dns.set_srv(srv, [(10, 30, a.port, "node1." + NAME), (10, 10, b.port, "node1." + NAME),
+                               (20, 50, c.port, "node1." + NAME)], ttl=30)
+        lb = self.start([{"srv": srv, "scheme": "http"}])
+        got = self.seen(lb, 40)
+        self.assertEqual(got, {a.address: 30, b.address: 10})
+
+    def test_srv_weights_follow_the_records(self):
+        a = lbt.echo_backend(self.addCleanup)
+        b = lbt.echo_backend(self.addCleanup)
+        srv = "_http._tcp." + NAME
+        self.dns.set_a("node1." + NAME, ["127.0.0.1"])
+        self.dns.set_srv(srv, [(0, 1000, a.port, "node1." + NAME),
+                               (0, 1000, b.port, "node1." + NAME)], ttl=1)
+        lb = self.start([{"srv": srv, "scheme": "http"}], resolve={"min_interval": "200ms"})
+        self.assertEqual(self.seen(lb, 20), {a.address: 10, b.address: 10})
+        # Weights above 256 are scaled alike: 3000:1000 is 3:1.
+        self.dns.set_srv(srv, [(0, 3000, a.port, "node1." + NAME),
+                               (0, 1000, b.port, "node1." + NAME)], ttl=1)
+        self.assertTrue(rgtest.wait_until(
+            lambda: self.seen(lb, 40) == {a.address: 30, b.address: 10}, timeout=8))
+
+
+if __name__ == "__main__":
+    unittest.main()
