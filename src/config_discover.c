@@ -61,10 +61,11 @@ config_set_srv(struct json_ctx *c, struct json_object *v, const struct field *f)
 	struct config_backend *b = c->base;
 	char q[QUOTE_MAX];
 	const char *s = config_get_string(c, v, "an SRV name like \"_http._tcp.api.example\"");
+	unsigned char ip[4];
 
 	if (s == NULL)
 		return;
-	if (!dns_name_ok(s)) {
+	if (!dns_name_ok(s) || inet_pton(AF_INET, s, ip) == 1) {
 		config_jproblem(c, "%s: not a DNS name", config_quote(q, s));
 		return;
 	}
@@ -118,14 +119,17 @@ config_discover_finish(struct json_ctx *c, struct json_object *v, struct config_
 	bool has_url = json_object_object_get_ex(v, "url", NULL);
 	bool has_scheme = json_object_object_get_ex(v, "scheme", NULL);
 	bool has_max = json_object_object_get_ex(v, "max_backends", NULL);
+	bool has_srv = json_object_object_get_ex(v, "srv", NULL);
 	unsigned char ip[16];
 
-	if (b->discover == CONFIG_DISCOVER_SRV) {
-		if (has_url || json_object_object_get_ex(v, "discover", NULL)) {
-			config_jproblem(c, "\"srv\" names the service: give it without \"url\" "
-			    "and \"discover\"");
-			return;
-		}
+	/* Whatever the order of the keys: "srv" excludes "url" and "discover". */
+	if (has_srv && (has_url || json_object_object_get_ex(v, "discover", NULL))) {
+		config_jproblem(c, "\"srv\" names the service: give it without \"url\" and "
+		    "\"discover\"");
+		return;
+	}
+	if (has_srv && b->srv[0] != '\0') {
+		b->discover = CONFIG_DISCOVER_SRV;
 		snprintf(b->url, sizeof(b->url), "%s+srv://%s", b->addr.tls ? "https" : "http",
 		    b->srv);
 		strlcpy(b->addr.host, b->srv, sizeof(b->addr.host));
@@ -134,7 +138,7 @@ config_discover_finish(struct json_ctx *c, struct json_object *v, struct config_
 		if (b->addr.tls && b->tls.server_name[0] == '\0')
 			config_jproblem(c, "tls.server_name: required for an https \"srv\" entry "
 			    "(the name its backends' certificates carry)");
-	} else if (has_scheme) {
+	} else if (has_scheme && !has_srv) {
 		config_jproblem(c, "scheme: only for \"srv\" entries (a URL has its own)");
 	}
 	if (b->discover == CONFIG_DISCOVER_DNS && b->url[0] != '\0' &&

@@ -164,7 +164,7 @@ read_rdata(const uint8_t *msg, size_t len, const struct rr_head *rr, struct dns_
 		if (rr->rdlen != (rr->type == DNS_TYPE_A ? 4u : 16u))
 			return -1;
 		memcpy(r->addr, msg + off, rr->rdlen);
-		memcpy(r->name, rr->owner, sizeof(r->name));
+		strlcpy(r->name, rr->owner, sizeof(r->name));
 		return 0;
 	case DNS_TYPE_SRV:
 		if (rr->rdlen < 7)
@@ -196,6 +196,7 @@ dns_answer_parse(const uint8_t *msg, size_t len, const char *qname, uint16_t qty
     struct dns_answer *out)
 {
 	char name[DNS_NAME_MAX], target[DNS_NAME_MAX];
+	char chain[DNS_CNAME_MAX + 1][DNS_NAME_MAX];	/* qname and the names met since */
 	size_t off = DNS_HEADER, answers_at;
 	uint16_t qd, an, ns, ar, flags;
 	struct rr_head rr;
@@ -225,9 +226,15 @@ dns_answer_parse(const uint8_t *msg, size_t len, const char *qname, uint16_t qty
 	off += 4;
 	answers_at = off;
 
-	/* The CNAME chain from qname, within the answer section (bounded). */
+	/*
+	 * The CNAME chain from qname, within the answer section: at most
+	 * DNS_CNAME_MAX links, and a name met twice is a loop. Either makes the
+	 * answer unusable, rather than taking the records of wherever the walk
+	 * happened to stop.
+	 */
 	strlcpy(target, qname, sizeof(target));
-	for (int hops = 0; hops < DNS_CNAME_MAX; hops++) {
+	strlcpy(chain[0], qname, sizeof(chain[0]));
+	for (int hops = 0;; hops++) {
 		int moved = 0;
 
 		off = answers_at;
@@ -242,9 +249,13 @@ dns_answer_parse(const uint8_t *msg, size_t len, const char *qname, uint16_t qty
 			data = rr.rdata;
 			if (read_name(msg, rr.rdata + rr.rdlen, &data, name) == -1)
 				return fail(out, DNS_MALFORMED);
-			if (dns_name_equal(name, target))
-				return fail(out, DNS_MALFORMED);
+			for (int k = 0; k <= hops; k++)
+				if (dns_name_equal(name, chain[k]))
+					return fail(out, DNS_MALFORMED);
+			if (hops + 1 > DNS_CNAME_MAX)
+				return fail(out, DNS_MALFORMED);	/* too long a chain */
 			strlcpy(target, name, sizeof(target));
+			strlcpy(chain[hops + 1], name, sizeof(chain[hops + 1]));
 			if (rr.ttl < min_ttl)
 				min_ttl = rr.ttl;
 			moved = 1;

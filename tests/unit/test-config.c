@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "roundguard/config.h"
 #include "unit.h"
@@ -1245,6 +1246,311 @@ START_TEST(file_unreadable)
 }
 END_TEST
 
+/* ---- discovered backends ("discover", "srv", "resolve") ---- */
+
+/* Parse and validate json; both must find nothing. */
+static void
+parse_valid(struct config *cfg, const char *json)
+{
+	ck_assert_msg(parse(cfg, json) == 0, "%s: %s", json, err);
+	err[0] = '\0';
+	ck_assert_msg(config_validate(cfg, err, sizeof(err)) == 0, "%s: %s", json, err);
+}
+
+/* Slots first .. first + n - 1 are copies of one discovered entry. */
+static void
+assert_slots(const struct config *cfg, size_t first, size_t n, uint8_t discover, const char *url)
+{
+	for (size_t i = first; i < first + n; i++) {
+		const struct config_backend *b = &cfg->backends[i];
+
+		ck_assert_msg(b->discover == discover, "backends[%zu]: discover %u", i, b->discover);
+		ck_assert_uint_eq(b->discover_max, n);
+		ck_assert_uint_eq(b->discover_first, first);
+		ck_assert_str_eq(b->url, url);
+		ck_assert_int_eq(b->salen, 0);
+	}
+}
+
+START_TEST(discover_resolve_defaults)
+{
+	struct config cfg;
+
+	config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.resolve.nresolvers, 0);
+	ck_assert_int_eq(cfg.resolve.min_interval_ns, NS_S);
+	ck_assert_int_eq(cfg.resolve.max_interval_ns, 300 * NS_S);
+	ck_assert_int_eq(cfg.resolve.timeout_ns, 2 * NS_S);
+	ck_assert_int_eq(cfg.resolve.hold_ns, 3600 * NS_S);
+}
+END_TEST
+
+START_TEST(discover_dns_slots)
+{
+	struct config cfg;
+
+	parse_valid(&cfg, "{\"backends\": [{\"url\": \"http://api.test:8080\", \"discover\": \"dns\","
+	    " \"max_backends\": 3}]}");
+	ck_assert_uint_eq(cfg.nbackends, 3);
+	assert_slots(&cfg, 0, 3, CONFIG_DISCOVER_DNS, "http://api.test:8080");
+	for (size_t i = 0; i < 3; i++) {
+		ck_assert_str_eq(cfg.backends[i].addr.host, "api.test");
+		ck_assert_uint_eq(cfg.backends[i].addr.port, 8080);
+		ck_assert_uint_eq(cfg.backends[i].weight, 1);
+	}
+	config_free(&cfg);
+
+	/* Without max_backends: 16 slots. */
+	parse_valid(&cfg, "{\"backends\": [{\"url\": \"https://api.test\", \"discover\": \"dns\"}]}");
+	ck_assert_uint_eq(cfg.nbackends, 16);
+	assert_slots(&cfg, 0, 16, CONFIG_DISCOVER_DNS, "https://api.test");
+	ck_assert(cfg.backends[15].addr.tls);
+	ck_assert_uint_eq(cfg.backends[15].addr.port, 443);
+	config_free(&cfg);
+
+	/* One slot, the bounds of max_backends. */
+	parse_valid(&cfg, "{\"backends\": [{\"url\": \"http://api.test\", \"discover\": \"dns\","
+	    " \"max_backends\": 1}, {\"url\": \"http://other.test\", \"discover\": \"dns\","
+	    " \"max_backends\": 256}]}");
+	ck_assert_uint_eq(cfg.nbackends, 257);
+	assert_slots(&cfg, 0, 1, CONFIG_DISCOVER_DNS, "http://api.test");
+	assert_slots(&cfg, 1, 256, CONFIG_DISCOVER_DNS, "http://other.test");
+	config_free(&cfg);
+}
+END_TEST
+
+/* Static backends around a discovered name keep their order; slot indexes follow. */
+START_TEST(discover_slots_in_order)
+{
+	struct config cfg, copy;
+
+	/* The keys in another order than usual, too. */
+	parse_valid(&cfg, "{\"backends\": [\"http://a:1\", {\"max_backends\": 3, \"discover\": \"dns\","
+	    " \"url\": \"http://api.test:8080\", \"weight\": 5}, \"http://b:2\","
+	    " {\"srv\": \"_http._tcp.api.test\", \"max_backends\": 2}, {\"url\": \"http://c:3\"}]}");
+	ck_assert_uint_eq(cfg.nbackends, 8);
+	ck_assert_str_eq(cfg.backends[0].url, "http://a:1");
+	ck_assert_uint_eq(cfg.backends[0].discover, CONFIG_DISCOVER_NONE);
+	ck_assert_uint_eq(cfg.backends[0].discover_first, 0);
+	assert_slots(&cfg, 1, 3, CONFIG_DISCOVER_DNS, "http://api.test:8080");
+	ck_assert_uint_eq(cfg.backends[3].weight, 5);
+	ck_assert_str_eq(cfg.backends[4].url, "http://b:2");
+	ck_assert_uint_eq(cfg.backends[4].discover, CONFIG_DISCOVER_NONE);
+	ck_assert_uint_eq(cfg.backends[4].discover_first, 4);
+	assert_slots(&cfg, 5, 2, CONFIG_DISCOVER_SRV, "http+srv://_http._tcp.api.test");
+	ck_assert_str_eq(cfg.backends[7].url, "http://c:3");
+	ck_assert_uint_eq(cfg.backends[7].discover, CONFIG_DISCOVER_NONE);
+	ck_assert_uint_eq(cfg.backends[7].discover_first, 7);
+
+	/* A copy has the slots too. */
+	ck_assert_int_eq(config_copy(&copy, &cfg), 0);
+	ck_assert_uint_eq(copy.nbackends, 8);
+	assert_slots(&copy, 1, 3, CONFIG_DISCOVER_DNS, "http://api.test:8080");
+	assert_slots(&copy, 5, 2, CONFIG_DISCOVER_SRV, "http+srv://_http._tcp.api.test");
+	config_free(&copy);
+	config_free(&cfg);
+
+	/* No discovered name: the list stays as it is. */
+	parse_valid(&cfg, "{\"backends\": [\"http://a:1\", \"http://b:2\"]}");
+	ck_assert_uint_eq(cfg.nbackends, 2);
+	ck_assert_uint_eq(cfg.backends[1].discover, CONFIG_DISCOVER_NONE);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(discover_srv)
+{
+	struct config cfg;
+
+	parse_valid(&cfg, "{\"backends\": [{\"srv\": \"_http._tcp.api.test\", \"scheme\": \"http\"}]}");
+	ck_assert_uint_eq(cfg.nbackends, 16);
+	assert_slots(&cfg, 0, 16, CONFIG_DISCOVER_SRV, "http+srv://_http._tcp.api.test");
+	ck_assert_str_eq(cfg.backends[0].srv, "_http._tcp.api.test");
+	ck_assert_str_eq(cfg.backends[0].addr.host, "_http._tcp.api.test");
+	ck_assert(!cfg.backends[0].addr.tls);
+	config_free(&cfg);
+
+	/* "scheme" defaults to http; a trailing dot is a name too. */
+	parse_valid(&cfg, "{\"backends\": [{\"srv\": \"_http._tcp.api.test.\", \"max_backends\": 1}]}");
+	ck_assert_uint_eq(cfg.nbackends, 1);
+	ck_assert(!cfg.backends[0].addr.tls);
+	ck_assert_uint_eq(cfg.backends[0].discover, CONFIG_DISCOVER_SRV);
+	config_free(&cfg);
+
+	/* https: with the name the certificates carry. */
+	parse_valid(&cfg, "{\"backends\": [{\"srv\": \"_https._tcp.api.test\", \"scheme\": \"https\","
+	    " \"tls\": {\"server_name\": \"api.test\"}, \"max_backends\": 2}]}");
+	ck_assert_uint_eq(cfg.nbackends, 2);
+	assert_slots(&cfg, 0, 2, CONFIG_DISCOVER_SRV, "https+srv://_https._tcp.api.test");
+	ck_assert(cfg.backends[1].addr.tls);
+	ck_assert_str_eq(cfg.backends[1].tls.server_name, "api.test");
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(discover_resolve_section)
+{
+	struct config cfg;
+
+	parse_valid(&cfg, "{\"backends\": [{\"url\": \"http://api.test\", \"discover\": \"dns\"}],"
+	    " \"resolve\": {\"resolvers\": [\"127.0.0.1:53\", \"[::1]:5353\"], \"min_interval\": \"2s\","
+	    " \"max_interval\": \"1m\", \"timeout\": \"500ms\", \"hold\": \"10m\"}}");
+	ck_assert_uint_eq(cfg.resolve.nresolvers, 2);
+	ck_assert_uint_eq(cfg.resolve.resolvers[0].family, AF_INET);
+	ck_assert_uint_eq(cfg.resolve.resolvers[0].port, 53);
+	ck_assert_uint_eq(cfg.resolve.resolvers[0].bytes[0], 127);
+	ck_assert_uint_eq(cfg.resolve.resolvers[0].bytes[3], 1);
+	ck_assert_uint_eq(cfg.resolve.resolvers[1].family, AF_INET6);
+	ck_assert_uint_eq(cfg.resolve.resolvers[1].port, 5353);
+	ck_assert_uint_eq(cfg.resolve.resolvers[1].bytes[15], 1);
+	ck_assert_int_eq(cfg.resolve.min_interval_ns, 2 * NS_S);
+	ck_assert_int_eq(cfg.resolve.max_interval_ns, 60 * NS_S);
+	ck_assert_int_eq(cfg.resolve.timeout_ns, 500 * NS_MS);
+	ck_assert_int_eq(cfg.resolve.hold_ns, 600 * NS_S);
+	config_free(&cfg);
+
+	/* max_interval equal to min_interval is fine; an empty list means /etc/resolv.conf. */
+	parse_valid(&cfg, "{\"backends\": [\"http://a:1\"], \"resolve\": {\"resolvers\": [],"
+	    " \"min_interval\": \"5s\", \"max_interval\": \"5s\"}}");
+	ck_assert_uint_eq(cfg.resolve.nresolvers, 0);
+	config_free(&cfg);
+}
+END_TEST
+
+struct discover_bad {
+	const char *json;
+	bool at_validate;	/* found by config_validate(), not while parsing */
+	const char *want;	/* the whole of err */
+};
+
+#define BE(obj) "{\"backends\": [" obj "]}"
+#define RESOLVE(obj) "{\"backends\": [\"http://a:1\"], \"resolve\": " obj "}"
+
+static const struct discover_bad discover_bad_docs[] = {
+	{ BE("{\"url\": \"http://10.0.0.1:8080\", \"discover\": \"dns\"}"), false,
+	  NAME ": backends[0]: discover: 10.0.0.1 is an address, not a name to look up" },
+	{ BE("\"http://a:1\", {\"url\": \"https://[2001:db8::1]\", \"discover\": \"dns\"}"), false,
+	  NAME ": backends[1]: discover: 2001:db8::1 is an address, not a name to look up" },
+	{ BE("{\"url\": \"http://api.test\", \"discover\": \"srv\"}"), false,
+	  NAME ": backends[0].discover: \"srv\": expected \"dns\" (for SRV records, give \"srv\" "
+	  "instead of \"url\")" },
+	{ BE("{\"url\": \"http://api.test\", \"discover\": true}"), false,
+	  NAME ": backends[0].discover: expected \"dns\", got boolean" },
+	{ BE("{\"url\": \"http://api.test\", \"srv\": \"_http._tcp.api.test\"}"), false,
+	  NAME ": backends[0]: \"srv\" names the service: give it without \"url\" and \"discover\"" },
+	{ BE("{\"srv\": \"_http._tcp.api.test\", \"url\": \"http://api.test\"}"), false,
+	  NAME ": backends[0]: \"srv\" names the service: give it without \"url\" and \"discover\"" },
+	{ BE("{\"discover\": \"dns\", \"srv\": \"_http._tcp.api.test\"}"), false,
+	  NAME ": backends[0]: \"srv\" names the service: give it without \"url\" and \"discover\"" },
+	/* The same keys in the other order (found: accepted, as an entry without a URL). */
+	{ BE("{\"srv\": \"_http._tcp.api.test\", \"discover\": \"dns\"}"), false,
+	  NAME ": backends[0]: \"srv\" names the service: give it without \"url\" and \"discover\"" },
+	{ BE("{\"url\": \"http://api.test\", \"scheme\": \"http\"}"), false,
+	  NAME ": backends[0]: scheme: only for \"srv\" entries (a URL has its own)" },
+	{ BE("{\"url\": \"http://api.test\", \"discover\": \"dns\", \"scheme\": \"https\"}"), false,
+	  NAME ": backends[0]: scheme: only for \"srv\" entries (a URL has its own)" },
+	{ BE("{\"srv\": \"_http._tcp.api.test\", \"scheme\": \"ftp\"}"), false,
+	  NAME ": backends[0].scheme: \"ftp\": expected \"http\" or \"https\"" },
+	{ BE("{\"url\": \"http://api.test\", \"discover\": \"dns\", \"max_backends\": 0}"), false,
+	  NAME ": backends[0].max_backends: 0: out of range (use 1-256)" },
+	{ BE("{\"url\": \"http://api.test\", \"discover\": \"dns\", \"max_backends\": 257}"), false,
+	  NAME ": backends[0].max_backends: 257: out of range (use 1-256)" },
+	{ BE("{\"srv\": \"_http._tcp.api.test\", \"max_backends\": -1}"), false,
+	  NAME ": backends[0].max_backends: -1: out of range (use 1-256)" },
+	{ BE("{\"url\": \"http://api.test\", \"discover\": \"dns\", \"max_backends\": \"3\"}"), false,
+	  NAME ": backends[0].max_backends: expected an integer, got string" },
+	{ BE("{\"url\": \"http://api.test\", \"max_backends\": 3}"), false,
+	  NAME ": backends[0]: max_backends: only for discovered names (\"discover\" or \"srv\")" },
+	{ BE("{\"srv\": \"_https._tcp.api.test\", \"scheme\": \"https\"}"), false,
+	  NAME ": backends[0]: tls.server_name: required for an https \"srv\" entry (the name its "
+	  "backends' certificates carry)" },
+	{ BE("{\"srv\": \"_http._tcp.api.test\", \"tls\": {\"verify\": false}}"), false,
+	  NAME ": backends[0].tls: only for https:// backends" },
+	{ BE("{\"srv\": \"not a name\"}"), false, NAME ": backends[0].srv: \"not a name\": not a DNS name" },
+	{ BE("{\"srv\": \"a..b\"}"), false, NAME ": backends[0].srv: \"a..b\": not a DNS name" },
+	{ BE("{\"srv\": \"\"}"), false, NAME ": backends[0].srv: \"\": not a DNS name" },
+	{ BE("{\"srv\": \".\"}"), false, NAME ": backends[0].srv: \".\": not a DNS name" },
+	{ BE("{\"srv\": 5}"), false,
+	  NAME ": backends[0].srv: expected an SRV name like \"_http._tcp.api.example\", got integer" },
+	/* Two entries for the same name. */
+	{ BE("{\"srv\": \"_http._tcp.api.test\"}, {\"srv\": \"_http._tcp.api.test\"}"), true,
+	  NAME ": backends[1]: \"http+srv://_http._tcp.api.test\": duplicate of backends[0]" },
+	{ BE("{\"url\": \"http://api.test:8080\", \"discover\": \"dns\"}, \"http://api.test:8080\""), true,
+	  NAME ": backends[1]: \"http://api.test:8080\": duplicate of backends[0]" },
+	/* resolve */
+	{ RESOLVE("{\"resolvers\": [\"dns.example:53\"]}"), false,
+	  NAME ": resolve.resolvers[0]: \"dns.example:53\": not an IP address and port" },
+	{ RESOLVE("{\"resolvers\": [\"127.0.0.1:53\", \"127.0.0.1\"]}"), false,
+	  NAME ": resolve.resolvers[1]: \"127.0.0.1\": not a port number (use 1-65535)" },
+	{ RESOLVE("{\"resolvers\": [\"[::1]\"]}"), false,
+	  NAME ": resolve.resolvers[0]: \"[::1]\": missing port (e.g. \"[::1]:3000\")" },
+	{ RESOLVE("{\"resolvers\": [\":53\"]}"), false,
+	  NAME ": resolve.resolvers[0]: \":53\": not an IP address and port" },
+	{ RESOLVE("{\"resolvers\": [\"127.0.0.1:0\"]}"), false,
+	  NAME ": resolve.resolvers[0]: \"127.0.0.1:0\": port \"0\" out of range (use 1-65535)" },
+	{ RESOLVE("{\"resolvers\": [53]}"), false,
+	  NAME ": resolve.resolvers[0]: expected an \"address:port\" string, got integer" },
+	{ RESOLVE("{\"resolvers\": \"127.0.0.1:53\"}"), false,
+	  NAME ": resolve.resolvers: expected an array of \"address:port\" strings, got string" },
+	{ RESOLVE("{\"resolvers\": [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\", \"127.0.0.1:4\","
+	  " \"127.0.0.1:5\", \"127.0.0.1:6\", \"127.0.0.1:7\", \"127.0.0.1:8\", \"127.0.0.1:9\"]}"), false,
+	  NAME ": resolve.resolvers: 9 resolvers: too many (at most 8)" },
+	{ RESOLVE("{\"nameservers\": []}"), false, NAME ": resolve.nameservers: unknown key" },
+	{ RESOLVE("{\"timeout\": \"0s\"}"), false, NAME ": resolve.timeout: \"0s\": must be longer than 0" },
+	{ RESOLVE("{\"min_interval\": \"10s\", \"max_interval\": \"5s\"}"), true,
+	  NAME ": resolve.max_interval: must be at least resolve.min_interval (and both above 0)" },
+	{ RESOLVE("{\"min_interval\": \"10m\"}"), true,
+	  NAME ": resolve.max_interval: must be at least resolve.min_interval (and both above 0)" },
+};
+
+START_TEST(discover_bad)
+{
+	const struct discover_bad *c = &discover_bad_docs[_i];
+	struct config cfg;
+	int n = parse(&cfg, c->json);
+
+	if (c->at_validate) {
+		ck_assert_msg(n == 0, "%s: %d problems: %s", c->json, n, err);
+		err[0] = '\0';
+		n = config_validate(&cfg, err, sizeof(err));
+	}
+	ck_assert_msg(n == 1, "%s: %d problems: %s", c->json, n, err);
+	ck_assert_msg(strcmp(err, c->want) == 0, "%s:\n got: %s\nwant: %s", c->json, err, c->want);
+	config_free(&cfg);
+}
+END_TEST
+
+/* Every name's slots count toward the 4096 backends. */
+START_TEST(discover_too_many_slots)
+{
+	char json[4096];
+	struct config cfg;
+	size_t o;
+
+	o = (size_t)snprintf(json, sizeof(json), "{\"backends\": [");
+	for (int i = 0; i < 17; i++)
+		o += (size_t)snprintf(json + o, sizeof(json) - o, "%s{\"url\": \"http://n%d.test\","
+		    " \"discover\": \"dns\", \"max_backends\": 256}", i > 0 ? ", " : "", i);
+	snprintf(json + o, sizeof(json) - o, "]}");
+	ck_assert_int_eq(parse(&cfg, json), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 1);
+	ck_assert_str_eq(err, NAME ": backends: 4352 with every discovered name's max_backends: "
+	    "too many (at most 4096)");
+	config_free(&cfg);
+
+	/* 16 of them fit exactly. */
+	o = (size_t)snprintf(json, sizeof(json), "{\"backends\": [");
+	for (int i = 0; i < 16; i++)
+		o += (size_t)snprintf(json + o, sizeof(json) - o, "%s{\"url\": \"http://n%d.test\","
+		    " \"discover\": \"dns\", \"max_backends\": 256}", i > 0 ? ", " : "", i);
+	snprintf(json + o, sizeof(json) - o, "]}");
+	parse_valid(&cfg, json);
+	ck_assert_uint_eq(cfg.nbackends, 4096);
+	assert_slots(&cfg, 3840, 256, CONFIG_DISCOVER_DNS, "http://n15.test");
+	config_free(&cfg);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1305,6 +1611,16 @@ config_suite(void)
 	tc = tcase_create("scale");
 	tcase_add_test(tc, many_backends);
 	tcase_set_timeout(tc, 30);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("discovery");
+	tcase_add_test(tc, discover_resolve_defaults);
+	tcase_add_test(tc, discover_dns_slots);
+	tcase_add_test(tc, discover_slots_in_order);
+	tcase_add_test(tc, discover_srv);
+	tcase_add_test(tc, discover_resolve_section);
+	tcase_add_loop_test(tc, discover_bad, 0, COUNT(discover_bad_docs));
+	tcase_add_test(tc, discover_too_many_slots);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("files");
