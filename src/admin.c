@@ -107,6 +107,57 @@ admin_init(struct shm *s, const struct config *cfg)
 	}
 }
 
+/* Health state of one backend, from one segment into another. */
+static void
+carry_health(struct shm_backend *d, const struct shm_backend *o)
+{
+	atomic_store(&d->effective, atomic_load(&o->effective));
+	atomic_store(&d->ramp_since_ns, atomic_load(&o->ramp_since_ns));
+	atomic_store(&d->up, atomic_load(&o->up));
+	atomic_store(&d->last_result, atomic_load(&o->last_result));
+	atomic_store(&d->last_status, atomic_load(&o->last_status));
+	atomic_store(&d->successes, atomic_load(&o->successes));
+	atomic_store(&d->failures, atomic_load(&o->failures));
+	atomic_store(&d->changed_ns, atomic_load(&o->changed_ns));
+}
+
+/*
+ * Slot t of a discovered name: the backend the same slot of the same name
+ * (same URL or SRV name) held in the last generation, with its health. The
+ * new checker takes those as the name's answer until its first lookup, so a
+ * reload during a DNS outage keeps serving. Before any child of the new
+ * generation exists, so the master may write the slot. Returns 1 if carried.
+ */
+static size_t
+carry_slot(const struct config *fcfg, const struct shm *from, const struct config *tcfg,
+    struct shm *to, size_t t)
+{
+	const struct config_backend *tb = &tcfg->backends[t];
+	size_t j = t - tb->discover_first;
+	struct net_addr a;
+	uint32_t seq;
+
+	for (size_t f = 0; f < fcfg->nbackends; f++) {
+		const struct config_backend *fb = &fcfg->backends[f];
+		size_t o;
+
+		if (fb->discover != tb->discover || fb->discover_first != f ||
+		    strcmp(fb->url, tb->url) != 0)
+			continue;
+		o = f + j;
+		if (j >= fb->discover_max || shm_slot_state(from, (uint32_t)o) != SHM_SLOT_ACTIVE ||
+		    !shm_slot_read(from, (uint32_t)o, &a, &seq))
+			return 0;
+		shm_slot_write(to, (uint32_t)t, &a);
+		atomic_store(&to->backends[t].slot_weight, atomic_load(&from->backends[o].slot_weight));
+		carry_health(&to->backends[t], &from->backends[o]);
+		shm_slot_set_state(to, (uint32_t)t, SHM_SLOT_ACTIVE);
+		shm_set_live(to, (uint32_t)t, shm_is_live(from, (uint32_t)o));
+		return 1;
+	}
+	return 0;
+}
+
 size_t
 admin_carry(const struct config *fcfg, const struct shm *from,
     const struct config *tcfg, struct shm *to, int64_t now)
@@ -118,11 +169,14 @@ admin_carry(const struct config *fcfg, const struct shm *from,
 		const struct shm_backend *o;
 		int f = -1;
 
-		/* A new generation resolves its names anew: its slots start free. */
-		if (tcfg->backends[t].discover != CONFIG_DISCOVER_NONE)
+		/* A discovered name's slots start from the last generation's answer. */
+		if (tcfg->backends[t].discover != CONFIG_DISCOVER_NONE) {
+			carried += carry_slot(fcfg, from, tcfg, to, t);
 			continue;
+		}
 		for (size_t i = 0; i < fcfg->nbackends; i++) {
-			if (strcmp(fcfg->backends[i].url, tcfg->backends[t].url) == 0) {
+			if (fcfg->backends[i].discover == CONFIG_DISCOVER_NONE &&
+			    strcmp(fcfg->backends[i].url, tcfg->backends[t].url) == 0) {
 				f = (int)i;
 				break;
 			}
@@ -142,14 +196,7 @@ admin_carry(const struct config *fcfg, const struct shm *from,
 		 */
 		if (fcfg->backends[f].weight == tcfg->backends[t].weight)
 			atomic_store(&d->weight, atomic_load(&o->weight));
-		atomic_store(&d->effective, atomic_load(&o->effective));
-		atomic_store(&d->ramp_since_ns, atomic_load(&o->ramp_since_ns));
-		atomic_store(&d->up, atomic_load(&o->up));
-		atomic_store(&d->last_result, atomic_load(&o->last_result));
-		atomic_store(&d->last_status, atomic_load(&o->last_status));
-		atomic_store(&d->successes, atomic_load(&o->successes));
-		atomic_store(&d->failures, atomic_load(&o->failures));
-		atomic_store(&d->changed_ns, atomic_load(&o->changed_ns));
+		carry_health(d, o);
 		shm_set_live(to, (uint32_t)t, shm_is_live(from, (uint32_t)f));
 		update_enabled(to, (uint32_t)t);
 		carried++;

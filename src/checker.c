@@ -825,11 +825,14 @@ slot_added(uint32_t b)
 	atomic_store_explicit(&sb->changed_ns, now, memory_order_relaxed);
 	/* Its first success ramps it up like a backend a reload added (slow start). */
 	atomic_store_explicit(&sb->ramp_since_ns, -1, memory_order_relaxed);
-	if (p->phase == PROBE_IDLE) {
-		checker.starting = true;
-		probe_start(p);
-		checker.starting = false;
+	/* A probe still out went to the slot's old address: its answer must not count. */
+	if (p->phase != PROBE_IDLE) {
+		probe_close(p);
+		checker.running--;
 	}
+	checker.starting = true;
+	probe_start(p);
+	checker.starting = false;
 }
 
 /* A slot began draining (UINT32_MAX: only weights changed): a schedule without it. */

@@ -170,7 +170,11 @@ set_resolvers(struct json_ctx *c, struct json_object *v, const struct field *f)
 	struct config_resolve *r = &c->cfg->resolve;
 	size_t n, old;
 
-	if (!config_expect(c, v, json_type_array, "an array of \"address:port\" strings"))
+	if (v == NULL) {		/* null: /etc/resolv.conf */
+		r->nresolvers = 0;
+		return;
+	}
+	if (!config_expect(c, v, json_type_array, "an array of \"address:port\" strings or null"))
 		return;
 	n = json_object_array_length(v);
 	if (n > CONFIG_RESOLVERS_MAX) {
@@ -235,9 +239,11 @@ config_discover_expand(struct config *cfg, const char *name, struct problems *pr
 		    "(and both above 0)", name);
 	if (r->timeout_ns <= 0)
 		config_problem(pr, "%s: resolve.timeout: must be above 0", name);
-	for (size_t i = 0; i < cfg->nbackends; i++)
+	for (size_t i = 0; i < cfg->nbackends; i++) {
+		cfg->backends[i].file_index = (uint32_t)i;
 		total += cfg->backends[i].discover != CONFIG_DISCOVER_NONE ?
 		    cfg->backends[i].discover_max : 1;
+	}
 	if (total == cfg->nbackends)
 		return;
 	if (total > CONFIG_BACKENDS_MAX) {

@@ -122,6 +122,7 @@ backend_rate(const struct shm *s, uint32_t b, int64_t now)
 {
 	unsigned oldest;
 	int64_t dt;
+	uint64_t cur, then;
 
 	if (s != srv.rate_shm || srv.nsamples == 0)
 		return 0;
@@ -129,8 +130,12 @@ backend_rate(const struct shm *s, uint32_t b, int64_t now)
 	dt = now - srv.sample_ns[oldest];
 	if (dt < NS_PER_SEC / 2)
 		return 0;
-	return (double)(backend_requests(s, b) -
-	    srv.samples[(size_t)oldest * s->hdr->nbackends + b]) * NS_PER_SEC / (double)dt;
+	cur = backend_requests(s, b);
+	then = srv.samples[(size_t)oldest * s->hdr->nbackends + b];
+	/* A discovered backend's slot that now holds another address started again from 0. */
+	if (cur < then)
+		return 0;
+	return (double)(cur - then) * NS_PER_SEC / (double)dt;
 }
 
 /* ---- answers ---- */

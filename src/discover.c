@@ -45,6 +45,14 @@ struct name {
 	int64_t last_ok_ns;
 	enum dns_result last_logged;	/* logged once per change of state */
 	size_t last_cut;
+	/* Queries of this lookup that failed on the way (not a clean NXDOMAIN or NODATA). */
+	bool failed_v4, failed_v6;	/* "discover": "dns": its A, its AAAA query */
+	enum dns_result target_failed;	/* "srv": a target's query; DNS_OK if none */
+	/* The answer applied last: what the slots should hold (some may wait for a free one). */
+	struct discover_target want[DISCOVER_TARGETS_MAX];
+	size_t nwant;
+	bool waiting;			/* some of want had no free slot (logged once) */
+	bool clash_logged;		/* an address another backend has (logged once) */
 };
 
 /* One query's context: the name it serves and, for an SRV target, its port and weight. */
@@ -69,6 +77,7 @@ static struct {
 	struct name *names;
 	size_t nnames;
 	int64_t *drain_since;		/* per backend: when its slot began draining */
+	bool *overdue_logged;		/* per backend: drained past shutdown_timeout, logged */
 	struct dns_answer answer;	/* scratch for the callback */
 	bool settled_told;
 } d;
@@ -174,9 +183,11 @@ slot_counters_restart(uint32_t b)
 	struct shm_backend *sb = &d.shm->backends[b];
 
 	/*
-	 * The last row (carried totals; the master never carries into a slot)
-	 * becomes minus the workers' rows: every sum is zero from here on.
-	 * Only this slot's exchanges write those rows, and it has none left.
+	 * The last row (carried totals) becomes minus the workers' rows: every
+	 * sum is zero from here on. Workers write those rows only for exchanges
+	 * of this slot, and a slot is freed only when it has none left. The
+	 * master adds to the last row only for a slot that holds the same
+	 * address in both generations of a reload, never one restarted here.
 	 */
 	metrics_slot_add_delta(carried, &zero, carried);
 	for (uint32_t w = 0; w < nw; w++)
@@ -185,8 +196,11 @@ slot_counters_restart(uint32_t b)
 	atomic_store_explicit(&sb->checks_failed, 0, memory_order_relaxed);
 }
 
-/* Exchanges of backend b in flight, over every worker. */
-static uint64_t
+/*
+ * Exchanges of backend b in flight, over every worker. Signed: the difference
+ * of two sums read one after the other may dip below 0 for a moment.
+ */
+static int64_t
 slot_in_flight(uint32_t b)
 {
 	uint64_t begun = 0, ended = 0;
@@ -197,7 +211,7 @@ slot_in_flight(uint32_t b)
 		begun += atomic_load_explicit(&s->active[0], memory_order_relaxed);
 		ended += atomic_load_explicit(&s->active[1], memory_order_relaxed);
 	}
-	return begun - ended;
+	return (int64_t)(begun - ended);
 }
 
 static void
@@ -220,6 +234,7 @@ slot_drain(const struct name *n, uint32_t b, const char *why)
 	shm_slot_set_state(d.shm, b, SHM_SLOT_DRAINING);
 	shm_set_live(d.shm, b, false);
 	d.drain_since[b] = now_ns();
+	d.overdue_logged[b] = false;
 	slot_name(b, shown, sizeof(shown));
 	log_info("discovered backend removed, draining", "name", n->host, "backend", shown,
 	    "reason", why, NULL);
@@ -290,11 +305,43 @@ slot_free(const struct name *n, const struct net_addr *a)
 	return any;
 }
 
-/* Make n's slots hold exactly targets[0..count). */
-static void
-apply(struct name *n, const struct discover_target *t, size_t count)
+/* Is a (or its address and port) another backend's: a listed one, or another name's slot? */
+static bool
+held_elsewhere(const struct name *n, const struct net_addr *a)
 {
-	bool weights_changed = false;
+	for (uint32_t b = 0; b < d.cfg->nbackends; b++) {
+		const struct config_backend *be = &d.cfg->backends[b];
+		struct net_addr cur;
+		uint32_t seq;
+
+		if (b >= n->first && b < n->first + n->max)
+			continue;
+		if (be->discover == CONFIG_DISCOVER_NONE) {
+			if (be->salen == 0)
+				continue;
+			net_addr_set(&cur, (const struct sockaddr *)&be->sa);
+			if (discover_same(&cur, a))
+				return true;
+			continue;
+		}
+		if (shm_slot_state(d.shm, b) != SHM_SLOT_FREE && shm_slot_read(d.shm, b, &cur, &seq) &&
+		    discover_same(&cur, a))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Make n's slots hold exactly its want[]: drain those no longer in it, then
+ * claim a slot for each new address. Addresses with no free slot yet (the
+ * others still draining) are claimed when a drain ends (reap_cb()).
+ */
+static void
+apply(struct name *n)
+{
+	const struct discover_target *t = n->want;
+	size_t count = n->nwant;
+	bool weights_changed = false, waiting = false, clash = false;
 
 	for (uint32_t b = n->first; b < n->first + n->max; b++) {
 		struct net_addr cur;
@@ -310,6 +357,7 @@ apply(struct name *n, const struct discover_target *t, size_t count)
 	}
 	for (size_t i = 0; i < count; i++) {
 		uint32_t b = slot_find(n, &t[i].a, true, false);
+		char shown[PARSE_HOST_MAX + 8];
 
 		if (b != UINT32_MAX) {
 			_Atomic uint32_t *w = &d.shm->backends[b].slot_weight;
@@ -320,23 +368,38 @@ apply(struct name *n, const struct discover_target *t, size_t count)
 			}
 			continue;
 		}
+		discover_format(&t[i].a, shown, sizeof(shown));
+		/* Two series with one label would be refused by Prometheus, and one server counted twice. */
+		if (held_elsewhere(n, &t[i].a)) {
+			if (!n->clash_logged)
+				log_warn("discovered address is another backend's already; left out",
+				    "name", n->host, "backend", shown, NULL);
+			clash = true;
+			continue;
+		}
 		/* Back before its drain ended: active again, and checked again first. */
 		if ((b = slot_find(n, &t[i].a, false, true)) == UINT32_MAX &&
 		    (b = slot_free(n, &t[i].a)) == UINT32_MAX) {
-			char shown[PARSE_HOST_MAX + 8];
-
-			discover_format(&t[i].a, shown, sizeof(shown));
-			log_warn("discovered backend waits for a slot (others still draining)",
-			    "name", n->host, "backend", shown, NULL);
+			if (!n->waiting)
+				log_warn("discovered backend waits for a slot (others still draining)",
+				    "name", n->host, "backend", shown, NULL);
+			waiting = true;
 			continue;
 		}
 		slot_claim(n, b, &t[i]);
 	}
-	if (weights_changed && d.hooks.removed != NULL)
+	n->waiting = waiting;
+	n->clash_logged = clash;
+	if (weights_changed)
 		d.hooks.removed(UINT32_MAX);	/* republish with the new weights */
 }
 
-/* Draining slots whose exchanges are done (or that outlived shutdown_timeout) are free again. */
+/*
+ * Draining slots whose exchanges are done are free again; then names whose
+ * new addresses waited for a slot get them. A slot still busy after
+ * proxy.shutdown_timeout stays draining (its counters and idle connections
+ * belong to the old address until the last exchange ends), logged once.
+ */
 static void
 reap_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -344,13 +407,25 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 	bool more = false;
 
 	for (uint32_t b = 0; b < d.cfg->nbackends; b++) {
+		char shown[PARSE_HOST_MAX + 8];
+
 		if (shm_slot_state(d.shm, b) != SHM_SLOT_DRAINING)
 			continue;
-		if (slot_in_flight(b) == 0 || now - d.drain_since[b] >= limit)
+		if (slot_in_flight(b) <= 0) {
 			shm_slot_set_state(d.shm, b, SHM_SLOT_FREE);
-		else
-			more = true;
+			continue;
+		}
+		more = true;
+		if (now - d.drain_since[b] >= limit && !d.overdue_logged[b]) {
+			d.overdue_logged[b] = true;
+			slot_name(b, shown, sizeof(shown));
+			log_warn("removed backend still has exchanges after proxy.shutdown_timeout; its "
+			    "slot stays taken until they end", "backend", shown, NULL);
+		}
 	}
+	for (size_t i = 0; i < d.nnames; i++)
+		if (d.names[i].waiting)
+			apply(&d.names[i]);
 	if (more) {
 		struct timeval tv = tv_of(REAP_NS);
 
@@ -396,8 +471,23 @@ lookup_done(struct name *n)
 	char count[16], cut[16];
 	size_t ncut = 0, k;
 
-	if (n->ntargets > 0)
-		n->result = DNS_OK;
+	/*
+	 * A query that failed on the way must not drain what it would have
+	 * answered. "discover": "dns": the last answer's addresses of that family
+	 * stay. "srv": a target that could not be resolved fails the lookup as a
+	 * whole (the last answer stays, for resolve.hold), but not the first one.
+	 */
+	if (!n->srv && n->result == DNS_OK && n->have_answer && (n->failed_v4 || n->failed_v6)) {
+		for (size_t i = 0; i < n->nwant && n->ntargets < DISCOVER_TARGETS_MAX; i++)
+			if ((n->want[i].a.family == AF_INET && n->failed_v4) ||
+			    (n->want[i].a.family == AF_INET6 && n->failed_v6))
+				n->targets[n->ntargets++] = n->want[i];
+	}
+	if (n->srv && n->result == DNS_OK && n->target_failed != DNS_OK &&
+	    (n->have_answer || n->ntargets == 0))
+		n->result = n->target_failed;
+	else if (n->result == DNS_OK && n->ntargets == 0)
+		n->result = DNS_NODATA;		/* SRV records whose targets have no address */
 	count_result(n, n->result);
 	if (n->result == DNS_OK) {
 		k = discover_settle(n->targets, n->ntargets, n->max, n->srv, &ncut);
@@ -413,7 +503,9 @@ lookup_done(struct name *n)
 		n->last_logged = DNS_OK;
 		n->have_answer = true;
 		n->last_ok_ns = now;
-		apply(n, n->targets, k);
+		memcpy(n->want, n->targets, k * sizeof(n->want[0]));
+		n->nwant = k;
+		apply(n);
 		next = (int64_t)n->ttl * NS_PER_SEC;
 		next = next < r->min_interval_ns ? r->min_interval_ns :
 		    next > r->max_interval_ns ? r->max_interval_ns : next;
@@ -430,7 +522,8 @@ lookup_done(struct name *n)
 			log_warn("DNS lookups failed for longer than resolve.hold; dropping the last "
 			    "answer", "name", n->host, NULL);
 			n->have_answer = false;
-			apply(n, NULL, 0);
+			n->nwant = 0;
+			apply(n);
 		}
 		next = r->min_interval_ns;
 	}
@@ -447,6 +540,13 @@ merge_result(struct name *n, enum dns_result r)
 		n->result = DNS_OK;
 	else if (n->result == DNS_RESULTS || n->result == DNS_NODATA)
 		n->result = r;
+}
+
+/* A failure that says nothing about the name (unlike NXDOMAIN and NODATA). */
+static bool
+transient(enum dns_result r)
+{
+	return r != DNS_OK && r != DNS_NXDOMAIN && r != DNS_NODATA;
 }
 
 static enum dns_result
@@ -510,9 +610,17 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		if (ans->min_ttl < n->ttl)
 			n->ttl = ans->min_ttl;
 	}
-	/* An SRV lookup's result is the SRV query's; its targets' failures only lose targets. */
+	/* An SRV lookup's result is the SRV query's; its targets' failures are noted apart. */
 	if (q->qtype == DNS_TYPE_SRV || !n->srv)
 		merge_result(n, r);
+	if (transient(r)) {
+		if (n->srv && q->qtype != DNS_TYPE_SRV)
+			n->target_failed = r;
+		else if (q->qtype == DNS_TYPE_A)
+			n->failed_v4 = true;
+		else if (q->qtype == DNS_TYPE_AAAA)
+			n->failed_v6 = true;
+	}
 	free(q);
 	if (--n->pending == 0)
 		lookup_done(n);
@@ -545,6 +653,8 @@ lookup_start(struct name *n)
 		return;
 	n->ntargets = 0;
 	n->result = DNS_RESULTS;	/* none yet */
+	n->failed_v4 = n->failed_v6 = false;
+	n->target_failed = DNS_OK;
 	n->ttl = UINT32_MAX;
 	n->pending++;		/* held while the queries go out: one may fail at once */
 	if (n->srv) {
@@ -614,6 +724,45 @@ channel_init(void)
 	return 0;
 }
 
+/*
+ * Slots that already hold a backend: a checker started again after it died,
+ * or one the master gave the last generation's answer to at a reload. They
+ * are the name's answer until its first lookup says otherwise (as if held
+ * after a failure), and draining ones are watched until they are done.
+ */
+static void
+adopt(struct name *n)
+{
+	int64_t now = now_ns();
+
+	for (uint32_t b = n->first; b < n->first + n->max; b++) {
+		struct config_backend *be = &d.cfg->backends[b];
+		enum shm_slot st = shm_slot_state(d.shm, b);
+		struct net_addr a;
+		uint32_t seq;
+
+		if (st == SHM_SLOT_FREE || !shm_slot_read(d.shm, b, &a, &seq))
+			continue;
+		be->salen = net_addr_sockaddr(&a, &be->sa);
+		discover_format(&a, be->addr.hostport, sizeof(be->addr.hostport));
+		if (st == SHM_SLOT_DRAINING) {
+			struct timeval tv = tv_of(REAP_NS);
+
+			d.drain_since[b] = now;
+			evtimer_add(d.reap_timer, &tv);
+			continue;
+		}
+		if (n->nwant < DISCOVER_TARGETS_MAX) {
+			n->want[n->nwant].a = a;
+			n->want[n->nwant].weight = atomic_load_explicit(&d.shm->backends[b].slot_weight,
+			    memory_order_relaxed);
+			n->nwant++;
+		}
+		n->have_answer = true;
+		n->last_ok_ns = now;
+	}
+}
+
 int
 discover_start(struct event_base *base, struct config *cfg, struct shm *shm,
     const struct discover_hooks *hooks)
@@ -632,6 +781,7 @@ discover_start(struct event_base *base, struct config *cfg, struct shm *shm,
 		return 0;
 	if ((d.names = calloc(count, sizeof(*d.names))) == NULL ||
 	    (d.drain_since = calloc(cfg->nbackends, sizeof(*d.drain_since))) == NULL ||
+	    (d.overdue_logged = calloc(cfg->nbackends, sizeof(*d.overdue_logged))) == NULL ||
 	    (d.ares_timer = evtimer_new(base, ares_timer_cb, NULL)) == NULL ||
 	    (d.reap_timer = evtimer_new(base, reap_cb, NULL)) == NULL) {
 		log_error("DNS: out of memory", NULL);
@@ -657,8 +807,15 @@ discover_start(struct event_base *base, struct config *cfg, struct shm *shm,
 			return -1;
 		}
 	}
-	for (size_t i = 0; i < d.nnames; i++)
-		lookup_start(&d.names[i]);
+	/*
+	 * Slots held already are the checker's at once (its first round probes
+	 * them); the lookups start from the loop, after that round began, so a
+	 * lookup that fails at once cannot make the first pass look complete.
+	 */
+	for (size_t i = 0; i < d.nnames; i++) {
+		adopt(&d.names[i]);
+		schedule_next(&d.names[i], 0);
+	}
 	return 0;
 }
 
@@ -691,6 +848,7 @@ discover_stop(void)
 		event_free(d.reap_timer);
 	free(d.names);
 	free(d.drain_since);
+	free(d.overdue_logged);
 	memset(&d, 0, sizeof(d));
 }
 

@@ -21,6 +21,7 @@
 #include "roundguard/config.h"
 #include "roundguard/control.h"
 #include "roundguard/control_server.h"
+#include "roundguard/discover.h"
 #include "roundguard/log.h"
 #include "roundguard/memcache.h"
 #include "roundguard/metrics.h"
@@ -270,8 +271,8 @@ build_config(struct config *cfg, char *err, size_t errlen)
 		    sizeof(msg)) == -1) {
 			size_t used = strlen(err);
 
-			snprintf(err + used, errlen - used, "%s: backends[%zu]: %s\n",
-			    cfg->file[0] != '\0' ? cfg->file : "command line", i, msg);
+			snprintf(err + used, errlen - used, "%s: backends[%u]: %s\n",
+			    cfg->file[0] != '\0' ? cfg->file : "command line", be->file_index, msg);
 			problems++;
 		}
 	}
@@ -283,6 +284,10 @@ static void
 warn_unverified(const struct config *cfg)
 {
 	for (size_t i = 0; i < cfg->nbackends; i++) {
+		/* Once per entry: the slots of a discovered name share its settings. */
+		if (cfg->backends[i].discover != CONFIG_DISCOVER_NONE &&
+		    cfg->backends[i].discover_first != i)
+			continue;
 		if (cfg->backends[i].addr.tls && !cfg->backends[i].tls.verify)
 			log_warn("TLS certificate verification is off for this backend (tls.verify: false)",
 			    "backend", cfg->backends[i].url, NULL);
@@ -589,6 +594,35 @@ same_backend(const struct config *from, size_t b, const struct config *to)
 	return -1;
 }
 
+/*
+ * A discovered backend (slot b of from) in to: the slot of the same name
+ * that holds the same address now, or -1. Its counters then go on from
+ * where they were; the master's adds to that slot's carried row are atomic,
+ * like the checker's restart of a slot (which happens only to another
+ * address).
+ */
+static int
+same_slot(const struct generation *from, size_t b, const struct generation *to)
+{
+	const struct config_backend *fb = &from->cfg.backends[b];
+	struct net_addr a, c;
+	uint32_t seq;
+
+	if (shm_slot_state(&from->shm, (uint32_t)b) == SHM_SLOT_FREE ||
+	    !shm_slot_read(&from->shm, (uint32_t)b, &a, &seq))
+		return -1;
+	for (size_t i = 0; i < to->cfg.nbackends; i++) {
+		const struct config_backend *tb = &to->cfg.backends[i];
+
+		if (tb->discover != fb->discover || strcmp(tb->url, fb->url) != 0 ||
+		    shm_slot_state(&to->shm, (uint32_t)i) == SHM_SLOT_FREE ||
+		    !shm_slot_read(&to->shm, (uint32_t)i, &c, &seq) || !discover_same(&a, &c))
+			continue;
+		return (int)i;
+	}
+	return -1;
+}
+
 /* The listener of to with the name of from's listener l (the metrics' listener label), or -1. */
 static int
 same_listener(const struct config *from, size_t l, const struct config *to)
@@ -669,7 +703,8 @@ totals_carry(const struct generation *from, const struct gen_totals *now,
 	uint32_t carried = (uint32_t)to->nworkers;
 
 	for (size_t b = 0; b < from->cfg.nbackends; b++) {
-		int nb = same_backend(&from->cfg, b, &to->cfg);
+		int nb = from->cfg.backends[b].discover != CONFIG_DISCOVER_NONE ?
+		    same_slot(from, b, to) : same_backend(&from->cfg, b, &to->cfg);
 
 		if (nb < 0)
 			continue;

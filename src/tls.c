@@ -1012,11 +1012,12 @@ client_build(struct tls_generation *g, size_t b, const struct config_backend *cb
 			g->clients = more;
 		if (more == NULL || (ctx = client_ctx_new(t->ca_file, t->verify, why, sizeof(why))) == NULL) {
 			if (more == NULL)
-				report_add(r, "backends[%zu]: out of memory", b);
+				report_add(r, "backends[%u]: out of memory", cb->file_index);
 			else if (t->ca_file[0] != '\0')
-				report_add(r, "backends[%zu].tls.ca_file: \"%s\": %s", b, t->ca_file, why);
+				report_add(r, "backends[%u].tls.ca_file: \"%s\": %s", cb->file_index,
+				    t->ca_file, why);
 			else
-				report_add(r, "backends[%zu]: %s", b, why);
+				report_add(r, "backends[%u]: %s", cb->file_index, why);
 			return -1;
 		}
 		g->clients[i].ctx = ctx;
@@ -1173,9 +1174,16 @@ tls_generation_new(const struct config *cfg, struct tls_generation **out, char *
 	if (g->backends != NULL)
 		g->nbackends = cfg->nbackends;
 	for (i = 0; g->backends != NULL && i < cfg->nbackends; i++) {
+		const struct config_backend *cb = &cfg->backends[i];
+
 		g->backends[i].client = -1;
-		if (cfg->backends[i].addr.tls)
-			client_build(g, i, &cfg->backends[i], &r);
+		/* The slots of a discovered name share its settings: built (and reported) once. */
+		if (cb->discover != CONFIG_DISCOVER_NONE && cb->discover_first != i) {
+			g->backends[i] = g->backends[cb->discover_first];
+			continue;
+		}
+		if (cb->addr.tls)
+			client_build(g, i, cb, &r);
 	}
 	if (r.count > 0)
 		goto fail;

@@ -48,7 +48,9 @@ upstream_release(struct client *c, bool reusable)
 	 * A connection that began with a PROXY header names one client: it never
 	 * serves another one, so it is not pooled (see send_proxy in README).
 	 */
-	if (reusable && !px.cfg->backends[u->backend].send_proxy)
+	/* Nor to a slot that now names another address than the one this connection reached. */
+	if (reusable && !px.cfg->backends[u->backend].send_proxy &&
+	    u->slot_seq == px.slot_seen[u->backend])
 		pool_put(px.pool, u, px.now);
 	else
 		upconn_free(u);
@@ -325,15 +327,17 @@ upstream_start(struct client *c)
 		if ((b = pick(c)) < 0)
 			return no_backend(c);
 		c->rq->tried[c->rq->ntried++] = b;
+		/* Counted in flight first: the checker frees a draining slot only with none. */
+		set_backend(c, b);
 		if (px.cfg->backends[b].discover != CONFIG_DISCOVER_NONE && !slot_sync((uint32_t)b))
 			continue;	/* emptied since the pick: the next one */
-		set_backend(c, b);
 		c->up_reused = true;
 		if ((u = pool_get(px.pool, (uint32_t)b)) != NULL)
 			break;
 		c->up_reused = false;
 		if ((u = upconn_new(px.pool, (uint32_t)b)) == NULL)
 			return client_error(c, 500, NULL, NULL);
+		u->slot_seq = px.slot_seen[b];
 		if ((rc = connect_backend(u, c)) == 0) {
 			/* An https backend's handshake starts once the socket is writable. */
 			if (px.cfg->backends[b].addr.tls)

@@ -56,6 +56,7 @@ struct config_backend {
 	uint8_t discover;		/* enum config_discover */
 	uint16_t discover_max;		/* "max_backends": slots of this name (16) */
 	uint32_t discover_first;	/* index of the name's first slot */
+	uint32_t file_index;		/* its entry's index in "backends", for messages */
 	char srv[PARSE_HOST_MAX];	/* the SRV name ("srv"); addr.host for "discover": "dns" */
 	/* Resolved by the master at start-up and reload (as nginx does), not by config_*. */
 	struct sockaddr_storage sa;

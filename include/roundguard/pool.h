@@ -22,6 +22,7 @@ struct upconn {
 	TAILQ_ENTRY(upconn) idle;	/* in the pool while idle */
 	int fd;
 	uint32_t backend;
+	uint32_t slot_seq;		/* a discovered backend's slot_seq when connected */
 	struct ssl_st *ssl;		/* to an https backend; NULL for plain HTTP */
 	struct event rev;
 	struct event wev;

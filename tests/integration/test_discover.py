@@ -11,6 +11,7 @@ Run:
 import collections
 import os
 import re
+import signal
 import sys
 import time
 import unittest
@@ -76,7 +77,8 @@ class DiscoverCase(lbt.LBTestCase):
 
     def seen(self, lb, n):
         rs = [lb.attempt("GET", "/live") for _ in range(n)]
-        self.assertFalse([r for r in rs if lbt.failed(r)], rs)
+        bad = [r for r in rs if lbt.failed(r)]
+        self.assertFalse(bad, "%d of %d failed: %r" % (len(bad), n, bad[:2]))
         return collections.Counter(r.header("X-Backend-Server") for r in rs)
 
 
@@ -229,6 +231,80 @@ class AddressTests(DiscoverCase):
         self.assertIn("was discovered through DNS", p.stderr)
         self.assertEqual(lb.roundguardctl("drain", static.address).returncode, 0)
         self.assertEqual(self.seen(lb, 10), {n: 5 for n in names})
+
+
+class LifecycleTests(DiscoverCase):
+    """What the health checker's restart, a reload and a full slot table do to discovered backends."""
+
+    def test_checker_killed_keeps_the_discovered_backends(self):
+        port = rgtest.free_port()
+        names = self.backends(port)
+        self.dns.set_a(NAME, ADDRS[:2], ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms"})
+        self.assertEqual(set(self.seen(lb, 4)), set(sorted(names)[:2]))
+        old = lb.checkers()
+        self.assertEqual(len(old), 1)
+        os.kill(old[0], signal.SIGKILL)
+        self.assertTrue(rgtest.wait_until(
+            lambda: [p for p in lb.checkers() if p not in old], timeout=8))
+        time.sleep(1.0)                 # the new checker's probes and first lookup
+        self.assertEqual(self.seen(lb, 10), {n: 5 for n in sorted(names)[:2]})
+        self.dns.set_a(NAME, ADDRS, ttl=1)      # and it still follows the name
+        self.assertTrue(rgtest.wait_until(lambda: len(self.seen(lb, 6)) == 3, timeout=8))
+
+    def test_reload_during_a_dns_outage_keeps_serving_and_counting(self):
+        port = rgtest.free_port()
+        names = self.backends(port)
+        self.dns.set_a(NAME, ADDRS, ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms"})
+        self.assertEqual(self.seen(lb, 30), {n: 10 for n in names})
+        self.dns.set_mode(NAME, "servfail")
+        self.assertTrue(rgtest.wait_until(lambda: (dns_count(lb, "servfail") or 0) >= 1, 5))
+        before = requests_total(lb)
+        mark = lb.d.stderr_mark()
+        lb.d.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(rgtest.wait_json_log(lb.d, lambda o: o.get("msg") == "reloaded",
+                                                  10, since=mark), lb.d.stderr_text()[-3000:])
+        # Every request answered by the held backends (old and new workers may share them).
+        got = self.seen(lb, 30)
+        self.assertEqual(set(got), set(names))
+        self.assertTrue(all(c >= 8 for c in got.values()), got)
+        # The counters go on from where they were: none went back, all 30 are in them.
+        self.assertTrue(rgtest.wait_until(
+            lambda: sum(requests_total(lb).values()) >= sum(before.values()) + 30, timeout=8),
+            (before, requests_total(lb)))
+        after = requests_total(lb)
+        self.assertTrue(all(after[n] > before[n] for n in names), (before, after))
+
+    def test_a_new_address_takes_the_slot_as_soon_as_the_old_one_drained(self):
+        """One slot: a changed address waits for the old one's drain, not for the next lookup
+        (a TTL of 60 s here)."""
+        port = rgtest.free_port()
+        names = sorted(self.backends(port, ADDRS[:2]))
+        self.dns.set_a(NAME, ADDRS[:1], ttl=60)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns",
+                          "max_backends": 1}], resolve={"min_interval": "200ms"})
+        self.assertEqual(self.seen(lb, 3), {names[0]: 3})
+        self.dns.set_a(NAME, ADDRS[1:2], ttl=60)
+        # The next lookup is 60 s away: restart the checker's clock by failing once.
+        self.dns.set_mode(NAME, "servfail")
+        self.assertTrue(rgtest.wait_until(lambda: (dns_count(lb, "servfail") or 0) >= 1, 70))
+        self.dns.set_mode(NAME, None)
+        t0 = time.monotonic()
+        self.assertTrue(rgtest.wait_until(
+            lambda: lb.attempt("GET", "/live").header("X-Backend-Server") == names[1], 5))
+        self.assertLess(time.monotonic() - t0, 5)
+
+    def test_an_address_listed_already_is_left_out(self):
+        static = lbt.echo_backend(self.addCleanup)
+        self.dns.set_a(NAME, ["127.0.0.1"], ttl=30)
+        lb = self.start([lbt.url(static), {"url": "http://%s:%d" % (NAME, static.port),
+                                           "discover": "dns"}])
+        self.assertEqual(self.seen(lb, 4), {static.address: 4})
+        self.assertEqual(len(metric_lines(lb, "roundguard_backend_up{")), 1)
+        self.assertTrue([o for o in lb.logs() if "another backend's already" in o.get("msg", "")])
 
 
 class SRVTests(DiscoverCase):

@@ -149,10 +149,14 @@ def check_options(binary, page):
 # ---- configuration keys ----
 
 def parser_keys(config_c):
-    """Every key path src/config.c's field tables accept: "listen", "health_check.path", ..."""
+    """Every key path src/config.c's field tables accept: "listen", "health_check.path", ...
+    (a section's table may live in src/config_discover.c: "resolve")."""
     text = read(config_c)
+    discover_c = os.path.join(os.path.dirname(config_c), "config_discover.c")
+    if os.path.exists(discover_c):
+        text += read(discover_c)
     tables = {}
-    for m in re.finditer(r"static const struct field (\w+)\[\] = \{(.*?)\n\};", text, re.S):
+    for m in re.finditer(r"(?:static )?const struct field (\w+)\[\] = \{(.*?)\n\};", text, re.S):
         entries = re.findall(r'\{\s*"([^"]+)",\s*(\w+),[^{}]*?,\s*(\w+)\s*\}', m.group(2))
         tables[m.group(1)] = entries
     if "top_fields" not in tables:
