@@ -363,11 +363,17 @@ discovered(const struct control_view *v, const char *name)
 {
 	char shown[sizeof(v->cfg->backends[0].addr.hostport)];
 
-	for (uint32_t b = 0; b < (uint32_t)v->cfg->nbackends; b++)
-		if (v->cfg->backends[b].discover != CONFIG_DISCOVER_NONE &&
-		    metrics_backend_name(v->shm, v->cfg, b, shown, sizeof(shown)) &&
-		    strcasecmp(shown, name) == 0)
+	for (uint32_t b = 0; b < (uint32_t)v->cfg->nbackends; b++) {
+		const struct config_backend *be = &v->cfg->backends[b];
+
+		if (be->discover == CONFIG_DISCOVER_NONE)
+			continue;
+		/* The entry's URL (or SRV name) too: it names all of them. */
+		if (strcmp(be->url, name) == 0 || strcasecmp(be->srv, name) == 0 ||
+		    (metrics_backend_name(v->shm, v->cfg, b, shown, sizeof(shown)) &&
+		    strcasecmp(shown, name) == 0))
 			return true;
+	}
 	return false;
 }
 

@@ -78,7 +78,6 @@ static struct {
 	size_t nnames;
 	int64_t *drain_since;		/* per backend: when its slot began draining */
 	bool *overdue_logged;		/* per backend: drained past shutdown_timeout, logged */
-	struct dns_answer answer;	/* scratch for the callback */
 	bool settled_told;
 } d;
 
@@ -572,7 +571,7 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct query *q = arg;
 	struct name *n = q->n;
-	struct dns_answer *ans = &d.answer;
+	struct dns_answer *ans = NULL;
 	enum dns_result r = from_ares(status);
 
 	if (status == ARES_EDESTRUCTION) {	/* the channel is going away: touch nothing */
@@ -581,10 +580,23 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	}
 	if (r == DNS_ERROR)
 		log_debug("DNS query failed", "name", q->qname, "error", ares_strerror(status), NULL);
+	/*
+	 * Each callback its own answer: the SRV branch below sends more queries,
+	 * and a query that fails at once calls back from inside ares_query().
+	 */
 	if (status == ARES_SUCCESS && abuf != NULL && alen > 0) {
-		dns_answer_parse(abuf, (size_t)alen, q->qname, q->qtype, ans);
-		r = ans->result;
+		if ((ans = malloc(sizeof(*ans))) == NULL) {
+			r = DNS_ERROR;
+		} else {
+			dns_answer_parse(abuf, (size_t)alen, q->qname, q->qtype, ans);
+			r = ans->result;
+		}
+	} else if (r == DNS_OK) {
+		r = DNS_MALFORMED;	/* success without an answer to read */
 	}
+	if (r == DNS_OK && ans->dropped > 0)
+		log_warn("DNS answer has more records than are read; the rest is left out", "name",
+		    q->qname, NULL);
 	if (r == DNS_OK) {
 		if (q->qtype == DNS_TYPE_SRV) {
 			uint16_t prio = discover_srv_priority(ans);
@@ -621,6 +633,7 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		else if (q->qtype == DNS_TYPE_AAAA)
 			n->failed_v6 = true;
 	}
+	free(ans);
 	free(q);
 	if (--n->pending == 0)
 		lookup_done(n);

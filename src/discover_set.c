@@ -56,10 +56,9 @@ discover_srv_priority(const struct dns_answer *ans)
 	return best;
 }
 
-static int
-target_cmp(const void *x, const void *y)
+int
+discover_target_cmp(const struct discover_target *a, const struct discover_target *b)
 {
-	const struct discover_target *a = x, *b = y;
 	int c;
 
 	if (a->a.family != b->a.family)
@@ -67,6 +66,12 @@ target_cmp(const void *x, const void *y)
 	if ((c = memcmp(a->a.bytes, b->a.bytes, sizeof(a->a.bytes))) != 0)
 		return c;
 	return a->a.port < b->a.port ? -1 : a->a.port > b->a.port;
+}
+
+static int
+target_cmp(const void *x, const void *y)
+{
+	return discover_target_cmp(x, y);
 }
 
 size_t

@@ -1067,6 +1067,14 @@ generation_new(struct config *cfg, char *err, size_t errlen)
 	close(pipefd[1]);
 	/* EOF or the byte both mean "go": a checker that died is respawned anyway. */
 	wait_ns = g->cfg.health.timeout_ns + READY_SLACK_NS;
+	/* A first pass with discovered names waits for their lookups too (each resolver in turn). */
+	for (size_t i = 0; i < g->cfg.nbackends; i++) {
+		if (g->cfg.backends[i].discover != CONFIG_DISCOVER_NONE) {
+			wait_ns += g->cfg.resolve.timeout_ns * (int64_t)(g->cfg.resolve.nresolvers > 1 ?
+			    g->cfg.resolve.nresolvers : 1);
+			break;
+		}
+	}
 	tv.tv_sec = (time_t)(wait_ns / 1000000000);
 	tv.tv_usec = (suseconds_t)(wait_ns % 1000000000 / 1000);
 	g->ready_ev = event_new(m.base, g->ready_fd, EV_READ, ready_cb, g);

@@ -52,6 +52,9 @@ uint16_t discover_srv_priority(const struct dns_answer *ans);
 size_t discover_settle(struct discover_target *t, size_t n, size_t max, bool srv_weights,
     size_t *cut);
 
+/* The order discover_settle() leaves targets in: family, address, port. */
+int discover_target_cmp(const struct discover_target *a, const struct discover_target *b);
+
 /* Same address and port? */
 bool discover_same(const struct net_addr *a, const struct net_addr *b);
 

@@ -16,7 +16,8 @@
 #define DNS_TYPE_SRV	33
 
 #define DNS_NAME_MAX	256	/* 255 octets in dotted form, and the NUL */
-#define DNS_ANSWER_MAX	64	/* records kept per response; more are ignored (and counted) */
+/* Records kept per response, as many as a name's slots (CONFIG_DISCOVER_MAX); more are counted. */
+#define DNS_ANSWER_MAX	256
 #define DNS_CNAME_MAX	8	/* CNAMEs followed from the question's name */
 
 /* How a lookup ended: the result label of roundguard_dns_lookups_total. */

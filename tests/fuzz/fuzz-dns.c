@@ -115,18 +115,6 @@ check_answer(const struct dns_answer *ans, uint16_t qtype)
 		check_record(&ans->extra[i], 0, "extra", i);
 }
 
-static int
-target_cmp(const struct discover_target *a, const struct discover_target *b)
-{
-	int c;
-
-	if (a->a.family != b->a.family)
-		return a->a.family < b->a.family ? -1 : 1;
-	if ((c = memcmp(a->a.bytes, b->a.bytes, sizeof(a->a.bytes))) != 0)
-		return c;
-	return a->a.port < b->a.port ? -1 : a->a.port > b->a.port;
-}
-
 /* The checker's way from one answer to its targets (discover.c), then the settled set. */
 static void
 check_targets(const struct dns_answer *ans, uint16_t qtype)
@@ -191,8 +179,8 @@ check_targets(const struct dns_answer *ans, uint16_t qtype)
 
 		FUZZ_CHECK(t[i].weight >= 1 && t[i].weight <= 256, "weight %u", t[i].weight);
 		if (i > 0) {
-			FUZZ_CHECK(target_cmp(&t[i - 1], &t[i]) < 0, "targets %zu and %zu out of order",
-			    i - 1, i);
+			FUZZ_CHECK(discover_target_cmp(&t[i - 1], &t[i]) < 0,
+			    "targets %zu and %zu out of order", i - 1, i);
 			FUZZ_CHECK(!discover_same(&t[i - 1].a, &t[i].a), "targets %zu and %zu the same",
 			    i - 1, i);
 		}
