@@ -1491,7 +1491,7 @@ static const struct discover_bad discover_bad_docs[] = {
 	{ RESOLVE("{\"resolvers\": [53]}"), false,
 	  NAME ": resolve.resolvers[0]: expected an \"address:port\" string, got integer" },
 	{ RESOLVE("{\"resolvers\": \"127.0.0.1:53\"}"), false,
-	  NAME ": resolve.resolvers: expected an array of \"address:port\" strings, got string" },
+	  NAME ": resolve.resolvers: expected an array of \"address:port\" strings or null, got string" },
 	{ RESOLVE("{\"resolvers\": [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\", \"127.0.0.1:4\","
 	  " \"127.0.0.1:5\", \"127.0.0.1:6\", \"127.0.0.1:7\", \"127.0.0.1:8\", \"127.0.0.1:9\"]}"), false,
 	  NAME ": resolve.resolvers: 9 resolvers: too many (at most 8)" },
