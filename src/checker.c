@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -19,6 +18,7 @@
 #include "roundguard/discover.h"
 #include "roundguard/log.h"
 #include "roundguard/parse.h"
+#include "roundguard/proc.h"
 #include "roundguard/proxyproto.h"
 #include "roundguard/schedule.h"
 #include "roundguard/tls.h"
@@ -144,15 +144,6 @@ check_state_apply(struct check_state *st, bool ok, uint32_t rise, uint32_t fall)
 	return false;
 }
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
-}
-
 static uint32_t
 threshold(int v)
 {
@@ -267,16 +258,6 @@ round_done(void)
 	}
 }
 
-static struct timeval
-ns_to_timeval(int64_t ns)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)(ns / NS_PER_SEC);
-	tv.tv_usec = (suseconds_t)(ns % NS_PER_SEC / 1000);
-	return tv;
-}
-
 /*
  * Turn live bits, administrative states and weights (slow start applied)
  * into a schedule, and publish it: after every change of any of them, and
@@ -288,7 +269,7 @@ publish(void)
 {
 	struct shm *shm = checker.shm;
 	uint64_t seq = atomic_load_explicit(&shm->hdr->admin_seq, memory_order_acquire);
-	int64_t now = now_ns(), slow = checker.cfg->control.slow_start_ns;
+	int64_t now = proc_now_ns(), slow = checker.cfg->control.slow_start_ns;
 	bool ramping = false;
 	size_t len;
 
@@ -323,7 +304,7 @@ publish(void)
 		struct timeval tv;
 
 		step = step < 100000000 ? 100000000 : step > 1000000000 ? 1000000000 : step;
-		tv = ns_to_timeval(step);
+		tv = proc_timeval(step);
 		evtimer_add(checker.ramp_ev, &tv);
 	}
 }
@@ -364,7 +345,7 @@ probe_done(struct probe *p, enum check_result result, int status)
 	bool ok = result == CHECK_OK;
 	bool first = !p->checked;
 	bool changed, was_live;
-	int64_t now = now_ns();
+	int64_t now = proc_now_ns();
 
 	probe_close(p);
 	if (p->admin == ADMIN_MAINT || !probe_wanted(p)) {
@@ -701,7 +682,7 @@ probe_start(struct probe *p)
 
 	checker.running++;
 	p->phase = PROBE_CONNECTING;
-	p->started_ns = now_ns();
+	p->started_ns = proc_now_ns();
 	p->sent = 0;
 	p->head_bytes = 0;
 	p->status = 0;
@@ -775,7 +756,7 @@ round_cb(evutil_socket_t fd, short what, void *arg)
 static void
 admin_cb(evutil_socket_t sig, short what, void *arg)
 {
-	int64_t now = now_ns();
+	int64_t now = proc_now_ns();
 
 	for (uint32_t i = 0; i < checker.nprobes; i++) {
 		struct probe *p = &checker.probes[i];
@@ -812,7 +793,7 @@ slot_added(uint32_t b)
 {
 	struct probe *p = &checker.probes[b];
 	struct shm_backend *sb = &checker.shm->backends[b];
-	int64_t now = now_ns();
+	int64_t now = proc_now_ns();
 
 	memset(&p->st, 0, sizeof(p->st));
 	p->checked = false;
@@ -928,7 +909,7 @@ checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *t
 	checker.tls = tls;
 	checker.ready_fd = ready_fd;
 	checker.nprobes = (uint32_t)cfg->nbackends;
-	checker.started_ns = now_ns();
+	checker.started_ns = proc_now_ns();
 	log_set_proc("checker");
 
 	if (cfg->health.interval_ns <= 0 || cfg->nbackends > shm->hdr->nbackends) {
@@ -936,10 +917,10 @@ checker_main(const struct config *cfg, struct shm *shm, struct tls_generation *t
 		goto out;
 	}
 	/* Never longer than the interval, so a probe always ends before the next round. */
-	checker.timeout_tv = ns_to_timeval(cfg->health.timeout_ns > 0 &&
+	checker.timeout_tv = proc_timeval(cfg->health.timeout_ns > 0 &&
 	    cfg->health.timeout_ns < cfg->health.interval_ns ?
 	    cfg->health.timeout_ns : cfg->health.interval_ns);
-	interval = ns_to_timeval(cfg->health.interval_ns);
+	interval = proc_timeval(cfg->health.interval_ns);
 
 	llhttp_settings_init(&checker.settings);
 	checker.settings.on_headers_complete = on_headers_complete;

@@ -127,8 +127,7 @@ arm(struct deadlines *s, int64_t now_ns)
 		in = 0;
 	/* Rounded up: firing a little late is a timeout; a little early, a wasted wake-up. */
 	in += 999;
-	tv.tv_sec = (time_t)(in / 1000000000);
-	tv.tv_usec = (suseconds_t)(in % 1000000000 / 1000);
+	tv = proc_timeval(in);
 	if (evtimer_add(s->timer, &tv) == 0)
 		s->armed_ns = at;
 }

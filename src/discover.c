@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
@@ -20,6 +19,7 @@
 #include "roundguard/discover.h"
 #include "roundguard/log.h"
 #include "roundguard/metrics.h"
+#include "roundguard/proc.h"
 #include "roundguard/shm.h"
 
 #define NS_PER_SEC	INT64_C(1000000000)
@@ -80,23 +80,6 @@ static struct {
 	bool *overdue_logged;		/* per backend: drained past shutdown_timeout, logged */
 	bool settled_told;
 } d;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
-}
-
-static struct timeval
-tv_of(int64_t ns)
-{
-	struct timeval tv = { (time_t)(ns / NS_PER_SEC), (suseconds_t)(ns % NS_PER_SEC / 1000) };
-
-	return tv;
-}
 
 /* ---- c-ares on the event loop ---- */
 
@@ -232,14 +215,14 @@ slot_drain(const struct name *n, uint32_t b, const char *why)
 
 	shm_slot_set_state(d.shm, b, SHM_SLOT_DRAINING);
 	shm_set_live(d.shm, b, false);
-	d.drain_since[b] = now_ns();
+	d.drain_since[b] = proc_now_ns();
 	d.overdue_logged[b] = false;
 	slot_name(b, shown, sizeof(shown));
 	log_info("discovered backend removed, draining", "name", n->host, "backend", shown,
 	    "reason", why, NULL);
 	d.hooks.removed(b);
 	if (!evtimer_pending(d.reap_timer, NULL)) {
-		struct timeval tv = tv_of(REAP_NS);
+		struct timeval tv = proc_timeval(REAP_NS);
 
 		evtimer_add(d.reap_timer, &tv);
 	}
@@ -402,7 +385,7 @@ apply(struct name *n)
 static void
 reap_cb(evutil_socket_t fd, short what, void *arg)
 {
-	int64_t now = now_ns(), limit = d.cfg->proxy.shutdown_timeout_ns;
+	int64_t now = proc_now_ns(), limit = d.cfg->proxy.shutdown_timeout_ns;
 	bool more = false;
 
 	for (uint32_t b = 0; b < d.cfg->nbackends; b++) {
@@ -426,7 +409,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		if (d.names[i].waiting)
 			apply(&d.names[i]);
 	if (more) {
-		struct timeval tv = tv_of(REAP_NS);
+		struct timeval tv = proc_timeval(REAP_NS);
 
 		evtimer_add(d.reap_timer, &tv);
 	}
@@ -439,7 +422,7 @@ static void lookup_start(struct name *n);
 static void
 schedule_next(struct name *n, int64_t ns)
 {
-	struct timeval tv = tv_of(ns);
+	struct timeval tv = proc_timeval(ns);
 
 	evtimer_add(n->timer, &tv);
 }
@@ -466,7 +449,7 @@ static void
 lookup_done(struct name *n)
 {
 	const struct config_resolve *r = &d.cfg->resolve;
-	int64_t now = now_ns(), next;
+	int64_t now = proc_now_ns(), next;
 	char count[16], cut[16];
 	size_t ncut = 0, k;
 
@@ -746,7 +729,7 @@ channel_init(void)
 static void
 adopt(struct name *n)
 {
-	int64_t now = now_ns();
+	int64_t now = proc_now_ns();
 
 	for (uint32_t b = n->first; b < n->first + n->max; b++) {
 		struct config_backend *be = &d.cfg->backends[b];
@@ -759,7 +742,7 @@ adopt(struct name *n)
 		be->salen = net_addr_sockaddr(&a, &be->sa);
 		discover_format(&a, be->addr.hostport, sizeof(be->addr.hostport));
 		if (st == SHM_SLOT_DRAINING) {
-			struct timeval tv = tv_of(REAP_NS);
+			struct timeval tv = proc_timeval(REAP_NS);
 
 			d.drain_since[b] = now;
 			evtimer_add(d.reap_timer, &tv);

@@ -111,6 +111,16 @@ proc_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timeval
+proc_timeval(int64_t ns)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(ns / 1000000000);
+	tv.tv_usec = (suseconds_t)(ns % 1000000000 / 1000);
+	return tv;
+}
+
 static void
 libevent_log(int severity, const char *msg)
 {

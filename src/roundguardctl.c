@@ -271,8 +271,7 @@ connect_control(const char *path, int64_t deadline)
 	left = deadline - proc_now_ns();
 	if (left < 1000)
 		left = 1000;
-	tv.tv_sec = (time_t)(left / NS_S);
-	tv.tv_usec = (suseconds_t)(left % NS_S / 1000);
+	tv = proc_timeval(left);
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		switch (errno) {

@@ -892,8 +892,7 @@ child_exited(struct child *c, int status)
 		atomic_fetch_add_explicit(&g->shm.hdr->worker_restarts, 1, memory_order_relaxed);
 	if (c->respawn == NULL)
 		c->respawn = evtimer_new(m.base, respawn_cb, c);
-	tv.tv_sec = (time_t)(c->delay_ns / 1000000000);
-	tv.tv_usec = (suseconds_t)(c->delay_ns % 1000000000 / 1000);
+	tv = proc_timeval(c->delay_ns);
 	evtimer_add(c->respawn, &tv);
 }
 
@@ -1075,8 +1074,7 @@ generation_new(struct config *cfg, char *err, size_t errlen)
 			break;
 		}
 	}
-	tv.tv_sec = (time_t)(wait_ns / 1000000000);
-	tv.tv_usec = (suseconds_t)(wait_ns % 1000000000 / 1000);
+	tv = proc_timeval(wait_ns);
 	g->ready_ev = event_new(m.base, g->ready_fd, EV_READ, ready_cb, g);
 	event_add(g->ready_ev, &tv);
 	return g;
@@ -1156,8 +1154,7 @@ stop(int sig)
 			generation_free(g);
 	}
 	grace += 2000000000;
-	tv.tv_sec = (time_t)(grace / 1000000000);
-	tv.tv_usec = (suseconds_t)(grace % 1000000000 / 1000);
+	tv = proc_timeval(grace);
 	m.stop_deadline = evtimer_new(m.base, stop_deadline_cb, NULL);
 	evtimer_add(m.stop_deadline, &tv);
 	maybe_finish();

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 /* Who the children run as; resolved once by the master. */
@@ -40,5 +41,8 @@ void proc_route_libevent_logs(void);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t proc_now_ns(void);
+
+/* ns nanoseconds as a struct timeval (for evtimer_add() and socket timeouts); microseconds cut. */
+struct timeval proc_timeval(int64_t ns);
 
 #endif

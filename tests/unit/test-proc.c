@@ -404,6 +404,23 @@ START_TEST(now_monotonic)
 }
 END_TEST
 
+/* --- proc_timeval ------------------------------------------------------------------------ */
+
+START_TEST(timeval_of_ns)
+{
+	struct timeval tv = proc_timeval(1500 * NS_MS + 999);
+
+	ck_assert_int_eq(tv.tv_sec, 1);
+	ck_assert_int_eq(tv.tv_usec, 500000);	/* the nanoseconds below a microsecond cut */
+	tv = proc_timeval(999);
+	ck_assert_int_eq(tv.tv_sec, 0);
+	ck_assert_int_eq(tv.tv_usec, 0);
+	tv = proc_timeval(3600 * NS_S);
+	ck_assert_int_eq(tv.tv_sec, 3600);
+	ck_assert_int_eq(tv.tv_usec, 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -427,6 +444,7 @@ main(void)
 	tcase_add_test(tc, drop_disabled_is_noop);
 	tcase_add_test(tc, drop_to_nobody_in_child);
 	tcase_add_test(tc, now_monotonic);
+	tcase_add_test(tc, timeval_of_ns);
 	suite_add_tcase(s, tc);
 	return unit_run(s, CK_NORMAL);
 }
