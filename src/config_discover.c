@@ -91,23 +91,6 @@ config_set_scheme(struct json_ctx *c, struct json_object *v, const struct field 
 		config_jproblem(c, "%s: expected \"http\" or \"https\"", config_quote(q, s));
 }
 
-void
-config_set_max_backends(struct json_ctx *c, struct json_object *v, const struct field *f)
-{
-	uint32_t n = 0;
-	struct field u = *f;
-	void *base = c->base;
-	int before = c->pr->count;
-
-	/* config_set_u32 writes at base + off: point it at a local. */
-	u.off = 0;
-	c->base = &n;
-	config_set_u32(c, v, &u);
-	c->base = base;
-	if (c->pr->count == before)
-		((struct config_backend *)base)->discover_max = (uint16_t)n;
-}
-
 /*
  * After a backend object's keys: the combinations that make sense. An "srv"
  * entry gets a URL-like name for messages and an address with its scheme;

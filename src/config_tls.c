@@ -507,8 +507,7 @@ static const struct field backend_fields[] = {
 	{ "discover", config_set_discover, BOFF(discover), 0, 0, NULL },
 	{ "srv", config_set_srv, BOFF(srv), 0, 0, NULL },
 	{ "scheme", config_set_scheme, BOFF(addr), 0, 0, NULL },
-	{ "max_backends", config_set_max_backends, BOFF(discover_max), 1, CONFIG_DISCOVER_MAX,
-	  NULL },
+	{ "max_backends", config_set_u32, BOFF(discover_max), 1, CONFIG_DISCOVER_MAX, NULL },
 	{ NULL, NULL, 0, 0, 0, NULL },
 };
 

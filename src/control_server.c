@@ -79,15 +79,9 @@ backend_requests(const struct shm *s, uint32_t b)
 static int64_t
 backend_active(const struct shm *s, uint32_t b)
 {
-	uint64_t begun = 0, ended = 0;
+	int64_t n = metrics_in_flight(s, b);
 
-	for (uint32_t w = 0; w <= s->hdr->nworkers; w++) {
-		const struct metrics_slot *m = shm_stats(s, w, b);
-
-		begun += atomic_load_explicit(&m->active[0], memory_order_relaxed);
-		ended += atomic_load_explicit(&m->active[1], memory_order_relaxed);
-	}
-	return begun > ended ? (int64_t)(begun - ended) : 0;
+	return n > 0 ? n : 0;
 }
 
 static void

@@ -178,24 +178,6 @@ slot_counters_restart(uint32_t b)
 	atomic_store_explicit(&sb->checks_failed, 0, memory_order_relaxed);
 }
 
-/*
- * Exchanges of backend b in flight, over every worker. Signed: the difference
- * of two sums read one after the other may dip below 0 for a moment.
- */
-static int64_t
-slot_in_flight(uint32_t b)
-{
-	uint64_t begun = 0, ended = 0;
-
-	for (uint32_t w = 0; w <= d.shm->hdr->nworkers; w++) {
-		const struct metrics_slot *s = shm_stats(d.shm, w, b);
-
-		begun += atomic_load_explicit(&s->active[0], memory_order_relaxed);
-		ended += atomic_load_explicit(&s->active[1], memory_order_relaxed);
-	}
-	return (int64_t)(begun - ended);
-}
-
 static void
 slot_name(uint32_t b, char *buf, size_t len)
 {
@@ -242,8 +224,7 @@ slot_claim(struct name *n, uint32_t b, const struct discover_target *t)
 	}
 	atomic_store_explicit(&d.shm->backends[b].slot_weight, slot_weight(n, t),
 	    memory_order_relaxed);
-	be->salen = net_addr_sockaddr(&t->a, &be->sa);
-	discover_format(&t->a, be->addr.hostport, sizeof(be->addr.hostport));
+	discover_set_backend(be, &t->a);
 	shm_slot_set_state(d.shm, b, SHM_SLOT_ACTIVE);
 	log_info("discovered backend added, checking it", "name", n->host, "backend",
 	    be->addr.hostport, NULL);
@@ -393,7 +374,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 
 		if (shm_slot_state(d.shm, b) != SHM_SLOT_DRAINING)
 			continue;
-		if (slot_in_flight(b) <= 0) {
+		if (metrics_in_flight(d.shm, b) <= 0) {
 			shm_slot_set_state(d.shm, b, SHM_SLOT_FREE);
 			continue;
 		}
@@ -739,8 +720,7 @@ adopt(struct name *n)
 
 		if (st == SHM_SLOT_FREE || !shm_slot_read(d.shm, b, &a, &seq))
 			continue;
-		be->salen = net_addr_sockaddr(&a, &be->sa);
-		discover_format(&a, be->addr.hostport, sizeof(be->addr.hostport));
+		discover_set_backend(be, &a);
 		if (st == SHM_SLOT_DRAINING) {
 			struct timeval tv = proc_timeval(REAP_NS);
 
@@ -860,8 +840,7 @@ discover_sync(struct config_backend *be, const struct shm *shm, uint32_t slot, u
 		return -1;
 	if (seq == *seen && be->salen > 0)
 		return 0;
-	be->salen = net_addr_sockaddr(&a, &be->sa);
-	discover_format(&a, be->addr.hostport, sizeof(be->addr.hostport));
+	discover_set_backend(be, &a);
 	*seen = seq;
 	return 1;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "roundguard/config-t.h"
 #include "roundguard/discover.h"
 
 void
@@ -13,6 +14,13 @@ discover_format(const struct net_addr *a, char *buf, size_t buflen)
 
 	net_addr_format(a, ip, sizeof(ip));
 	snprintf(buf, buflen, a->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, (unsigned)a->port);
+}
+
+void
+discover_set_backend(struct config_backend *be, const struct net_addr *a)
+{
+	be->salen = net_addr_sockaddr(a, &be->sa);
+	discover_format(a, be->addr.hostport, sizeof(be->addr.hostport));
 }
 
 bool

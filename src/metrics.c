@@ -672,6 +672,20 @@ render_cert_expiry(struct evbuffer *out, bool *ok, const struct tls_cert_expiry 
 	}
 }
 
+int64_t
+metrics_in_flight(const struct shm *shm, uint32_t b)
+{
+	uint64_t begun = 0, ended = 0;
+
+	for (uint32_t w = 0; w <= shm->hdr->nworkers; w++) {
+		const struct metrics_slot *s = shm_stats(shm, w, b);
+
+		begun += load(&s->active[0]);
+		ended += load(&s->active[1]);
+	}
+	return (int64_t)(begun - ended);
+}
+
 bool
 metrics_backend_name(const struct shm *shm, const struct config *cfg, uint32_t b, char *buf,
     size_t buflen)

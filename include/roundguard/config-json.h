@@ -91,7 +91,7 @@ bool config_tls_get_backend(struct json_ctx *c, struct json_object *v, struct co
 void config_tls_validate(struct config *cfg, const char *name, struct problems *pr);
 
 /* config_discover.c: discovered names ("discover", "srv", "resolve") and their slots. */
-field_fn config_set_discover, config_set_srv, config_set_scheme, config_set_max_backends;
+field_fn config_set_discover, config_set_srv, config_set_scheme;
 extern const struct field config_resolve_fields[];
 void config_discover_finish(struct json_ctx *c, struct json_object *v, struct config_backend *b);
 void config_resolve_defaults(struct config_resolve *r);

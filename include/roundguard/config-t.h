@@ -54,7 +54,7 @@ struct config_backend {
 	 * fields) and workers copy it into sa and addr.hostport when it changes.
 	 */
 	uint8_t discover;		/* enum config_discover */
-	uint16_t discover_max;		/* "max_backends": slots of this name (16) */
+	uint32_t discover_max;		/* "max_backends": slots of this name (16) */
 	uint32_t discover_first;	/* index of the name's first slot */
 	uint32_t file_index;		/* its entry's index in "backends", for messages */
 	char srv[PARSE_HOST_MAX];	/* the SRV name ("srv"); addr.host for "discover": "dns" */

@@ -55,6 +55,14 @@ size_t discover_settle(struct discover_target *t, size_t n, size_t max, bool srv
 /* The order discover_settle() leaves targets in: family, address, port. */
 int discover_target_cmp(const struct discover_target *a, const struct discover_target *b);
 
+/*
+ * A slot's address into a process's own copy of its backend: where to
+ * connect (sa, salen) and the name shown for it (addr.hostport). The
+ * checker, when it gives a slot an address or adopts one, and a worker, when
+ * it sees the slot changed (discover_sync()).
+ */
+void discover_set_backend(struct config_backend *be, const struct net_addr *a);
+
 /* Same address and port? */
 bool discover_same(const struct net_addr *a, const struct net_addr *b);
 

@@ -91,6 +91,12 @@ int metrics_escape_label(struct evbuffer *out, const char *s);
  * discovered name's slot the address it holds; false for a free or
  * draining slot (which is not shown).
  */
+/*
+ * Backend b's exchanges in flight (requests and tunnels: begun minus ended),
+ * over every row. Signed: two sums read one after the other may dip below 0.
+ */
+int64_t metrics_in_flight(const struct shm *shm, uint32_t b);
+
 bool metrics_backend_name(const struct shm *shm, const struct config *cfg, uint32_t b, char *buf,
     size_t buflen);
 
