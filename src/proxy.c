@@ -948,6 +948,15 @@ request_overdue(const struct client *c)
  * partial request with 408. The timer fires at least once per client_timeout
  * for the connection's whole life (see deadline.h).
  */
+/* Are bytes waiting to be read on fd (not taken off it)? */
+static bool
+bytes_waiting(int fd)
+{
+	char b;
+
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 static void
 client_timer_cb(struct deadline *d)
 {
@@ -1006,6 +1015,12 @@ client_timer_cb(struct deadline *d)
 		/* Still open while the 408 goes out: the timer keeps watching. */
 		if (client_error(c, 408, NULL, NULL) == 0)
 			deadline_ensure(&c->timer, px.now + limit, px.now);
+	} else if (c->ssl == NULL && c->resp == RESP_NONE && bytes_waiting(c->fd)) {
+		/*
+		 * Nothing read yet, but a request is on the socket: a busy loop ran
+		 * this timer before that read event. Read it, rather than drop it.
+		 */
+		deadline_ensure(&c->timer, px.now + limit, px.now);
 	} else {
 		client_close(c);
 	}
