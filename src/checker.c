@@ -495,15 +495,31 @@ probe_read_cb(evutil_socket_t fd, short what, void *arg)
 
 static void probe_write_cb(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * The probe's Host: the backend's host:port as its URL names it. A name followed
+ * through DNS ("discover": "dns") is asked for by that name on every address it
+ * resolves to, as the virtual host behind it expects, not by the address the
+ * slot holds now; SRV targets and static backends by what addr.hostport says.
+ */
+static const char *
+probe_host(const struct config_backend *be, char *buf, size_t len)
+{
+	if (be->discover != CONFIG_DISCOVER_DNS)
+		return be->addr.hostport;
+	snprintf(buf, len, "%s:%u", be->addr.host, (unsigned)be->addr.port);
+	return buf;
+}
+
 /* Write what is left of the request; rebuilt each time, it is the same bytes. */
 static void
 probe_send(struct probe *p)
 {
-	char req[CHECK_REQUEST_MAX];
+	char req[CHECK_REQUEST_MAX], host[sizeof(((struct backend_url *)0)->hostport)];
 	int len;
 	ssize_t n;
 
-	len = snprintf(req, sizeof(req), CHECK_REQUEST_FMT, checker.cfg->health.path, p->hostport);
+	len = snprintf(req, sizeof(req), CHECK_REQUEST_FMT, checker.cfg->health.path,
+	    probe_host(&checker.cfg->backends[p->index], host, sizeof(host)));
 	if (len < 0 || (size_t)len >= sizeof(req))
 		len = (int)sizeof(req) - 1;	/* cannot happen: sized from the types */
 	while (p->sent < (size_t)len) {

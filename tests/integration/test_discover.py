@@ -142,6 +142,29 @@ class AddressTests(DiscoverCase):
         print("\n  discover add/remove under load: %d requests, 0 failed; changes took %s s"
               % (len(results), ", ".join("%.2f" % t for t in took)), file=sys.stderr)
 
+    def test_health_checks_ask_for_the_name_not_the_address(self):
+        """A discovered backend is checked with the URL's host name in Host (the virtual
+        host behind the name expects it), a static one with its URL's host:port."""
+        named = lbt.py_backend(self.addCleanup)
+        static = lbt.py_backend(self.addCleanup)
+        self.dns.set_a(NAME, ["127.0.0.1"], ttl=30)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, named.port), "discover": "dns"},
+                         lbt.url(static)])
+        self.seen(lb, 4)
+
+        def hosts(backend):
+            """Host of every health check the backend received (not of proxied requests)."""
+            out = set()
+            for o in lbt.received(backend, "/live"):
+                fields = dict((k.strip().lower(), v.strip()) for k, _, v in
+                              (line.partition(":") for line in o["raw_head"].split("\r\n")[1:]))
+                if fields.get("user-agent") == "roundguard-health-check":
+                    out.add(fields.get("host"))
+            return out
+        self.assertTrue(rgtest.wait_until(lambda: hosts(named) and hosts(static), timeout=5))
+        self.assertEqual(hosts(named), {"%s:%d" % (NAME, named.port)})
+        self.assertEqual(hosts(static), {"127.0.0.1:%d" % static.port})
+
     def test_ttl_is_followed_within_the_bounds(self):
         """The record's TTL sets the next lookup, held within min_interval and max_interval."""
         port = rgtest.free_port()
