@@ -271,6 +271,20 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a and b and a == a and b == b else "-"
 
 
+def paired_cpu(srows, me, t, m):
+    """The CPU ratio of me to t round by round (each round runs the targets one after the
+    other, so a machine that drifts over minutes moves both): median [min-max], when
+    there are at least 3 rounds."""
+    per = {}
+    for r in srows:
+        if r["method"] == m and r["reqs"] > 0 and r["cpu"] == r["cpu"] and r["cpu"] > 0:
+            per.setdefault(r["rnd"], {})[r["target"]] = r["cpu"]
+    rs = sorted(v[me] / v[t] for v in per.values() if me in v and t in v)
+    if len(rs) < 3:
+        return ""
+    return f"   per round {statistics.median(rs):.2f} [{rs[0]:.2f}-{rs[-1]:.2f}]"
+
+
 def report(path):
     rows = []     # run rows
     mems = []     # memory rows
@@ -284,7 +298,7 @@ def report(path):
                 _, sec, target, method, rnd, rps, p50, p99, err, reqs, cpu, other, steal = p[:13]
                 # tlsload's handshake rows add the share of resumed handshakes
                 resumed = float(p[13]) if len(p) > 13 else None
-                rows.append(dict(sec=sec, target=target, method=method, rps=float(rps),
+                rows.append(dict(sec=sec, target=target, method=method, rnd=rnd, rps=float(rps),
                                  p50=float(p50), p99=float(p99), err=int(err),
                                  reqs=int(reqs), cpu=float(cpu), other=float(other),
                                  steal=float(steal), resumed=resumed))
@@ -351,7 +365,8 @@ def report(path):
                         continue
                     a, b = med[(me, m)], med[(t, m)]
                     print(f"  {me + ' / ' + t:<38} {m:<5} {unit}/s {ratio(a[0], b[0]):>5}   "
-                          f"CPU/{unit} {ratio(a[1], b[1]):>5}   p99 {ratio(a[2], b[2]):>5}")
+                          f"CPU/{unit} {ratio(a[1], b[1]):>5}   p99 {ratio(a[2], b[2]):>5}"
+                          f"{paired_cpu(srows, me, t, m)}")
         for nsec, text in extra:
             if nsec == sec:
                 print(text)
