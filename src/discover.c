@@ -47,6 +47,9 @@ struct name {
 	size_t last_cut;
 	/* Queries of this lookup that failed on the way (not a clean NXDOMAIN or NODATA). */
 	bool failed_v4, failed_v6;	/* "discover": "dns": its A, its AAAA query */
+	/* "discover": "dns": when the A (0) and AAAA (1) query last came back without failing. */
+	int64_t family_ok_ns[2];
+	bool family_dropped[2];		/* a family's kept addresses expired (logged once) */
 	enum dns_result target_failed;	/* "srv": a target's query; DNS_OK if none */
 	/* The answer applied last: what the slots should hold (some may wait for a free one). */
 	struct discover_target want[DISCOVER_TARGETS_MAX];
@@ -425,6 +428,38 @@ check_settled(void)
 		d.hooks.settled();
 }
 
+/*
+ * "discover": "dns" with one family's query failing on the way (the other
+ * answered): that family's addresses of the last answer stay in the new one,
+ * for resolve.hold after its last good query, as the whole answer does when
+ * every query fails. Past it they are dropped (logged once per outage), so a
+ * resolver that keeps failing AAAA while A answers does not keep old IPv6
+ * addresses forever.
+ */
+static void
+keep_failed_families(struct name *n, int64_t now)
+{
+	static const char *const qtype[2] = { "A", "AAAA" };
+	bool failed[2] = { n->failed_v4, n->failed_v6 }, held[2] = { false, false };
+
+	for (size_t i = 0; i < n->nwant; i++)
+		held[n->want[i].a.family == AF_INET6] = true;
+	for (int f = 0; f < 2; f++) {
+		bool expired = failed[f] && now - n->family_ok_ns[f] >= d.cfg->resolve.hold_ns;
+
+		if (expired && held[f] && !n->family_dropped[f])
+			log_warn("DNS queries of one address family failed for longer than "
+			    "resolve.hold; dropping its addresses", "name", n->host, "type",
+			    qtype[f], NULL);
+		n->family_dropped[f] = expired;
+		failed[f] = failed[f] && !expired;
+	}
+	for (size_t i = 0; i < n->nwant && n->ntargets < DISCOVER_TARGETS_MAX; i++)
+		if ((n->want[i].a.family == AF_INET && failed[0]) ||
+		    (n->want[i].a.family == AF_INET6 && failed[1]))
+			n->targets[n->ntargets++] = n->want[i];
+}
+
 /* Every query of n's lookup is back: apply the answer, or keep the last one. */
 static void
 lookup_done(struct name *n)
@@ -440,12 +475,8 @@ lookup_done(struct name *n)
 	 * stay. "srv": a target that could not be resolved fails the lookup as a
 	 * whole (the last answer stays, for resolve.hold), but not the first one.
 	 */
-	if (!n->srv && n->result == DNS_OK && n->have_answer && (n->failed_v4 || n->failed_v6)) {
-		for (size_t i = 0; i < n->nwant && n->ntargets < DISCOVER_TARGETS_MAX; i++)
-			if ((n->want[i].a.family == AF_INET && n->failed_v4) ||
-			    (n->want[i].a.family == AF_INET6 && n->failed_v6))
-				n->targets[n->ntargets++] = n->want[i];
-	}
+	if (!n->srv && n->result == DNS_OK && n->have_answer && (n->failed_v4 || n->failed_v6))
+		keep_failed_families(n, now);
 	if (n->srv && n->result == DNS_OK && n->target_failed != DNS_OK &&
 	    (n->have_answer || n->ntargets == 0))
 		n->result = n->target_failed;
@@ -589,6 +620,10 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	/* An SRV lookup's result is the SRV query's; its targets' failures are noted apart. */
 	if (q->qtype == DNS_TYPE_SRV || !n->srv)
 		merge_result(n, r);
+	if (!transient(r) && !n->srv && (q->qtype == DNS_TYPE_A || q->qtype == DNS_TYPE_AAAA)) {
+		n->family_ok_ns[q->qtype == DNS_TYPE_AAAA] = proc_now_ns();
+		n->family_dropped[q->qtype == DNS_TYPE_AAAA] = false;
+	}
 	if (transient(r)) {
 		if (n->srv && q->qtype != DNS_TYPE_SRV)
 			n->target_failed = r;
@@ -736,6 +771,7 @@ adopt(struct name *n)
 		}
 		n->have_answer = true;
 		n->last_ok_ns = now;
+		n->family_ok_ns[0] = n->family_ok_ns[1] = now;
 	}
 }
 

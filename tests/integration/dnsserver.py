@@ -42,7 +42,7 @@ class DNSServer:
         self.host, self.port, self.udp_limit = host, port, 512
         self.queries = []            # (time.monotonic(), name, "A"/"AAAA"/"SRV"/int)
         self._records = {}           # name -> {qtype: [(ttl, rdata, SRV target or None)]}
-        self._modes = {}             # name -> mode (absent: None)
+        self._modes = {}             # (name, qtype or None) -> mode (absent: None)
         self._cond = threading.Condition()   # guards all three; wakes wait_for_query
         self._stopping = threading.Event()
         self._threads, self._socks = [], []
@@ -71,12 +71,13 @@ class DNSServer:
         self._set(name, 33, [(ttl, struct.pack(">HHH", p, w, port) + encode_name(t), _norm(t))
                              for p, w, port, t in records])
 
-    def set_mode(self, name, mode):
-        """None (answer), "servfail", "nxdomain", "refused" or "drop" (never answer)."""
+    def set_mode(self, name, mode, qtype=None):
+        """None (answer), "servfail", "nxdomain", "refused" or "drop" (never answer); with
+        qtype ("A", "AAAA", "SRV"), for queries of that type only."""
         if mode not in RCODES:
             raise ValueError("unknown mode %r" % (mode,))
         with self._cond:
-            self._modes[_norm(name)] = mode
+            self._modes[(_norm(name), _qtype(qtype))] = mode
 
     def count(self, name, qtype=None, since=None):
         """How many queries for name (and qtype, if given) arrived at or after `since`."""
@@ -187,7 +188,8 @@ class DNSServer:
         with self._cond:
             self.queries.append((time.monotonic(), name, TYPE_NAMES.get(qtype, qtype)))
             self._cond.notify_all()
-            mode, recs = self._modes.get(name), self._records.get(name, {})
+            mode = self._modes.get((name, qtype), self._modes.get((name, None)))
+            recs = self._records.get(name, {})
             rcode = RCODES[mode] if mode or recs else 3
             rcode = 5 if qclass != 1 and rcode == 0 else rcode      # only class IN is served
             answers = recs.get(qtype, []) if rcode == 0 else []

@@ -219,6 +219,34 @@ class AddressTests(DiscoverCase):
         self.assertTrue(rgtest.wait_until(
             lambda: lb.attempt("GET", "/live").status == 200, timeout=8))
 
+    def test_a_family_failing_alone_keeps_its_addresses_for_hold(self):
+        """The AAAA query fails while A answers: the IPv6 address stays for resolve.hold
+        after AAAA's last answer (logged once), then goes; it is back when AAAA answers."""
+        port = rgtest.free_port()
+        echo_on(self.addCleanup, ADDRS[0], port)
+        echo_on(self.addCleanup, "::1", port)
+        both = {"%s:%d" % (ADDRS[0], port), "[::1]:%d" % port}
+        self.dns.set_a(NAME, ADDRS[:1], ttl=1)
+        self.dns.set_aaaa(NAME, ["::1"], ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms", "hold": "3s"})
+        self.assertEqual(set(self.seen(lb, 4)), both)
+        failing = time.monotonic()
+        self.dns.set_mode(NAME, "servfail", qtype="AAAA")
+        # A lookup a second (TTL 1 s): the first failed AAAA query within about a second.
+        self.assertTrue(rgtest.wait_until(
+            lambda: self.dns.count(NAME, "AAAA", since=failing) >= 1, timeout=5))
+        time.sleep(0.2)
+        self.assertEqual(set(self.seen(lb, 4)), both, "the IPv6 address went before hold")
+        self.assertTrue(rgtest.wait_until(
+            lambda: set(self.seen(lb, 4)) == {"%s:%d" % (ADDRS[0], port)}, timeout=8))
+        self.assertGreaterEqual(time.monotonic() - failing, 2.0)  # hold 3 s after the last answer
+        dropped = [o for o in lb.logs() if o.get("msg", "").startswith(
+            "DNS queries of one address family failed")]
+        self.assertEqual([o.get("type") for o in dropped], ["AAAA"], dropped)
+        self.dns.set_mode(NAME, None, qtype="AAAA")
+        self.assertTrue(rgtest.wait_until(lambda: set(self.seen(lb, 4)) == both, timeout=8))
+
     def test_expansion_is_limited_by_max_backends(self):
         port = rgtest.free_port()
         names = self.backends(port)
