@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "roundguard/admin.h"
+#include "roundguard/discover.h"
 #include "roundguard/schedule.h"
 
 #define STATE_FILE_MAX	(4 * 1024 * 1024)	/* 4096 backends of a few hundred bytes */
@@ -55,6 +56,26 @@ admin_find(const struct config *cfg, const char *name)
 	return found;
 }
 
+/* See admin.h. */
+int
+admin_find_discovered(const struct shm *s, const struct config *cfg, const char *name,
+    uint32_t *seq)
+{
+	char shown[sizeof(cfg->backends[0].addr.hostport)];
+	struct net_addr a;
+
+	for (size_t i = 0; i < cfg->nbackends && i < s->hdr->nbackends; i++) {
+		if (cfg->backends[i].discover == CONFIG_DISCOVER_NONE ||
+		    shm_slot_state(s, (uint32_t)i) != SHM_SLOT_ACTIVE ||
+		    !shm_slot_read(s, (uint32_t)i, &a, seq))
+			continue;
+		discover_format(&a, shown, sizeof(shown));
+		if (strcasecmp(shown, name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
 /* The bit a pick needs besides live: ready and a weight above 0. */
 static void
 update_enabled(struct shm *s, uint32_t b)
@@ -75,6 +96,25 @@ admin_set_state(struct shm *s, uint32_t b, enum admin_state st, int64_t now)
 		atomic_store(&sb->admin_changed_ns, now);
 	update_enabled(s, b);
 	return old;
+}
+
+enum admin_state
+admin_set_slot_state(struct shm *s, uint32_t b, uint32_t seq, enum admin_state st, int64_t now)
+{
+	atomic_store(&s->backends[b].admin_slot_seq, seq);
+	return admin_set_state(s, b, st, now);
+}
+
+bool
+admin_slot_stale(const struct shm *s, const struct config *cfg, uint32_t b)
+{
+	const struct shm_backend *sb = &s->backends[b];
+
+	/* An odd sequence is an address being written: another one, so stale too. */
+	return cfg->backends[b].discover != CONFIG_DISCOVER_NONE &&
+	    atomic_load(&sb->admin) != ADMIN_READY &&
+	    (shm_slot_state(s, b) != SHM_SLOT_ACTIVE ||
+	    atomic_load(&sb->slot_seq) != atomic_load(&sb->admin_slot_seq));
 }
 
 uint32_t
@@ -153,6 +193,15 @@ carry_slot(const struct config *fcfg, const struct shm *from, const struct confi
 		carry_health(&to->backends[t], &from->backends[o]);
 		shm_slot_set_state(to, (uint32_t)t, SHM_SLOT_ACTIVE);
 		shm_set_live(to, (uint32_t)t, shm_is_live(from, (uint32_t)o));
+		/* A drain or maint set for this address goes with it (for the new slot's sequence). */
+		if (atomic_load(&from->backends[o].admin_slot_seq) == seq &&
+		    shm_slot_read(to, (uint32_t)t, &a, &seq)) {
+			atomic_store(&to->backends[t].admin_changed_ns,
+			    atomic_load(&from->backends[o].admin_changed_ns));
+			atomic_store(&to->backends[t].admin_slot_seq, seq);
+			atomic_store(&to->backends[t].admin, atomic_load(&from->backends[o].admin));
+			update_enabled(to, (uint32_t)t);
+		}
 		return 1;
 	}
 	return 0;
@@ -227,8 +276,12 @@ admin_save(const char *path, const struct config *cfg, const struct shm *s, char
 		uint32_t st = atomic_load(&sb->admin), w = atomic_load(&sb->weight);
 		struct json_object *e;
 
-		/* Only what differs from the configuration: the file then says what was done. */
-		if (st == ADMIN_READY && w == cfg->backends[i].weight)
+		/*
+		 * Only what differs from the configuration: the file then says what was
+		 * done. Not a discovered backend's state: it lasts while its address does.
+		 */
+		if ((st == ADMIN_READY && w == cfg->backends[i].weight) ||
+		    cfg->backends[i].discover != CONFIG_DISCOVER_NONE)
 			continue;
 		e = json_object_new_object();
 		json_object_object_add(e, "url", json_object_new_string(cfg->backends[i].url));

@@ -49,6 +49,7 @@ static struct {
 	struct event_base *base;
 	struct event *accept_ev;
 	struct event *rate_ev;
+	struct event *sweep_ev;
 	int fd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	control_view_fn *view;
@@ -307,11 +308,13 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Carry out r on backend b of s: the new and the old value as text, and
- * which of the two a request changes ("state" or "weight").
+ * which of the two a request changes ("state" or "weight"). With slot_seq,
+ * b is a discovered backend's slot and the state is for the address it held
+ * at that sequence (admin_set_slot_state()).
  */
 static const char *
-apply(struct shm *s, uint32_t b, const struct control_request *r, int64_t now, char was[16],
-    char now_s[16])
+apply(struct shm *s, uint32_t b, const uint32_t *slot_seq, const struct control_request *r,
+    int64_t now, char was[16], char now_s[16])
 {
 	enum admin_state st;
 
@@ -322,7 +325,8 @@ apply(struct shm *s, uint32_t b, const struct control_request *r, int64_t now, c
 	}
 	st = r->command == CONTROL_DRAIN ? ADMIN_DRAIN :
 	    r->command == CONTROL_MAINT ? ADMIN_MAINT : ADMIN_READY;
-	snprintf(was, 16, "%s", admin_state_str(admin_set_state(s, b, st, now)));
+	snprintf(was, 16, "%s", admin_state_str(slot_seq != NULL ?
+	    admin_set_slot_state(s, b, *slot_seq, st, now) : admin_set_state(s, b, st, now)));
 	snprintf(now_s, 16, "%s", admin_state_str(st));
 	return "state";
 }
@@ -343,11 +347,18 @@ static void
 change_pending(const struct control_request *r, const struct control_view *p, int64_t now)
 {
 	char was[16], now_s[16];
+	uint32_t seq;
 	int b;
 
-	if (p->shm == NULL || (b = admin_find(p->cfg, r->backend)) < 0)
+	if (p->shm == NULL)
 		return;
-	apply(p->shm, (uint32_t)b, r, now, was, now_s);
+	if ((b = admin_find(p->cfg, r->backend)) >= 0)
+		apply(p->shm, (uint32_t)b, NULL, r, now, was, now_s);
+	else if (r->command != CONTROL_WEIGHT &&
+	    (b = admin_find_discovered(p->shm, p->cfg, r->backend, &seq)) >= 0)
+		apply(p->shm, (uint32_t)b, &seq, r, now, was, now_s);
+	else
+		return;
 	notify_checker(p);
 }
 
@@ -378,21 +389,37 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
 	int b = admin_find(v->cfg, r->backend);
 	int64_t now = proc_now_ns();
 	const char *name, *what;
-	char uid[16], was[16], now_s[16], err[512];
+	char uid[16], was[16], now_s[16], err[512], shown[sizeof(v->cfg->backends[0].addr.hostport)];
+	char why[CONTROL_BACKEND_MAX + 200];
+	uint32_t slot_seq = 0;
+	int slot = b == -1 ? admin_find_discovered(v->shm, v->cfg, r->backend, &slot_seq) : -1;
 
-	if (b == -1 || b == -2) {
-		char why[CONTROL_BACKEND_MAX + 160];
-
+	if (slot >= 0 && r->command == CONTROL_WEIGHT) {
+		snprintf(why, sizeof(why), "\"%s\" was discovered through DNS: its weight follows its "
+		    "SRV record (or its entry's weight); drain, maint and ready apply", r->backend);
+		answer_error(c, "bad_request", why);
+		return;
+	}
+	if (slot >= 0) {
+		/* One address of a name: its state lasts while the name resolves to it. */
+		b = slot;
+		if (!metrics_backend_name(v->shm, v->cfg, (uint32_t)b, shown, sizeof(shown)))
+			strlcpy(shown, r->backend, sizeof(shown));
+		name = shown;
+		what = apply(v->shm, (uint32_t)b, &slot_seq, r, now, was, now_s);
+	} else if (b == -1 || b == -2) {
 		snprintf(why, sizeof(why), b == -1 ? "unknown backend \"%s\" (see roundguardctl status)" :
 		    "\"%s\" names more than one backend: give its URL", r->backend);
 		if (b == -1 && discovered(v, r->backend))
-			snprintf(why, sizeof(why), "\"%s\" was discovered through DNS: it follows its "
-			    "records (change them, or the configuration), not roundguardctl", r->backend);
+			snprintf(why, sizeof(why), "\"%s\" names backends discovered through DNS: they "
+			    "follow its records; give one address as status shows it (host:port)",
+			    r->backend);
 		answer_error(c, "unknown_backend", why);
 		return;
+	} else {
+		name = v->cfg->backends[b].addr.hostport;
+		what = apply(v->shm, (uint32_t)b, NULL, r, now, was, now_s);
 	}
-	name = v->cfg->backends[b].addr.hostport;
-	what = apply(v->shm, (uint32_t)b, r, now, was, now_s);
 	snprintf(uid, sizeof(uid), "%u", (unsigned)c->uid);
 	if (strcmp(was, now_s) == 0) {
 		snprintf(c->message, sizeof(c->message), "%s: %s %s (unchanged)", name, what, now_s);
@@ -410,6 +437,44 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
 	c->wait_seq = notify_checker(v);
 	c->wait_until_ns = now + PUBLISH_WAIT_NS;
 	poll_cb(-1, 0, c);
+}
+
+/*
+ * A drain or maint set on a discovered backend holds for its address: once
+ * the slot holds another address, or none (the name dropped it), it is ready
+ * again, so the address a slot gets next is checked and picked as usual.
+ */
+static void
+sweep_view(const struct control_view *v, int64_t now)
+{
+	bool changed = false;
+
+	for (uint32_t b = 0; b < (uint32_t)v->cfg->nbackends && b < v->shm->hdr->nbackends; b++) {
+		const struct config_backend *be = &v->cfg->backends[b];
+
+		if (!admin_slot_stale(v->shm, v->cfg, b))
+			continue;
+		log_info("discovered backend's address left; its state is ready again", "name",
+		    be->discover == CONFIG_DISCOVER_SRV ? be->srv : be->addr.host, "was",
+		    admin_state_str(admin_set_state(v->shm, b, ADMIN_READY, now)), NULL);
+		changed = true;
+	}
+	if (changed)
+		notify_checker(v);
+}
+
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct control_view v, pending;
+	int64_t now = proc_now_ns();
+
+	(void)fd, (void)what, (void)arg;
+	if (srv.view(&v, &pending) == -1)
+		return;
+	sweep_view(&v, now);
+	if (pending.shm != NULL)
+		sweep_view(&pending, now);
 }
 
 /* ---- connections ---- */
@@ -516,7 +581,7 @@ control_server_start(struct event_base *base, const char *path, gid_t gid,
     control_view_fn *view, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval sec = { 1, 0 };
+	struct timeval sec = { 1, 0 }, sweep = { 0, 250 * 1000 };
 	int fd, probe;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -559,8 +624,10 @@ control_server_start(struct event_base *base, const char *path, gid_t gid,
 	LIST_INIT(&srv.conns);
 	srv.accept_ev = event_new(base, fd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	srv.rate_ev = event_new(base, -1, EV_PERSIST, rate_cb, NULL);
-	if (srv.accept_ev == NULL || srv.rate_ev == NULL || event_add(srv.accept_ev, NULL) == -1 ||
-	    event_add(srv.rate_ev, &sec) == -1) {
+	srv.sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, NULL);
+	if (srv.accept_ev == NULL || srv.rate_ev == NULL || srv.sweep_ev == NULL ||
+	    event_add(srv.accept_ev, NULL) == -1 || event_add(srv.rate_ev, &sec) == -1 ||
+	    event_add(srv.sweep_ev, &sweep) == -1) {
 		snprintf(err, errlen, "control.socket: %s: cannot watch it", path);
 		control_server_stop();
 		return -1;
@@ -589,6 +656,8 @@ control_server_stop(void)
 		event_free(srv.accept_ev);
 	if (srv.rate_ev != NULL)
 		event_free(srv.rate_ev);
+	if (srv.sweep_ev != NULL)
+		event_free(srv.sweep_ev);
 	if (srv.fd != -1) {
 		close(srv.fd);
 		unlink(srv.path);

@@ -25,6 +25,24 @@ int admin_state_parse(const char *s, enum admin_state *out);
  */
 int admin_find(const struct config *cfg, const char *name);
 
+/*
+ * A backend discovered through DNS by the address it has now (host:port, as
+ * status shows it): its slot, and in *seq the slot's sequence for
+ * admin_set_slot_state(). -1 when no slot holds that address.
+ */
+int admin_find_discovered(const struct shm *s, const struct config *cfg, const char *name,
+    uint32_t *seq);
+
+/*
+ * Drain, maint or ready for the address slot b held at seq: the state lasts
+ * while the slot holds that address (across reloads too), not in the state
+ * file. admin_slot_stale(): b's drain or maint was for an address it no
+ * longer holds, so the master puts it back to ready (admin_set_state()).
+ */
+enum admin_state admin_set_slot_state(struct shm *s, uint32_t b, uint32_t seq,
+    enum admin_state st, int64_t now);
+bool admin_slot_stale(const struct shm *s, const struct config *cfg, uint32_t b);
+
 /* Set the state or the weight of backend b at now; enabled follows. Returns the old value. */
 enum admin_state admin_set_state(struct shm *s, uint32_t b, enum admin_state st, int64_t now);
 uint32_t admin_set_weight(struct shm *s, uint32_t b, uint32_t weight, int64_t now);

@@ -10,7 +10,7 @@
 #include "roundguard/metrics-t.h"
 
 #define SHM_MAGIC		0x52475348u	/* "RGSH" */
-#define SHM_LAYOUT_VERSION	8u	/* 8: discovery slots and DNS lookup counters */
+#define SHM_LAYOUT_VERSION	9u	/* 9: the slot a discovered backend's admin state is for */
 #define SHM_CACHELINE		64
 
 /* Why the last probe of a backend failed; also why a worker gave up on it. */
@@ -82,6 +82,12 @@ struct shm_backend {
 	_Atomic uint32_t slot_weight;	/* from the SRV record (or the entry's weight) */
 	/* Checker, in a name's first slot: its lookups by enum dns_result. */
 	_Atomic uint64_t dns_lookups[DNS_RESULTS];
+	/*
+	 * Master, for slots: the slot_seq of the address admin (drain, maint)
+	 * was set for. Once the slot holds another address, or none, the master
+	 * puts it back to ready (admin_slot_stale()).
+	 */
+	_Atomic uint32_t admin_slot_seq;
 };
 
 /*

@@ -260,7 +260,7 @@ class AddressTests(DiscoverCase):
 
     def test_static_and_discovered_backends_share_the_round_robin(self):
         """Configured and discovered backends in one round robin; roundguardctl lists the
-        discovered ones by address and leaves them to DNS."""
+        discovered ones by address, drains one by its address, leaves weights to DNS."""
         port = rgtest.free_port()
         names = self.backends(port, ADDRS[:2])
         static = lbt.echo_backend(self.addCleanup)
@@ -277,14 +277,22 @@ class AddressTests(DiscoverCase):
             self.assertEqual(st[n]["discovered_from"], NAME)
             self.assertEqual(st[n]["state"], "up")
         self.assertNotIn("discovered_from", st[static.address])
-        p = lb.roundguardctl("drain", sorted(names)[0])
+        # One address can be drained; its weight follows DNS; the entry names them all.
+        first, second = sorted(names)
+        p = lb.roundguardctl("weight", first, "3")
         self.assertEqual(p.returncode, 1, p)
-        self.assertIn("was discovered through DNS", p.stderr)
-        p = lb.roundguardctl("weight", "http://%s:%d" % (NAME, port), "3")
+        self.assertIn("its weight follows its SRV record", p.stderr)
+        p = lb.roundguardctl("drain", "http://%s:%d" % (NAME, port))
         self.assertEqual(p.returncode, 1, p)
-        self.assertIn("was discovered through DNS", p.stderr)
+        self.assertIn("names backends discovered through DNS", p.stderr)
+        p = lb.roundguardctl("drain", first)
+        self.assertEqual(p.returncode, 0, p)
+        self.assertIn("%s: state drain (was ready)" % first, p.stdout)
+        self.assertEqual(lb.status()[first]["admin"], "drain")
         self.assertEqual(lb.roundguardctl("drain", static.address).returncode, 0)
-        self.assertEqual(self.seen(lb, 10), {n: 5 for n in names})
+        self.assertEqual(self.seen(lb, 10), {second: 10})
+        self.assertEqual(lb.roundguardctl("ready", first).returncode, 0)
+        self.assertEqual(set(self.seen(lb, 10)), {first, second})
 
 
 class LifecycleTests(DiscoverCase):
@@ -331,6 +339,41 @@ class LifecycleTests(DiscoverCase):
             (before, requests_total(lb)))
         after = requests_total(lb)
         self.assertTrue(all(after[n] > before[n] for n in names), (before, after))
+
+    def test_a_drained_address_stays_drained_while_the_name_has_it(self):
+        """roundguardctl maint on one discovered address: out of the round robin and not
+        checked, across a reload; once DNS drops the address and later returns it, it is a
+        new backend (ready, checked, picked)."""
+        port = rgtest.free_port()
+        names = self.backends(port)
+        self.dns.set_a(NAME, ADDRS, ttl=1)
+        lb = ctlt.CtlLB(self.addCleanup, [{"url": "http://%s:%d" % (NAME, port),
+                                           "discover": "dns"}],
+                        health=lbt.FAST, resolve={"resolvers": [self.dns.address],
+                                                  "min_interval": "200ms"}).start()
+        self.assertEqual(set(self.seen(lb, 6)), set(names))
+        gone = "%s:%d" % (ADDRS[2], port)
+        self.assertEqual(lb.roundguardctl("maint", gone).returncode, 0)
+        rest = set(names) - {gone}
+        self.assertEqual(self.seen(lb, 8), {n: 4 for n in rest})
+        self.assertEqual(lb.status()[gone]["check"], "not checked")
+        mark = lb.d.stderr_mark()
+        lb.d.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(rgtest.wait_json_log(lb.d, lambda o: o.get("msg") == "reloaded",
+                                                  10, since=mark))
+        self.assertEqual(lb.status()[gone]["admin"], "maint")
+        self.assertEqual(set(self.seen(lb, 8)), rest)
+        # The name drops the address: its state goes with it (logged); back, it is picked.
+        self.dns.set_a(NAME, ADDRS[:2], ttl=1)
+        self.assertTrue(rgtest.wait_until(lambda: gone not in lb.status(), timeout=8))
+        self.assertTrue(rgtest.wait_until(lambda: [o for o in lb.logs() if o.get("msg") ==
+                                                   "discovered backend's address left; its "
+                                                   "state is ready again"], timeout=5),
+                        lb.logs()[-5:])
+        self.dns.set_a(NAME, ADDRS, ttl=1)
+        self.assertTrue(rgtest.wait_until(lambda: set(self.seen(lb, 6)) == set(names),
+                                          timeout=8))
+        self.assertEqual(lb.status()[gone]["admin"], "ready")
 
     def test_a_new_address_takes_the_slot_as_soon_as_the_old_one_drained(self):
         """One slot: a changed address waits for the old one's drain, not for the next lookup

@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -86,6 +87,7 @@ START_TEST(changes_move_the_enabled_bit)
 	ck_assert(usable(&g.shm, 1));
 	ck_assert_int_eq(admin_set_state(&g.shm, 1, ADMIN_DRAIN, 5), ADMIN_READY);
 	ck_assert(!usable(&g.shm, 1));
+	ck_assert(!admin_slot_stale(&g.shm, &g.cfg, 1));	/* a configured backend's stays */
 	ck_assert_int_eq(atomic_load(&g.shm.backends[1].admin_changed_ns), 5);
 	ck_assert_int_eq(admin_set_state(&g.shm, 1, ADMIN_MAINT, 6), ADMIN_DRAIN);
 	ck_assert(!usable(&g.shm, 1));
@@ -190,6 +192,77 @@ START_TEST(state_file_round_trip)
 }
 END_TEST
 
+/* Two slots of one name, the second holding 10.0.0.5:8080 (as the checker would write it). */
+static void
+gen_discovered(struct gen *g)
+{
+	static const char *const urls[] = { "http://api.test:8080", "http://api.test:8080" };
+	struct net_addr a = { .family = AF_INET, .bytes = { 10, 0, 0, 5 }, .port = 8080 };
+
+	gen_init(g, urls, 2);
+	for (uint32_t i = 0; i < 2; i++) {
+		g->cfg.backends[i].discover = CONFIG_DISCOVER_DNS;
+		g->cfg.backends[i].discover_first = 0;
+		g->cfg.backends[i].discover_max = 2;
+	}
+	admin_init(&g->shm, &g->cfg);
+	shm_slot_write(&g->shm, 1, &a);
+	shm_slot_set_state(&g->shm, 1, SHM_SLOT_ACTIVE);
+	shm_set_live(&g->shm, 1, true);
+}
+
+START_TEST(discovered_state_follows_the_address)
+{
+	struct net_addr other = { .family = AF_INET, .bytes = { 10, 0, 0, 6 }, .port = 8080 };
+	char path[] = "/tmp/rg-admin-test-XXXXXX", text[512] = "";
+	struct gen g, n;
+	uint32_t seq;
+	FILE *f;
+	int fd;
+
+	gen_discovered(&g);
+	/* Only by the address a slot holds now; not by the entry's URL, nor a free slot. */
+	ck_assert_int_eq(admin_find(&g.cfg, "10.0.0.5:8080"), -1);
+	ck_assert_int_eq(admin_find_discovered(&g.shm, &g.cfg, "http://api.test:8080", &seq), -1);
+	ck_assert_int_eq(admin_find_discovered(&g.shm, &g.cfg, "10.0.0.6:8080", &seq), -1);
+	ck_assert_int_eq(admin_find_discovered(&g.shm, &g.cfg, "10.0.0.5:8080", &seq), 1);
+	ck_assert_int_eq(admin_set_slot_state(&g.shm, 1, seq, ADMIN_MAINT, 3), ADMIN_READY);
+	ck_assert(!usable(&g.shm, 1));
+	ck_assert(!admin_slot_stale(&g.shm, &g.cfg, 1));
+	/* A reload carries it with the slot (a new segment: a new sequence). */
+	gen_discovered(&n);
+	shm_slot_set_state(&n.shm, 1, SHM_SLOT_FREE);
+	ck_assert_uint_eq(admin_carry(&g.cfg, &g.shm, &n.cfg, &n.shm, 4), 1);
+	ck_assert_uint_eq(atomic_load(&n.shm.backends[1].admin), ADMIN_MAINT);
+	ck_assert(!admin_slot_stale(&n.shm, &n.cfg, 1));
+	ck_assert(!usable(&n.shm, 1));
+	gen_free(&n);
+	/* Not in the state file: it lasts while the address does. */
+	fd = mkstemp(path);
+	ck_assert_int_ne(fd, -1);
+	close(fd);
+	ck_assert_msg(admin_save(path, &g.cfg, &g.shm, err, sizeof(err)) == 0, "%s", err);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_gt(fread(text, 1, sizeof(text) - 1, f), 0);
+	fclose(f);
+	unlink(path);
+	ck_assert_ptr_null(strstr(text, "api.test"));
+	/* The slot gets another address: the maint was for the old one. */
+	shm_slot_write(&g.shm, 1, &other);
+	ck_assert(admin_slot_stale(&g.shm, &g.cfg, 1));
+	admin_set_state(&g.shm, 1, ADMIN_READY, 5);
+	ck_assert(!admin_slot_stale(&g.shm, &g.cfg, 1));
+	ck_assert(usable(&g.shm, 1));
+	/* Drained, then the name drops the address (the slot drains, then is free). */
+	ck_assert_int_eq(admin_find_discovered(&g.shm, &g.cfg, "10.0.0.6:8080", &seq), 1);
+	admin_set_slot_state(&g.shm, 1, seq, ADMIN_DRAIN, 6);
+	shm_slot_set_state(&g.shm, 1, SHM_SLOT_DRAINING);
+	ck_assert(admin_slot_stale(&g.shm, &g.cfg, 1));
+	gen_free(&g);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -200,6 +273,7 @@ main(void)
 	tcase_add_test(tc, changes_move_the_enabled_bit);
 	tcase_add_test(tc, carry_into_a_new_generation);
 	tcase_add_test(tc, state_file_round_trip);
+	tcase_add_test(tc, discovered_state_follows_the_address);
 	suite_add_tcase(s, tc);
 	return unit_run(s, CK_NORMAL);
 }
