@@ -101,8 +101,18 @@ admin_set_state(struct shm *s, uint32_t b, enum admin_state st, int64_t now)
 enum admin_state
 admin_set_slot_state(struct shm *s, uint32_t b, uint32_t seq, enum admin_state st, int64_t now)
 {
-	atomic_store(&s->backends[b].admin_slot_seq, seq);
-	return admin_set_state(s, b, st, now);
+	struct shm_backend *sb = &s->backends[b];
+	/* A drain or maint the sweep has not cleared yet was the slot's last address's. */
+	bool stale = atomic_load(&sb->admin_slot_seq) != seq;
+	enum admin_state old;
+
+	atomic_store(&sb->admin_slot_seq, seq);
+	old = admin_set_state(s, b, st, now);
+	if (!stale || old == ADMIN_READY)
+		return old;
+	if (old == st)
+		atomic_store(&sb->admin_changed_ns, now);
+	return ADMIN_READY;
 }
 
 bool

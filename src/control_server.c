@@ -20,6 +20,7 @@
 #include "roundguard/checker.h"
 #include "roundguard/control.h"
 #include "roundguard/control_server.h"
+#include "roundguard/discover.h"
 #include "roundguard/log.h"
 #include "roundguard/metrics.h"
 #include "roundguard/proc.h"
@@ -411,9 +412,11 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
 		snprintf(why, sizeof(why), b == -1 ? "unknown backend \"%s\" (see roundguardctl status)" :
 		    "\"%s\" names more than one backend: give its URL", r->backend);
 		if (b == -1 && discovered(v, r->backend))
-			snprintf(why, sizeof(why), "\"%s\" names backends discovered through DNS: they "
-			    "follow its records; give one address as status shows it (host:port)",
-			    r->backend);
+			snprintf(why, sizeof(why), r->command == CONTROL_WEIGHT ?
+			    "\"%s\" names backends discovered through DNS: their weights follow its "
+			    "SRV records (or the entry's weight), not roundguardctl" :
+			    "\"%s\" names backends discovered through DNS: they follow its records; "
+			    "give one address as status shows it (host:port)", r->backend);
 		answer_error(c, "unknown_backend", why);
 		return;
 	} else {
@@ -445,18 +448,30 @@ change(struct ctl_conn *c, const struct control_request *r, const struct control
  * again, so the address a slot gets next is checked and picked as usual.
  */
 static void
-sweep_view(const struct control_view *v, int64_t now)
+sweep_view(const struct control_view *v, int64_t now, bool logged)
 {
+	char shown[sizeof(v->cfg->backends[0].addr.hostport)];
 	bool changed = false;
+	struct net_addr a;
+	uint32_t seq;
 
 	for (uint32_t b = 0; b < (uint32_t)v->cfg->nbackends && b < v->shm->hdr->nbackends; b++) {
 		const struct config_backend *be = &v->cfg->backends[b];
+		const char *was;
 
 		if (!admin_slot_stale(v->shm, v->cfg, b))
 			continue;
-		log_info("discovered backend's address left; its state is ready again", "name",
-		    be->discover == CONFIG_DISCOVER_SRV ? be->srv : be->addr.host, "was",
-		    admin_state_str(admin_set_state(v->shm, b, ADMIN_READY, now)), NULL);
+		/* The address it was for, while the slot (draining, free) still names it. */
+		if (shm_slot_read(v->shm, b, &a, &seq) &&
+		    seq == atomic_load(&v->shm->backends[b].admin_slot_seq))
+			discover_format(&a, shown, sizeof(shown));
+		else
+			strlcpy(shown, "(the slot's previous address)", sizeof(shown));
+		was = admin_state_str(admin_set_state(v->shm, b, ADMIN_READY, now));
+		if (logged)
+			log_info("discovered backend's address left; its state is ready again",
+			    "name", be->discover == CONFIG_DISCOVER_SRV ? be->srv : be->addr.host,
+			    "backend", shown, "was", was, NULL);
 		changed = true;
 	}
 	if (changed)
@@ -472,9 +487,9 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what, (void)arg;
 	if (srv.view(&v, &pending) == -1)
 		return;
-	sweep_view(&v, now);
+	sweep_view(&v, now, true);
 	if (pending.shm != NULL)
-		sweep_view(&pending, now);
+		sweep_view(&pending, now, false);	/* the same addresses: logged once */
 }
 
 /* ---- connections ---- */

@@ -221,10 +221,14 @@ slot_claim(struct name *n, uint32_t b, const struct discover_target *t)
 	struct net_addr old;
 	uint32_t seq;
 
-	if (!shm_slot_read(d.shm, b, &old, &seq) || !discover_same(&old, &t->a)) {
+	if (!shm_slot_read(d.shm, b, &old, &seq) || !discover_same(&old, &t->a))
 		slot_counters_restart(b);
-		shm_slot_write(d.shm, b, &t->a);
-	}
+	/*
+	 * Always a new sequence, even for the address the slot held before: the
+	 * name dropped it, so a drain or maint set for it is stale
+	 * (admin_slot_stale()) whether or not the master's sweep saw the gap.
+	 */
+	shm_slot_write(d.shm, b, &t->a);
 	atomic_store_explicit(&d.shm->backends[b].slot_weight, slot_weight(n, t),
 	    memory_order_relaxed);
 	discover_set_backend(be, &t->a);
@@ -429,6 +433,32 @@ check_settled(void)
 }
 
 /*
+ * Has family f (0: A, 1: AAAA) of n gone without an answer for resolve.hold?
+ * Logged once per outage when it has addresses to drop (held).
+ */
+static bool
+family_expired(struct name *n, int f, bool held, int64_t now)
+{
+	static const char *const qtype[2] = { "A", "AAAA" };
+	bool expired = now - n->family_ok_ns[f] >= d.cfg->resolve.hold_ns;
+
+	if (expired && held && !n->family_dropped[f])
+		log_warn("DNS queries of one address family failed for longer than resolve.hold; "
+		    "dropping its addresses", "name", n->host, "type", qtype[f], NULL);
+	n->family_dropped[f] = expired;
+	return expired;
+}
+
+/* Which families the last answer applied has addresses of. */
+static void
+families_held(const struct name *n, bool held[2])
+{
+	held[0] = held[1] = false;
+	for (size_t i = 0; i < n->nwant; i++)
+		held[n->want[i].a.family == AF_INET6] = true;
+}
+
+/*
  * "discover": "dns" with one family's query failing on the way (the other
  * answered): that family's addresses of the last answer stay in the new one,
  * for resolve.hold after its last good query, as the whole answer does when
@@ -439,25 +469,38 @@ check_settled(void)
 static void
 keep_failed_families(struct name *n, int64_t now)
 {
-	static const char *const qtype[2] = { "A", "AAAA" };
-	bool failed[2] = { n->failed_v4, n->failed_v6 }, held[2] = { false, false };
+	bool failed[2] = { n->failed_v4, n->failed_v6 }, held[2];
 
-	for (size_t i = 0; i < n->nwant; i++)
-		held[n->want[i].a.family == AF_INET6] = true;
-	for (int f = 0; f < 2; f++) {
-		bool expired = failed[f] && now - n->family_ok_ns[f] >= d.cfg->resolve.hold_ns;
-
-		if (expired && held[f] && !n->family_dropped[f])
-			log_warn("DNS queries of one address family failed for longer than "
-			    "resolve.hold; dropping its addresses", "name", n->host, "type",
-			    qtype[f], NULL);
-		n->family_dropped[f] = expired;
-		failed[f] = failed[f] && !expired;
-	}
+	families_held(n, held);
+	for (int f = 0; f < 2; f++)
+		failed[f] = failed[f] && !family_expired(n, f, held[f], now);
 	for (size_t i = 0; i < n->nwant && n->ntargets < DISCOVER_TARGETS_MAX; i++)
 		if ((n->want[i].a.family == AF_INET && failed[0]) ||
 		    (n->want[i].a.family == AF_INET6 && failed[1]))
 			n->targets[n->ntargets++] = n->want[i];
+}
+
+/*
+ * Every query failed, within the name's hold: a family whose own queries have
+ * failed for longer than resolve.hold (it failed alone before the other did)
+ * still goes at its time. True if want changed.
+ */
+static bool
+drop_expired_families(struct name *n, int64_t now)
+{
+	bool held[2], gone[2];
+	size_t k = 0;
+
+	families_held(n, held);
+	for (int f = 0; f < 2; f++)
+		gone[f] = held[f] && family_expired(n, f, true, now);
+	if (!gone[0] && !gone[1])
+		return false;
+	for (size_t i = 0; i < n->nwant; i++)
+		if (!gone[n->want[i].a.family == AF_INET6])
+			n->want[k++] = n->want[i];
+	n->nwant = k;
+	return true;
 }
 
 /* Every query of n's lookup is back: apply the answer, or keep the last one. */
@@ -517,6 +560,8 @@ lookup_done(struct name *n)
 			    "answer", "name", n->host, NULL);
 			n->have_answer = false;
 			n->nwant = 0;
+			apply(n);
+		} else if (!n->srv && n->have_answer && drop_expired_families(n, now)) {
 			apply(n);
 		}
 		next = r->min_interval_ns;

@@ -241,11 +241,40 @@ class AddressTests(DiscoverCase):
         self.assertTrue(rgtest.wait_until(
             lambda: set(self.seen(lb, 4)) == {"%s:%d" % (ADDRS[0], port)}, timeout=8))
         self.assertGreaterEqual(time.monotonic() - failing, 2.0)  # hold 3 s after the last answer
+        time.sleep(0.6)             # more failing lookups: still one line
         dropped = [o for o in lb.logs() if o.get("msg", "").startswith(
             "DNS queries of one address family failed")]
         self.assertEqual([o.get("type") for o in dropped], ["AAAA"], dropped)
         self.dns.set_mode(NAME, None, qtype="AAAA")
         self.assertTrue(rgtest.wait_until(lambda: set(self.seen(lb, 4)) == both, timeout=8))
+
+    def test_a_family_failing_first_goes_at_its_own_hold_when_all_fail(self):
+        """AAAA fails, then A too: the IPv6 address goes at AAAA's hold while the IPv4 one
+        stays until the name's own hold (counted from A's last answer)."""
+        port = rgtest.free_port()
+        v4, v6 = "%s:%d" % (ADDRS[0], port), "[::1]:%d" % port
+        echo_on(self.addCleanup, ADDRS[0], port)
+        echo_on(self.addCleanup, "::1", port)
+        self.dns.set_a(NAME, ADDRS[:1], ttl=1)
+        self.dns.set_aaaa(NAME, ["::1"], ttl=1)
+        lb = self.start([{"url": "http://%s:%d" % (NAME, port), "discover": "dns"}],
+                        resolve={"min_interval": "200ms", "hold": "3s"})
+        self.assertEqual(set(self.seen(lb, 4)), {v4, v6})
+        t0 = time.monotonic()
+        self.dns.set_mode(NAME, "servfail", qtype="AAAA")
+        time.sleep(1.5)
+        self.dns.set_mode(NAME, "servfail")     # every query now
+
+        def only_v4():
+            rs = [lb.attempt("GET", "/live") for _ in range(4)]
+            return all(not lbt.failed(r) for r in rs) and \
+                {r.header("X-Backend-Server") for r in rs} == {v4}
+        self.assertTrue(rgtest.wait_until(only_v4, timeout=6),
+                        [o for o in lb.logs() if "DNS" in o.get("msg", "")])
+        self.assertGreaterEqual(time.monotonic() - t0, 2.0)
+        # Then the name's hold ends too: nothing left.
+        self.assertTrue(rgtest.wait_until(
+            lambda: lb.attempt("GET", "/live").status == 503, timeout=6))
 
     def test_expansion_is_limited_by_max_backends(self):
         port = rgtest.free_port()
@@ -342,21 +371,27 @@ class LifecycleTests(DiscoverCase):
 
     def test_a_drained_address_stays_drained_while_the_name_has_it(self):
         """roundguardctl maint on one discovered address: out of the round robin and not
-        checked, across a reload; once DNS drops the address and later returns it, it is a
-        new backend (ready, checked, picked)."""
+        checked, across a reload; once DNS drops the address and later returns it, even at
+        the very next lookup, it is a new backend (ready, checked, picked)."""
         port = rgtest.free_port()
         names = self.backends(port)
         self.dns.set_a(NAME, ADDRS, ttl=1)
         lb = ctlt.CtlLB(self.addCleanup, [{"url": "http://%s:%d" % (NAME, port),
                                            "discover": "dns"}],
                         health=lbt.FAST, resolve={"resolvers": [self.dns.address],
-                                                  "min_interval": "200ms"}).start()
+                                                  "min_interval": "100ms"}).start()
         self.assertEqual(set(self.seen(lb, 6)), set(names))
         gone = "%s:%d" % (ADDRS[2], port)
+
+        def checks():
+            return sum(int(l.rsplit(" ", 1)[1]) for l in metric_lines(
+                lb, 'roundguard_health_checks_total{backend="%s"' % gone))
         self.assertEqual(lb.roundguardctl("maint", gone).returncode, 0)
         rest = set(names) - {gone}
         self.assertEqual(self.seen(lb, 8), {n: 4 for n in rest})
-        self.assertEqual(lb.status()[gone]["check"], "not checked")
+        before = checks()
+        time.sleep(0.8)             # 4 check intervals: not one probe of it
+        self.assertEqual(checks(), before)
         mark = lb.d.stderr_mark()
         lb.d.send_signal(signal.SIGHUP)
         self.assertIsNotNone(rgtest.wait_json_log(lb.d, lambda o: o.get("msg") == "reloaded",
@@ -366,13 +401,25 @@ class LifecycleTests(DiscoverCase):
         # The name drops the address: its state goes with it (logged); back, it is picked.
         self.dns.set_a(NAME, ADDRS[:2], ttl=1)
         self.assertTrue(rgtest.wait_until(lambda: gone not in lb.status(), timeout=8))
-        self.assertTrue(rgtest.wait_until(lambda: [o for o in lb.logs() if o.get("msg") ==
-                                                   "discovered backend's address left; its "
-                                                   "state is ready again"], timeout=5),
-                        lb.logs()[-5:])
+        left = lambda: [o for o in lb.logs() if o.get("msg") == "discovered backend's address "
+                        "left; its state is ready again"]
+        self.assertTrue(rgtest.wait_until(left, timeout=5), lb.logs()[-5:])
+        self.assertEqual([(o.get("backend"), o.get("was")) for o in left()], [(gone, "maint")])
         self.dns.set_a(NAME, ADDRS, ttl=1)
         self.assertTrue(rgtest.wait_until(lambda: set(self.seen(lb, 6)) == set(names),
                                           timeout=8))
+        self.assertEqual(lb.status()[gone]["admin"], "ready")
+        # Dropped for one lookup only (100 ms, less than the master's 250 ms sweep): the
+        # address that comes back is still a new backend.
+        self.assertEqual(lb.roundguardctl("maint", gone).returncode, 0)
+        self.dns.set_a(NAME, ADDRS, ttl=0)     # a lookup every min_interval from now on
+        time.sleep(1.2)
+        self.dns.set_a(NAME, ADDRS[:2], ttl=0)
+        t0 = time.monotonic()
+        self.assertTrue(self.dns.wait_for_query(NAME, "A", since=t0))
+        self.dns.set_a(NAME, ADDRS, ttl=0)
+        self.assertTrue(rgtest.wait_until(lambda: set(self.seen(lb, 6)) == set(names),
+                                          timeout=8), lb.status().get(gone))
         self.assertEqual(lb.status()[gone]["admin"], "ready")
 
     def test_a_new_address_takes_the_slot_as_soon_as_the_old_one_drained(self):

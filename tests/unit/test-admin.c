@@ -251,8 +251,12 @@ START_TEST(discovered_state_follows_the_address)
 	/* The slot gets another address: the maint was for the old one. */
 	shm_slot_write(&g.shm, 1, &other);
 	ck_assert(admin_slot_stale(&g.shm, &g.cfg, 1));
-	admin_set_state(&g.shm, 1, ADMIN_READY, 5);
+	/* Set for the new address before the sweep: it was ready, not the old one's maint. */
+	ck_assert_int_eq(admin_find_discovered(&g.shm, &g.cfg, "10.0.0.6:8080", &seq), 1);
+	ck_assert_int_eq(admin_set_slot_state(&g.shm, 1, seq, ADMIN_MAINT, 5), ADMIN_READY);
 	ck_assert(!admin_slot_stale(&g.shm, &g.cfg, 1));
+	ck_assert_int_eq(atomic_load(&g.shm.backends[1].admin_changed_ns), 5);
+	ck_assert_int_eq(admin_set_slot_state(&g.shm, 1, seq, ADMIN_READY, 6), ADMIN_MAINT);
 	ck_assert(usable(&g.shm, 1));
 	/* Drained, then the name drops the address (the slot drains, then is free). */
 	ck_assert_int_eq(admin_find_discovered(&g.shm, &g.cfg, "10.0.0.6:8080", &seq), 1);
