@@ -455,6 +455,9 @@ close_listeners_except(const struct generation *g, int keep)
 	}
 }
 
+/* Set before each fork: the parent a child must still have once PR_SET_PDEATHSIG is set. */
+static pid_t master_pid;
+
 /* The child side of a fork: detach from the master's loop, drop privileges, run. */
 static void __attribute__((noreturn))
 child_run(struct child *c, int ready_write_fd)
@@ -469,9 +472,13 @@ child_run(struct child *c, int ready_write_fd)
 		setproctitle("worker %d", c->index);
 	else
 		setproctitle("health checker");
-	/* Children never outlive the master. */
+	/*
+	 * Children never outlive the master: a master gone before prctl() took
+	 * leaves the child another parent (init, or a subreaper). Compared with
+	 * the master's PID, not with 1: in a container the master may be PID 1.
+	 */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() == 1)
+	if (getppid() != master_pid)
 		_exit(0);
 	/*
 	 * The epoll set and the signal pipe are shared with the master until
@@ -517,6 +524,7 @@ child_spawn(struct child *c, int ready_write_fd)
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	fflush(NULL);
+	master_pid = getpid();
 	pid = fork();
 	if (pid == 0) {
 		sigemptyset(&stops);
@@ -1007,6 +1015,36 @@ generation_admin_state(struct generation *g)
 	}
 }
 
+/*
+ * The generation's segment, /roundguardd.<pid>[.<generation>]. Nothing opens
+ * it by name again (children inherit the mapping), so a segment of that name
+ * left behind (a master killed with SIGKILL whose PID came back, or one of
+ * another PID namespace sharing /dev/shm) is left alone and a suffix taken.
+ */
+static int
+generation_shm(struct generation *g, char *name, size_t len, char *err, size_t errlen)
+{
+	int n;
+
+	for (int k = 0; k < 8; k++) {
+		n = g->id == 0 ? snprintf(name, len, "/roundguardd.%d", (int)getpid()) :
+		    snprintf(name, len, "/roundguardd.%d.%u", (int)getpid(), g->id);
+		if (k > 0 && n > 0 && (size_t)n < len)
+			snprintf(name + n, len - (size_t)n, "~%d", k);
+		if (shm_create(&g->shm, name, (uint32_t)g->cfg.nbackends, (uint32_t)g->cfg.workers,
+		    err, errlen) == 0) {
+			if (k > 0)
+				log_warn("a shared-memory segment of this master's name exists (left "
+				    "behind by a process that had this PID, or another PID namespace's); "
+				    "using another name", "shm", name, NULL);
+			return 0;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
 static struct generation *
 generation_new(struct config *cfg, char *err, size_t errlen)
 {
@@ -1025,12 +1063,7 @@ generation_new(struct config *cfg, char *err, size_t errlen)
 	memset(cfg, 0, sizeof(*cfg));	/* the generation owns it now */
 	g->ready_fd = -1;
 	LIST_INSERT_HEAD(&m.gens, g, entry);
-	if (g->id == 0)
-		snprintf(name, sizeof(name), "/roundguardd.%d", (int)getpid());
-	else
-		snprintf(name, sizeof(name), "/roundguardd.%d.%u", (int)getpid(), g->id);
-	if (shm_create(&g->shm, name, (uint32_t)g->cfg.nbackends, (uint32_t)g->cfg.workers,
-	    err, errlen) == -1)
+	if (generation_shm(g, name, sizeof(name), err, errlen) == -1)
 		goto fail;
 	if (m.id.drop && geteuid() == 0 &&
 	    shm_chown(&g->shm, m.id.uid, m.id.gid, err, errlen) == -1)

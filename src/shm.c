@@ -107,7 +107,10 @@ shm_create(struct shm *s, const char *name, uint32_t nbackends, uint32_t nworker
 	s->fd = -1;
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd == -1) {
-		snprintf(err, errlen, "shm_open(\"%s\") failed: %s", name, strerror(errno));
+		int e = errno;	/* EEXIST tells the caller to try another name */
+
+		snprintf(err, errlen, "shm_open(\"%s\") failed: %s", name, strerror(e));
+		errno = e;
 		return -1;
 	}
 	if (ftruncate(fd, (off_t)size) == -1) {

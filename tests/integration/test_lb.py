@@ -1507,6 +1507,46 @@ RSS_LIMIT = 60 * 1024 * 1024
 SANITIZED = os.environ.get("ROUNDGUARD_SANITIZE", "none") not in ("", "none")
 
 
+class StaleSegmentTests(LBTestCase):
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                         "needs root and unshare(1) for a PID namespace")
+    def test_a_segment_left_with_the_masters_name_is_left_alone(self):
+        """A master whose segment name is taken (/dev/shm/roundguardd.<pid> left by a master
+        killed with SIGKILL whose PID came back, or one of another PID namespace) starts
+        with another name, leaves that file alone, and removes its own at exit. Run as PID 1
+        of a new PID namespace, so that the name is known before it starts."""
+        stale = shm_path(1)
+        if os.path.exists(stale):
+            self.skipTest("%s exists already (not this test's)" % stale)
+        with open(stale, "wb") as f:
+            f.write(b"not a roundguardd segment")
+        self.addCleanup(os.unlink, stale)
+        ours = "/dev/shm/roundguardd.1~1"
+        # After the daemon's cleanup (SIGKILL if the test failed first): its segment too.
+        self.addCleanup(lambda: os.path.exists(ours) and os.unlink(ours))
+        backend = echo_backend(self.addCleanup)
+        lb = LB(self.addCleanup, backends=[url(backend)], workers=1)
+        d = lb.d
+        d.args = ["--pid", "--fork", "--kill-child=SIGTERM", d.binary] + d.args
+        d.binary = shutil.which("unshare")
+        lb.start()
+        self.assertEqual(lb.request("GET", "/live").status, 200)
+        warned = [o for o in lb.logs() if o.get("msg", "").startswith(
+            "a shared-memory segment of this master's name exists")]
+        self.assertEqual([o.get("shm") for o in warned], ["/roundguardd.1~1"], lb.logs()[:5])
+        self.assertTrue(os.path.exists(ours))
+        # SIGTERM to the master (PID 1 inside; unshare's child outside): it shuts down and
+        # removes its own segment.
+        master = [p for p in rgtest.children(d.pid) if "roundguardd" in (rgtest.cmdline(p) or "")]
+        self.assertEqual(len(master), 1, master)
+        os.kill(master[0], signal.SIGTERM)
+        self.assertTrue(rgtest.wait_until(lambda: not os.path.exists(ours), timeout=10),
+                        lb.d.stderr_text()[-2000:])
+        with open(stale, "rb") as f:
+            self.assertEqual(f.read(), b"not a roundguardd segment")
+
+
 class StreamingTests(LBTestCase):
 
     @classmethod
